@@ -1,0 +1,11 @@
+//! Test support for Mimo's end-to-end tests: a cluster builder that starts any set of
+//! services in-process on listeners bound to `127.0.0.1:0`, the real third-party MCP
+//! servers the tests use, and polling helpers that wait on conditions, never on sleeps.
+
+mod cluster;
+mod servers;
+mod wait;
+
+pub use cluster::{Cluster, ClusterBuilder};
+pub use servers::{everything_server, test_data, time_server};
+pub use wait::wait_until;

@@ -1,0 +1,71 @@
+//! Memory settings: where the database lives, which embedder indexes it, and the limits.
+
+use crate::embedder::Embedder;
+use crate::hash_embedder::HashEmbedder;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where the memory lives and the limits it enforces.
+#[derive(Clone)]
+pub struct MemoryConfig {
+    /// SQLite database file; created with its parent directories when missing.
+    pub database_path: PathBuf,
+    /// Turns texts into normalised vectors; only engrams embedded by it are searchable.
+    pub embedder: Arc<dyn Embedder>,
+    /// Largest engram content, in bytes (UTF-8).
+    pub max_content_bytes: usize,
+    /// Largest metadata JSON text, in bytes.
+    pub max_metadata_bytes: usize,
+    /// Most engrams held at once; the index costs about `4 * dimension` bytes per engram.
+    pub max_engrams: usize,
+    /// Hits returned when a search names no limit.
+    pub default_search_limit: u32,
+    /// Largest limit a search may ask for.
+    pub max_search_limit: u32,
+    /// Minimum similarity applied when a search names none.
+    pub default_min_similarity: f32,
+    /// Connections in the read pool (the write pool always has exactly one).
+    pub read_connections: u32,
+}
+
+impl MemoryConfig {
+    /// Returns the default limits and the built-in [`HashEmbedder`] for a database at `path`.
+    pub fn new(database_path: impl Into<PathBuf>) -> Self {
+        Self {
+            database_path: database_path.into(),
+            embedder: Arc::new(HashEmbedder::new()),
+            max_content_bytes: 102_400,
+            max_metadata_bytes: 65_536,
+            max_engrams: 500_000,
+            default_search_limit: 10,
+            max_search_limit: 1000,
+            default_min_similarity: 0.3,
+            read_connections: 4,
+        }
+    }
+
+    /// Returns this configuration with `embedder` in place of the current one.
+    pub fn with_embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        self.embedder = embedder;
+        self
+    }
+}
+
+impl fmt::Debug for MemoryConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("MemoryConfig")
+            .field("database_path", &self.database_path)
+            .field("embedder", &self.embedder.id())
+            .field("dimension", &self.embedder.dimension())
+            .field("max_content_bytes", &self.max_content_bytes)
+            .field("max_metadata_bytes", &self.max_metadata_bytes)
+            .field("max_engrams", &self.max_engrams)
+            .field("default_search_limit", &self.default_search_limit)
+            .field("max_search_limit", &self.max_search_limit)
+            .field("default_min_similarity", &self.default_min_similarity)
+            .field("read_connections", &self.read_connections)
+            .finish()
+    }
+}

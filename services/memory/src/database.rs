@@ -1,0 +1,100 @@
+//! The SQLite side: connection pools, migrations, and turning rows into engrams.
+
+use crate::category;
+use crate::config::MemoryConfig;
+use crate::error::MemoryError;
+use mimo_proto::v1::Engram;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a statement waits for SQLite's lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a free pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Columns of an [`Engram`], in the order [`engram_from_row`] reads them by name.
+pub(crate) const ENGRAM_COLUMNS: &str = "id, content, category, importance, metadata, embedder, \
+     dimension, created_at, updated_at, last_accessed_at, access_count";
+
+/// The two pools: every write goes through the single write connection, so writers queue in
+/// the pool instead of failing on SQLite's lock; reads run concurrently beside them (WAL).
+#[derive(Debug, Clone)]
+pub(crate) struct Pools {
+    pub(crate) write: SqlitePool,
+    pub(crate) read: SqlitePool,
+}
+
+/// Opens (creating if missing) the database of `config`, brings its schema up to date, and
+/// returns its pools.
+pub(crate) async fn connect(config: &MemoryConfig) -> Result<Pools, MemoryError> {
+    let path = &config.database_path;
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| MemoryError::CreateDirectory {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true);
+    let write = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await?;
+    sqlx::migrate!().run(&write).await?;
+    let read = SqlitePoolOptions::new()
+        .max_connections(config.read_connections.max(1))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(Pools { write, read })
+}
+
+/// Returns the engram in `row`, which holds [`ENGRAM_COLUMNS`].
+pub(crate) fn engram_from_row(row: &SqliteRow) -> Result<Engram, MemoryError> {
+    let id: String = row.try_get("id")?;
+    let stored_category: String = row.try_get("category")?;
+    let Some(category) = category::from_stored_name(&stored_category) else {
+        return Err(MemoryError::MalformedRow {
+            id,
+            reason: format!("unknown category {stored_category:?}"),
+        });
+    };
+    let dimension: i64 = row.try_get("dimension")?;
+    let access_count: i64 = row.try_get("access_count")?;
+    let importance: f64 = row.try_get("importance")?;
+    Ok(Engram {
+        content: row.try_get("content")?,
+        category: category as i32,
+        importance: importance as f32,
+        metadata_json: row.try_get("metadata")?,
+        embedder: row.try_get("embedder")?,
+        dimension: u32::try_from(dimension).unwrap_or(0),
+        created_at_unix_ms: row.try_get("created_at")?,
+        updated_at_unix_ms: row.try_get("updated_at")?,
+        last_accessed_at_unix_ms: row.try_get("last_accessed_at")?,
+        access_count: u64::try_from(access_count).unwrap_or(0),
+        id,
+    })
+}
+
+/// Milliseconds since the Unix epoch by the wall clock (a timestamp, never a deadline).
+pub(crate) fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}

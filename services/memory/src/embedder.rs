@@ -1,0 +1,77 @@
+//! The embedder contract: texts in, one L2-normalised vector per text out.
+
+/// Why an embedder could not embed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The embedder's backend failed (a model, a remote service).
+    #[error("{0}")]
+    Backend(String),
+    /// The embedder returned a different number of vectors than texts.
+    #[error("embedder {embedder} returned {returned} vectors for {expected} texts")]
+    WrongCount {
+        /// Id of the embedder.
+        embedder: String,
+        /// Texts given.
+        expected: usize,
+        /// Vectors returned.
+        returned: usize,
+    },
+    /// A vector has a different length than the embedder's dimension, or holds NaN/infinity.
+    #[error("embedder {embedder} returned a vector of length {length} (dimension {dimension}) or with non-finite values")]
+    BadVector {
+        /// Id of the embedder.
+        embedder: String,
+        /// Length of the vector returned.
+        length: usize,
+        /// The embedder's declared dimension.
+        dimension: usize,
+    },
+}
+
+/// Turns texts into vectors of one fixed dimension; the same text always gives the same vector.
+#[async_trait::async_trait]
+pub trait Embedder: Send + Sync {
+    /// Stable id stored with every embedding, e.g. `builtin-hash-v1`; change it with the output.
+    fn id(&self) -> &str;
+
+    /// Length of every vector this embedder returns.
+    fn dimension(&self) -> usize;
+
+    /// Returns one L2-normalised vector of [`Embedder::dimension`] per text, in order.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// Embeds `texts` and checks the embedder kept its contract; vectors are re-normalised so that
+/// a dot product is a cosine whatever the embedder does.
+pub(crate) async fn embed_checked(
+    embedder: &dyn Embedder,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let mut vectors = embedder.embed(texts).await?;
+    if vectors.len() != texts.len() {
+        return Err(EmbedError::WrongCount {
+            embedder: embedder.id().to_string(),
+            expected: texts.len(),
+            returned: vectors.len(),
+        });
+    }
+    for vector in &mut vectors {
+        if vector.len() != embedder.dimension() || vector.iter().any(|value| !value.is_finite()) {
+            return Err(EmbedError::BadVector {
+                embedder: embedder.id().to_string(),
+                length: vector.len(),
+                dimension: embedder.dimension(),
+            });
+        }
+        normalize(vector);
+    }
+    Ok(vectors)
+}
+
+/// Scales `vector` to unit length; a zero vector stays zero.
+pub(crate) fn normalize(vector: &mut [f32]) {
+    let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|value| *value /= norm);
+    }
+}

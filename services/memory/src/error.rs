@@ -1,0 +1,112 @@
+//! The memory's errors and their one mapping to gRPC status codes.
+
+use crate::embedder::EmbedError;
+use std::path::PathBuf;
+use tonic::{Code, Status};
+
+/// Everything a memory operation can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// A required text field is empty (after trimming).
+    #[error("{0} is empty")]
+    EmptyField(&'static str),
+    /// A text field is longer than its limit.
+    #[error("{field} is {bytes} bytes; the limit is {limit}")]
+    TooLarge {
+        /// Name of the request field.
+        field: &'static str,
+        /// Its size in bytes.
+        bytes: usize,
+        /// The largest size allowed.
+        limit: usize,
+    },
+    /// A number is outside its allowed range (or not finite).
+    #[error("{field} is {value}; it must lie within {bounds}")]
+    OutOfRange {
+        /// Name of the request field.
+        field: &'static str,
+        /// The value as given.
+        value: String,
+        /// The allowed range, e.g. `1..=1000`.
+        bounds: String,
+    },
+    /// `metadata_json` is neither empty nor a JSON object.
+    #[error("metadata_json must be empty or a JSON object: {0}")]
+    InvalidMetadata(String),
+    /// The category number is not one of the `Category` enum's values.
+    #[error("category {0} is unknown")]
+    UnknownCategory(i32),
+    /// No engram has this id.
+    #[error("engram {0} not found")]
+    NotFound(String),
+    /// The memory already holds as many engrams as it may.
+    #[error("memory holds {limit} engrams, its limit; delete some before storing more")]
+    CapacityReached {
+        /// The most engrams the memory holds.
+        limit: usize,
+    },
+    /// The embedder could not embed a text.
+    #[error("embedder failed: {0}")]
+    Embedder(#[from] EmbedError),
+    /// A stored embedding blob does not match its dimension.
+    #[error("embedding blob is {bytes} bytes; dimension {dimension} needs {}", dimension * 4)]
+    CorruptEmbedding {
+        /// Length of the blob.
+        bytes: usize,
+        /// Dimension recorded for it.
+        dimension: usize,
+    },
+    /// A stored row holds a value the schema does not allow.
+    #[error("stored engram {id} is malformed: {reason}")]
+    MalformedRow {
+        /// Id of the row.
+        id: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The database failed or is unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The runtime is shutting down and cancelled the change.
+    #[error("memory is shutting down")]
+    ShuttingDown,
+    /// The database's directory could not be created.
+    #[error("cannot create directory {path}: {source}")]
+    CreateDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+impl From<MemoryError> for Status {
+    fn from(error: MemoryError) -> Self {
+        let code = match &error {
+            MemoryError::EmptyField(_)
+            | MemoryError::TooLarge { .. }
+            | MemoryError::OutOfRange { .. }
+            | MemoryError::InvalidMetadata(_)
+            | MemoryError::UnknownCategory(_) => Code::InvalidArgument,
+            MemoryError::NotFound(_) => Code::NotFound,
+            MemoryError::CapacityReached { .. } => Code::ResourceExhausted,
+            MemoryError::ShuttingDown => Code::Unavailable,
+            MemoryError::Embedder(_) => {
+                tracing::error!(error = %error, "embedding failed");
+                return Status::unavailable("the embedder failed; retry later");
+            }
+            MemoryError::CorruptEmbedding { .. }
+            | MemoryError::MalformedRow { .. }
+            | MemoryError::Database(_)
+            | MemoryError::Migration(_)
+            | MemoryError::CreateDirectory { .. } => {
+                tracing::error!(error = %error, "memory database failed");
+                return Status::unavailable("the memory database is unavailable; retry later");
+            }
+        };
+        Status::new(code, error.to_string())
+    }
+}

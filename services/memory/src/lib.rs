@@ -1,0 +1,27 @@
+//! Mimo's memory: long-term text engrams with embeddings and semantic search, over SQLite.
+//!
+//! Engrams live in one SQLite table; the embeddings of the current embedder are also held in
+//! an in-memory index rebuilt from disk at [`open`] and kept in step with every store and
+//! delete. [`serve`] exposes a [`MemoryStore`] as the `mimo.v1.Memory` gRPC service.
+
+mod blob;
+mod category;
+mod config;
+mod database;
+mod embedder;
+mod error;
+mod hash_embedder;
+mod index;
+mod load;
+mod service;
+mod store;
+mod text;
+mod validate;
+
+pub use blob::{decode_embedding, encode_embedding};
+pub use config::MemoryConfig;
+pub use embedder::{EmbedError, Embedder};
+pub use error::MemoryError;
+pub use hash_embedder::HashEmbedder;
+pub use service::{serve, MemoryService};
+pub use store::{open, MemoryCounts, MemoryStore};

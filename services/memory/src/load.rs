@@ -1,0 +1,86 @@
+//! Rebuilding the in-memory index from disk at open, streaming rows so that memory use stays
+//! at one row plus the index, whatever the table's size.
+
+use crate::blob::decode_embedding;
+use crate::category;
+use crate::embedder::Embedder;
+use crate::error::MemoryError;
+use crate::index::VectorIndex;
+use futures::TryStreamExt;
+use sqlx::sqlite::SqlitePool;
+use sqlx::Row;
+use tokio::time::Instant;
+
+/// Rows between two progress lines in the log.
+const PROGRESS_EVERY: usize = 50_000;
+
+/// Returns an index of every engram embedded by `embedder`, skipping (and logging) rows whose
+/// embedding is corrupt or of another dimension; `total` is the table's row count, for progress.
+pub(crate) async fn build_index(
+    pool: &SqlitePool,
+    embedder: &dyn Embedder,
+    total: usize,
+) -> Result<VectorIndex, MemoryError> {
+    let started = Instant::now();
+    let dimension = embedder.dimension();
+    let mut index = VectorIndex::new(dimension);
+    let mut seen = 0_usize;
+    let mut skipped = 0_usize;
+    let mut rows =
+        sqlx::query("SELECT id, category, dimension, embedding FROM engrams WHERE embedder = ?")
+            .bind(embedder.id())
+            .fetch(pool);
+    while let Some(row) = rows.try_next().await? {
+        seen += 1;
+        let id: String = row.try_get("id")?;
+        match indexable(&row, dimension) {
+            Ok((category, vector)) => index.insert(id, category, &vector),
+            Err(error) => {
+                skipped += 1;
+                tracing::error!(engram = %id, %error, "engram left out of the search index");
+            }
+        }
+        if seen % PROGRESS_EVERY == 0 {
+            tracing::info!(loaded = seen, total, "indexing engrams");
+        }
+    }
+    let other_embedders = total.saturating_sub(seen);
+    if other_embedders > 0 {
+        tracing::warn!(
+            count = other_embedders,
+            embedder = embedder.id(),
+            "engrams embedded by another embedder are not searchable"
+        );
+    }
+    tracing::info!(
+        indexed = index.len(),
+        skipped,
+        other_embedders,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "search index built"
+    );
+    Ok(index)
+}
+
+/// Returns the category and vector of `row`, or why it cannot be searched.
+fn indexable(
+    row: &sqlx::sqlite::SqliteRow,
+    dimension: usize,
+) -> Result<(mimo_proto::v1::Category, Vec<f32>), MemoryError> {
+    let id: String = row.try_get("id")?;
+    let stored_category: String = row.try_get("category")?;
+    let category =
+        category::from_stored_name(&stored_category).ok_or_else(|| MemoryError::MalformedRow {
+            id: id.clone(),
+            reason: format!("unknown category {stored_category:?}"),
+        })?;
+    let stored_dimension: i64 = row.try_get("dimension")?;
+    if usize::try_from(stored_dimension).ok() != Some(dimension) {
+        return Err(MemoryError::MalformedRow {
+            id,
+            reason: format!("dimension is {stored_dimension}; the embedder's is {dimension}"),
+        });
+    }
+    let blob: Vec<u8> = row.try_get("embedding")?;
+    Ok((category, decode_embedding(&blob, dimension)?))
+}

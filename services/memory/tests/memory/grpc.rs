@@ -1,0 +1,91 @@
+//! The memory over a real gRPC socket: answers, status codes, and shutdown.
+
+use crate::{store_request, TestMemory};
+use mimo_proto::v1::{DeleteRequest, GetRequest, SearchRequest};
+use mimo_reporter::ReporterConfig;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+#[tokio::test]
+async fn serve_answers_over_the_wire_and_stops_on_cancel() -> anyhow::Result<()> {
+    let memory = TestMemory::open().await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let shutdown = CancellationToken::new();
+    let reporting = ReporterConfig {
+        telemetry_address: None,
+        interval: Duration::from_secs(1),
+    };
+    let server = tokio::spawn(mimo_memory::serve(
+        memory.store.clone(),
+        reporting,
+        listener,
+        shutdown.clone(),
+    ));
+
+    let mut client = mimo_proto::connect::memory(mimo_proto::connect::channel(&address).await?);
+    let stored = client
+        .store(store_request("Saturn's rings are mostly ice."))
+        .await?
+        .into_inner()
+        .engram
+        .expect("stored engram");
+    let fetched = client
+        .get(GetRequest {
+            id: stored.id.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(fetched.content, stored.content);
+    let hits = client
+        .search(SearchRequest {
+            query: "icy rings around Saturn".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .hits;
+    assert_eq!(hits.len(), 1);
+
+    let empty = client.store(store_request("")).await.unwrap_err();
+    assert_eq!(
+        (empty.code(), empty.message()),
+        (Code::InvalidArgument, "content is empty")
+    );
+    let limit = client
+        .search(SearchRequest {
+            query: "rings".into(),
+            limit: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(limit.code(), Code::InvalidArgument);
+    assert_eq!(limit.message(), "limit is 0; it must lie within 1..=1000");
+    let missing = client
+        .get(GetRequest {
+            id: "no-such-id".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (missing.code(), missing.message()),
+        (Code::NotFound, "engram no-such-id not found")
+    );
+    client
+        .delete(DeleteRequest {
+            id: stored.id.clone(),
+        })
+        .await?;
+    let deleted = client
+        .delete(DeleteRequest { id: stored.id })
+        .await
+        .unwrap_err();
+    assert_eq!(deleted.code(), Code::NotFound);
+
+    drop(client);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server).await???;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The command line: what each `mimo` command and flag means.
+
+use crate::settings::Settings;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Mimo: skills (MCP servers run as supervised subprocesses) and long-term memory for AI
+/// agents, served over gRPC.
+///
+/// Settings come from flags, then MIMO_* environment variables, then the TOML file given
+/// with --config (keys are the flag names with underscores), then built-in defaults.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mimo",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// TOML settings file
+    #[arg(long, env = "MIMO_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective settings as TOML and exit
+    #[arg(long, global = true)]
+    pub print_config: bool,
+
+    #[command(flatten)]
+    pub settings: Settings,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run all four services in this process, on loopback, with data under ./data
+    Up {
+        /// Once every port is bound, write the services' addresses to this file as JSON
+        /// ({"registry": "127.0.0.1:50051", ...}); useful with ports given as :0
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Run the registry service alone
+    Registry,
+    /// Run the skill-host service alone (it registers with --registry-address)
+    SkillHost,
+    /// Run the memory service alone, or talk to a running one (store, search, get, delete)
+    #[command(args_conflicts_with_subcommands = true)]
+    Memory {
+        #[command(subcommand)]
+        action: Option<MemoryAction>,
+    },
+    /// Run the telemetry service alone
+    Telemetry,
+    /// List or call the tools of every live skill
+    Tools {
+        #[command(subcommand)]
+        action: ToolsAction,
+    },
+    /// Show every service instance's latest resource report
+    Status,
+}
+
+/// Tool commands.
+#[derive(Debug, Subcommand)]
+pub enum ToolsAction {
+    /// List live tools (name, skill, description)
+    List {
+        /// Only tools of this skill
+        #[arg(long)]
+        skill: Option<String>,
+        /// Print each tool with its input schema as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a tool by the name `tools list` shows
+    Call {
+        /// Tool name, e.g. time_get_current_time
+        name: String,
+        /// Arguments as a JSON object
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Give up after this many milliseconds
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+        /// Print the whole result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Memory client commands.
+#[derive(Debug, Subcommand)]
+pub enum MemoryAction {
+    /// Remember a text
+    Store {
+        /// The text to remember
+        text: String,
+        /// Kind of memory
+        #[arg(long, value_enum, default_value_t = CategoryArg::Fact)]
+        category: CategoryArg,
+        /// Importance from 0 to 1
+        #[arg(long)]
+        importance: Option<f32>,
+        /// Metadata as a JSON object
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Find remembered texts by meaning
+    Search {
+        /// What to look for
+        query: String,
+        /// Most hits to return (1..=1000)
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Least cosine similarity of a hit (-1..=1) [default: 0.3]
+        #[arg(long)]
+        min_similarity: Option<f32>,
+        /// Only this kind of memory
+        #[arg(long, value_enum)]
+        category: Option<CategoryArg>,
+    },
+    /// Show one engram
+    Get {
+        /// Engram id
+        id: String,
+    },
+    /// Forget one engram
+    Delete {
+        /// Engram id
+        id: String,
+    },
+}
+
+/// Engram categories as written on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CategoryArg {
+    /// Something true about the world or the user
+    Fact,
+    /// Something done
+    Action,
+    /// Something seen
+    Observation,
+    /// Something intended
+    Plan,
+    /// Something that happened
+    Episode,
+    /// How to do something
+    Procedure,
+}

@@ -1,0 +1,299 @@
+//! Client commands: talk to running services over gRPC and print for people (or JSON).
+
+use crate::cli::{CategoryArg, MemoryAction, ToolsAction};
+use crate::settings::Effective;
+use anyhow::Context;
+use mimo_proto::connect;
+use mimo_proto::v1::{
+    CallToolRequest, CallToolResponse, Category, DeleteRequest, Engram, GetRequest,
+    ListInstancesRequest, ListToolsRequest, ResolveToolRequest, SearchRequest, StoreRequest,
+};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Runs a `mimo tools ...` command.
+pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<ExitCode> {
+    let mut registry = connect::registry(connect::channel(&settings.registry_address).await?);
+    match action {
+        ToolsAction::List { skill, json } => {
+            let request = ListToolsRequest {
+                skill: skill.unwrap_or_default(),
+                name_prefix: String::new(),
+            };
+            let tools = registry
+                .list_tools(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .tools;
+            for tool in &tools {
+                let described = tool.tool.clone().unwrap_or_default();
+                if json {
+                    let line = serde_json::json!({
+                        "name": tool.name,
+                        "skill": tool.skill,
+                        "tool": described.name,
+                        "description": described.description,
+                        "inputSchema": serde_json::from_str::<serde_json::Value>(&described.input_schema_json).unwrap_or_default(),
+                        "endpoints": tool.endpoints,
+                    });
+                    println!("{line}");
+                } else {
+                    let summary = described.description.lines().next().unwrap_or_default();
+                    println!("{:<40} {:<16} {}", tool.name, tool.skill, summary);
+                }
+            }
+            if tools.is_empty() && !json {
+                eprintln!("no live tools: is a skill-host running with a skills file?");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsAction::Call {
+            name,
+            args,
+            timeout_ms,
+            json,
+        } => {
+            let target = registry
+                .resolve_tool(ResolveToolRequest { name: name.clone() })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let channel = connect::channel(&target.endpoint)
+                .await
+                .with_context(|| format!("skill-host of {name}"))?;
+            let mut request = tonic::Request::new(CallToolRequest {
+                skill: target.skill,
+                tool: target.tool,
+                arguments_json: args,
+            });
+            request.set_timeout(Duration::from_millis(timeout_ms));
+            let result = connect::skill_host(channel)
+                .call_tool(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_call_result(&result, json);
+            Ok(if result.is_error {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn print_call_result(result: &CallToolResponse, json: bool) {
+    if json {
+        let content: Vec<serde_json::Value> = result
+            .content
+            .iter()
+            .map(|item| serde_json::from_str(&item.raw_json).unwrap_or_default())
+            .collect();
+        let mut whole = serde_json::json!({"content": content, "isError": result.is_error});
+        if let Ok(structured) =
+            serde_json::from_str::<serde_json::Value>(&result.structured_content_json)
+        {
+            whole["structuredContent"] = structured;
+        }
+        println!("{whole}");
+        return;
+    }
+    for item in &result.content {
+        match item.r#type.as_str() {
+            "text" => println!("{}", item.text),
+            "resource" if !item.text.is_empty() => {
+                println!("[resource {}]\n{}", item.uri, item.text)
+            }
+            "resource" | "resource_link" => println!("[{} {}]", item.r#type, item.uri),
+            other => println!("[{other} {}, {} bytes]", item.mime_type, item.data.len()),
+        }
+    }
+    if result.is_error {
+        eprintln!("the tool reported an error");
+    }
+}
+
+/// Runs a `mimo memory ...` client command.
+pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Result<ExitCode> {
+    let mut memory = connect::memory(connect::channel(&settings.memory_address).await?);
+    match action {
+        MemoryAction::Store {
+            text,
+            category,
+            importance,
+            metadata,
+        } => {
+            let request = StoreRequest {
+                content: text,
+                category: category_of(category).into(),
+                importance,
+                metadata_json: metadata.unwrap_or_default(),
+            };
+            let stored = memory
+                .store(request)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let engram = stored.engram.unwrap_or_default();
+            println!("{}", engram.id);
+        }
+        MemoryAction::Search {
+            query,
+            limit,
+            min_similarity,
+            category,
+        } => {
+            let request = SearchRequest {
+                query,
+                limit,
+                min_similarity,
+                category: category.map_or(Category::Unspecified, category_of).into(),
+            };
+            let hits = memory
+                .search(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .hits;
+            if hits.is_empty() {
+                eprintln!("nothing similar enough was found");
+            }
+            for hit in hits {
+                let engram = hit.engram.unwrap_or_default();
+                println!(
+                    "{:.3}  {}  [{}]  {}",
+                    hit.similarity,
+                    engram.id,
+                    category_name(&engram),
+                    engram.content
+                );
+            }
+        }
+        MemoryAction::Get { id } => {
+            let engram = memory
+                .get(GetRequest { id })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            print_engram(&engram);
+        }
+        MemoryAction::Delete { id } => {
+            memory
+                .delete(DeleteRequest { id: id.clone() })
+                .await
+                .map_err(status_error)?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_engram(engram: &Engram) {
+    println!("id:           {}", engram.id);
+    println!("category:     {}", category_name(engram));
+    println!("importance:   {}", engram.importance);
+    println!(
+        "embedder:     {} ({} dimensions)",
+        engram.embedder, engram.dimension
+    );
+    println!(
+        "created:      {} ms since the epoch",
+        engram.created_at_unix_ms
+    );
+    println!("accessed:     {} times", engram.access_count);
+    println!("metadata:     {}", engram.metadata_json);
+    println!("content:      {}", engram.content);
+}
+
+fn category_name(engram: &Engram) -> &'static str {
+    match Category::try_from(engram.category).unwrap_or(Category::Unspecified) {
+        Category::Unspecified => "unspecified",
+        Category::Fact => "fact",
+        Category::Action => "action",
+        Category::Observation => "observation",
+        Category::Plan => "plan",
+        Category::Episode => "episode",
+        Category::Procedure => "procedure",
+    }
+}
+
+fn category_of(category: CategoryArg) -> Category {
+    match category {
+        CategoryArg::Fact => Category::Fact,
+        CategoryArg::Action => Category::Action,
+        CategoryArg::Observation => Category::Observation,
+        CategoryArg::Plan => Category::Plan,
+        CategoryArg::Episode => Category::Episode,
+        CategoryArg::Procedure => Category::Procedure,
+    }
+}
+
+/// Prints every instance's latest report as a table.
+pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
+    let mut telemetry = connect::telemetry(connect::channel(&settings.telemetry_address).await?);
+    let instances = telemetry
+        .list_instances(ListInstancesRequest::default())
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .instances;
+    println!(
+        "{:<11} {:<14} {:<9} {:>7} {:>9} {:>5} {:>7} {:>8} {:>8} {:>6}  GAUGES",
+        "SERVICE",
+        "HOST",
+        "INSTANCE",
+        "PID",
+        "RSS_MIB",
+        "FDS",
+        "THREADS",
+        "CHILDREN",
+        "UPTIME_S",
+        "AGE_S"
+    );
+    for status in &instances {
+        let report = status.latest.clone().unwrap_or_default();
+        let id = report.instance.unwrap_or_default();
+        let process = report.process.unwrap_or_default();
+        let gauges: Vec<String> = report
+            .gauges
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}={}",
+                    g.name.split('.').next_back().unwrap_or(&g.name),
+                    g.value
+                )
+            })
+            .collect();
+        println!(
+            "{:<11} {:<14} {:<9} {:>7} {:>9.1} {:>5} {:>7} {:>8} {:>8.0} {:>6.1}  {}",
+            id.service,
+            truncate(&id.host, 14),
+            truncate(id.instance_id.rsplit('-').next().unwrap_or_default(), 8),
+            process.pid,
+            process.resident_memory_bytes as f64 / (1024.0 * 1024.0),
+            process.open_fds,
+            process.threads,
+            process.child_processes,
+            report.uptime_seconds,
+            status.received_ms_ago as f64 / 1000.0,
+            gauges.join(" "),
+        );
+    }
+    if instances.is_empty() {
+        eprintln!("no service has reported yet");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+}

@@ -1,0 +1,272 @@
+//! Layered settings: built-in defaults < TOML file < `MIMO_*` environment < flags.
+//! Every flag can also be written in the TOML file under its long name with underscores.
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Settings shared by every command; each may come from a flag, the environment or the file.
+#[derive(Debug, Clone, Default, Args, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Folder for Mimo's data (the memory database lives here unless --database is given) [default: ./data]
+    #[arg(long, env = "MIMO_DATA_DIR", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Skills file: {"mcpServers": {...}} as in Claude Desktop, or the bare {"NAME": {...}} map [default: ./skills.json when it exists]
+    #[arg(long, env = "MIMO_SKILLS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skills: Option<PathBuf>,
+
+    /// SQLite file of the memory service [default: DATA_DIR/memory.sqlite]
+    #[arg(long, env = "MIMO_DATABASE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<PathBuf>,
+
+    /// Where the registry listens [default: 127.0.0.1:50051]
+    #[arg(long, env = "MIMO_REGISTRY_LISTEN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_listen: Option<String>,
+
+    /// Where the skill-host listens [default: 127.0.0.1:50052]
+    #[arg(long, env = "MIMO_SKILL_HOST_LISTEN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_host_listen: Option<String>,
+
+    /// Where the memory service listens [default: 127.0.0.1:50053]
+    #[arg(long, env = "MIMO_MEMORY_LISTEN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_listen: Option<String>,
+
+    /// Where the telemetry service listens [default: 127.0.0.1:50054]
+    #[arg(long, env = "MIMO_TELEMETRY_LISTEN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_listen: Option<String>,
+
+    /// Registry address that skill-hosts and clients dial [default: the registry's listen address]
+    #[arg(long, env = "MIMO_REGISTRY_ADDRESS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_address: Option<String>,
+
+    /// Memory address that clients dial [default: the memory listen address]
+    #[arg(long, env = "MIMO_MEMORY_ADDRESS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_address: Option<String>,
+
+    /// Telemetry address that services report to and clients dial [default: the telemetry listen address]
+    #[arg(long, env = "MIMO_TELEMETRY_ADDRESS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_address: Option<String>,
+
+    /// Address the skill-host registers for itself, as other hosts reach it [default: its listen address]
+    #[arg(long, env = "MIMO_ADVERTISE_ADDRESS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_address: Option<String>,
+
+    /// Milliseconds between two resource reports of each service [default: 5000]
+    #[arg(long, env = "MIMO_REPORT_INTERVAL_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report_interval_ms: Option<u64>,
+
+    /// TTL of a skill-host's registry lease in milliseconds [default: 10000]
+    #[arg(long, env = "MIMO_LEASE_TTL_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_ms: Option<u64>,
+
+    /// Longest a skill may take to start and list its tools, in milliseconds [default: 30000]
+    #[arg(long, env = "MIMO_SKILL_INIT_TIMEOUT_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_init_timeout_ms: Option<u64>,
+}
+
+/// Settings with every default applied.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Skills file, if any.
+    pub skills: Option<PathBuf>,
+    /// Memory database file.
+    pub database: PathBuf,
+    /// Listen addresses.
+    pub registry_listen: String,
+    /// Skill-host listen address.
+    pub skill_host_listen: String,
+    /// Memory listen address.
+    pub memory_listen: String,
+    /// Telemetry listen address.
+    pub telemetry_listen: String,
+    /// Addresses to dial.
+    pub registry_address: String,
+    /// Memory address to dial.
+    pub memory_address: String,
+    /// Telemetry address to dial.
+    pub telemetry_address: String,
+    /// Skill-host's advertised address, if set.
+    pub advertise_address: Option<String>,
+    /// Report interval.
+    pub report_interval: Duration,
+    /// Lease TTL.
+    pub lease_ttl: Duration,
+    /// Skill start timeout.
+    pub skill_init_timeout: Duration,
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
+    }
+
+    /// Fills every unset field of `self` from `lower`.
+    pub fn or(self, lower: Settings) -> Settings {
+        Settings {
+            data_dir: self.data_dir.or(lower.data_dir),
+            skills: self.skills.or(lower.skills),
+            database: self.database.or(lower.database),
+            registry_listen: self.registry_listen.or(lower.registry_listen),
+            skill_host_listen: self.skill_host_listen.or(lower.skill_host_listen),
+            memory_listen: self.memory_listen.or(lower.memory_listen),
+            telemetry_listen: self.telemetry_listen.or(lower.telemetry_listen),
+            registry_address: self.registry_address.or(lower.registry_address),
+            memory_address: self.memory_address.or(lower.memory_address),
+            telemetry_address: self.telemetry_address.or(lower.telemetry_address),
+            advertise_address: self.advertise_address.or(lower.advertise_address),
+            report_interval_ms: self.report_interval_ms.or(lower.report_interval_ms),
+            lease_ttl_ms: self.lease_ttl_ms.or(lower.lease_ttl_ms),
+            skill_init_timeout_ms: self.skill_init_timeout_ms.or(lower.skill_init_timeout_ms),
+        }
+    }
+
+    /// Applies defaults and checks values.
+    pub fn resolve(self) -> anyhow::Result<Effective> {
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let skills = self.skills.or_else(|| {
+            let default = PathBuf::from("./skills.json");
+            default.exists().then_some(default)
+        });
+        let database = self
+            .database
+            .unwrap_or_else(|| data_dir.join("memory.sqlite"));
+        let registry_listen = self
+            .registry_listen
+            .unwrap_or_else(|| "127.0.0.1:50051".into());
+        let skill_host_listen = self
+            .skill_host_listen
+            .unwrap_or_else(|| "127.0.0.1:50052".into());
+        let memory_listen = self
+            .memory_listen
+            .unwrap_or_else(|| "127.0.0.1:50053".into());
+        let telemetry_listen = self
+            .telemetry_listen
+            .unwrap_or_else(|| "127.0.0.1:50054".into());
+        let report_interval = positive_ms("report_interval_ms", self.report_interval_ms, 5_000)?;
+        let lease_ttl = positive_ms("lease_ttl_ms", self.lease_ttl_ms, 10_000)?;
+        if lease_ttl < Duration::from_secs(1) {
+            anyhow::bail!(
+                "lease_ttl_ms is {}; the registry grants leases of 1000 ms or more",
+                lease_ttl.as_millis()
+            );
+        }
+        let skill_init_timeout =
+            positive_ms("skill_init_timeout_ms", self.skill_init_timeout_ms, 30_000)?;
+        Ok(Effective {
+            registry_address: self
+                .registry_address
+                .unwrap_or_else(|| registry_listen.clone()),
+            memory_address: self.memory_address.unwrap_or_else(|| memory_listen.clone()),
+            telemetry_address: self
+                .telemetry_address
+                .unwrap_or_else(|| telemetry_listen.clone()),
+            advertise_address: self.advertise_address,
+            data_dir,
+            skills,
+            database,
+            registry_listen,
+            skill_host_listen,
+            memory_listen,
+            telemetry_listen,
+            report_interval,
+            lease_ttl,
+            skill_init_timeout,
+        })
+    }
+}
+
+fn positive_ms(name: &str, value: Option<u64>, default: u64) -> anyhow::Result<Duration> {
+    match value.unwrap_or(default) {
+        0 => anyhow::bail!("{name} must be greater than 0"),
+        ms => Ok(Duration::from_millis(ms)),
+    }
+}
+
+impl Effective {
+    /// The effective settings as TOML, for `--print-config`.
+    pub fn to_toml(&self) -> String {
+        let settings = Settings {
+            data_dir: Some(self.data_dir.clone()),
+            skills: self.skills.clone(),
+            database: Some(self.database.clone()),
+            registry_listen: Some(self.registry_listen.clone()),
+            skill_host_listen: Some(self.skill_host_listen.clone()),
+            memory_listen: Some(self.memory_listen.clone()),
+            telemetry_listen: Some(self.telemetry_listen.clone()),
+            registry_address: Some(self.registry_address.clone()),
+            memory_address: Some(self.memory_address.clone()),
+            telemetry_address: Some(self.telemetry_address.clone()),
+            advertise_address: self.advertise_address.clone(),
+            report_interval_ms: Some(self.report_interval.as_millis() as u64),
+            lease_ttl_ms: Some(self.lease_ttl.as_millis() as u64),
+            skill_init_timeout_ms: Some(self.skill_init_timeout.as_millis() as u64),
+        };
+        toml::to_string(&settings).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let file: Settings =
+            toml::from_str("registry_listen = \"0.0.0.0:1\"\nlease_ttl_ms = 3000\n").unwrap();
+        let flags = Settings {
+            registry_listen: Some("127.0.0.1:2".into()),
+            ..Settings::default()
+        };
+        let effective = flags.or(file).resolve().unwrap();
+        assert_eq!(effective.registry_listen, "127.0.0.1:2");
+        assert_eq!(effective.registry_address, "127.0.0.1:2");
+        assert_eq!(effective.lease_ttl, Duration::from_secs(3));
+        assert_eq!(effective.memory_listen, "127.0.0.1:50053");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let error = toml::from_str::<Settings>("registry_lisen = \"x\"").unwrap_err();
+        assert!(
+            error.message().contains("registry_lisen"),
+            "{}",
+            error.message()
+        );
+    }
+
+    #[test]
+    fn zero_durations_are_refused() {
+        let settings = Settings {
+            lease_ttl_ms: Some(0),
+            ..Settings::default()
+        };
+        assert!(settings
+            .resolve()
+            .unwrap_err()
+            .to_string()
+            .contains("lease_ttl_ms"));
+    }
+}

@@ -1,0 +1,30 @@
+//! Registry settings and their validation.
+
+use std::time::Duration;
+
+/// Limits and bounds the registry enforces.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Shortest TTL a lease may be granted with.
+    pub min_ttl: Duration,
+    /// Longest TTL a lease may be granted with.
+    pub max_ttl: Duration,
+    /// Most leases alive at once.
+    pub max_leases: usize,
+    /// Most skills registered at once, over all leases.
+    pub max_skills: usize,
+    /// Most tools registered at once, over all skills.
+    pub max_tools: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(3600),
+            max_leases: 10_000,
+            max_skills: 10_000,
+            max_tools: 10_000,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Mimo's registry: skills and their tools held under leases kept alive by heartbeats.
+//!
+//! A lease lives for its TTL unless refreshed; when it expires or is revoked, every skill and
+//! tool attached to it is removed in one step. Expiry is driven by a deadline-ordered index,
+//! never by scanning tables or polling hosts.
+
+mod catalog;
+mod config;
+mod error;
+mod leases;
+mod naming;
+mod service;
+mod state;
+
+pub use config::RegistryConfig;
+pub use error::RegistryError;
+pub use naming::{disambiguated_tool_name, public_tool_name};
+pub use service::{serve, RegistryService};
+pub use state::RegistryState;

@@ -1,0 +1,316 @@
+//! The registry's state: leases and catalogue behind one lock, so that a lease and
+//! everything attached to it always change together, and the task that expires leases.
+
+use crate::catalog::Catalog;
+use crate::config::RegistryConfig;
+use crate::error::RegistryError;
+use crate::leases::LeaseTable;
+use mimo_proto::v1::{RegisteredSkill, RegisteredTool, ResolveToolResponse, Tool};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Longest skill or tool name accepted.
+const MAX_NAME_LEN: usize = 256;
+
+#[derive(Debug)]
+struct Tables {
+    leases: LeaseTable,
+    catalog: Catalog,
+}
+
+/// Shared registry state; every method is a short critical section with no await inside.
+#[derive(Debug)]
+pub struct RegistryState {
+    config: RegistryConfig,
+    tables: Mutex<Tables>,
+    /// Woken when a lease is granted, so the expiry task can wait for an earlier deadline.
+    deadline_changed: Notify,
+    round_robin: AtomicUsize,
+}
+
+impl RegistryState {
+    /// Returns an empty registry enforcing `config`.
+    pub fn new(config: RegistryConfig) -> Self {
+        Self {
+            config,
+            tables: Mutex::new(Tables {
+                leases: LeaseTable::new(),
+                catalog: Catalog::default(),
+            }),
+            deadline_changed: Notify::new(),
+            round_robin: AtomicUsize::new(0),
+        }
+    }
+
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // A panic while holding the lock leaves consistent tables: every method updates them
+        // in an order that never panics half-way, so poisoning is safe to ignore.
+        self.tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Grants a lease; returns (id, ttl).
+    pub fn grant(&self, ttl_ms: u64) -> Result<(u64, Duration), RegistryError> {
+        let ttl = Duration::from_millis(ttl_ms);
+        if ttl < self.config.min_ttl || ttl > self.config.max_ttl {
+            return Err(RegistryError::TtlOutOfRange {
+                given: ttl_ms,
+                min: self.config.min_ttl.as_millis() as u64,
+                max: self.config.max_ttl.as_millis() as u64,
+            });
+        }
+        let mut tables = self.tables();
+        check_limit("leases", tables.leases.len(), 1, self.config.max_leases)?;
+        let id = tables.leases.grant(ttl, Instant::now());
+        drop(tables);
+        self.deadline_changed.notify_one();
+        tracing::debug!(lease = id, ttl_ms, "lease granted");
+        Ok((id, ttl))
+    }
+
+    /// Refreshes a lease; returns its TTL.
+    pub fn keep_alive(&self, lease: u64) -> Result<Duration, RegistryError> {
+        self.tables()
+            .leases
+            .keep_alive(lease, Instant::now())
+            .ok_or(RegistryError::LeaseNotFound(lease))
+    }
+
+    /// Revokes a lease and removes its skills; returns how many skills went.
+    pub fn revoke(&self, lease: u64) -> Result<usize, RegistryError> {
+        let mut tables = self.tables();
+        if !tables.leases.revoke(lease) {
+            return Err(RegistryError::LeaseNotFound(lease));
+        }
+        let removed = tables.catalog.remove_lease(lease);
+        tracing::info!(lease, skills_removed = removed, "lease revoked");
+        Ok(removed)
+    }
+
+    /// Returns (remaining, granted TTL, skill names) of a lease.
+    pub fn time_to_live(
+        &self,
+        lease: u64,
+    ) -> Result<(Duration, Duration, Vec<String>), RegistryError> {
+        let tables = self.tables();
+        let (remaining, ttl) = tables
+            .leases
+            .time_to_live(lease, Instant::now())
+            .ok_or(RegistryError::LeaseNotFound(lease))?;
+        let skills = tables
+            .catalog
+            .skills()
+            .filter(|((owner, _), _)| *owner == lease)
+            .map(|((_, name), _)| name.clone())
+            .collect();
+        Ok((remaining, ttl, skills))
+    }
+
+    /// Registers or replaces a skill's catalogue under a lease; returns the public names.
+    pub fn register_skill(
+        &self,
+        lease: u64,
+        skill: &str,
+        endpoint: &str,
+        tools: Vec<Tool>,
+    ) -> Result<Vec<String>, RegistryError> {
+        validate_name("skill", skill)?;
+        if endpoint.trim().is_empty() {
+            return Err(RegistryError::InvalidArgument(format!(
+                "skill {skill:?}: endpoint is empty; give the skill-host's gRPC address"
+            )));
+        }
+        validate_tools(skill, &tools)?;
+        let mut tables = self.tables();
+        if tables.leases.time_to_live(lease, Instant::now()).is_none() {
+            return Err(RegistryError::LeaseNotFound(lease));
+        }
+        let replacing = tables.catalog.tools_of(lease, skill);
+        let is_new_skill = replacing == 0
+            && !tables
+                .catalog
+                .skills()
+                .any(|((owner, name), _)| *owner == lease && name == skill);
+        check_limit(
+            "skills",
+            tables.catalog.skill_count(),
+            usize::from(is_new_skill),
+            self.config.max_skills,
+        )?;
+        check_limit(
+            "tools",
+            tables.catalog.tool_count() - replacing,
+            tools.len(),
+            self.config.max_tools,
+        )?;
+        let tool_count = tools.len();
+        let names = tables.catalog.register(lease, skill, endpoint, tools);
+        tracing::info!(
+            lease,
+            skill,
+            endpoint,
+            tools = tool_count,
+            "skill registered"
+        );
+        Ok(names)
+    }
+
+    /// Removes one skill from a lease; returns how many tools went with it.
+    pub fn unregister_skill(&self, lease: u64, skill: &str) -> Result<usize, RegistryError> {
+        let mut tables = self.tables();
+        if tables.leases.time_to_live(lease, Instant::now()).is_none() {
+            return Err(RegistryError::LeaseNotFound(lease));
+        }
+        let removed = tables.catalog.remove_skill(lease, skill);
+        tracing::info!(lease, skill, tools_removed = removed, "skill unregistered");
+        Ok(removed)
+    }
+
+    /// Live tools, filtered by skill and public-name prefix when those are non-empty.
+    pub fn list_tools(&self, skill: &str, name_prefix: &str) -> Vec<RegisteredTool> {
+        let tables = self.tables();
+        tables
+            .catalog
+            .tools()
+            .filter(|(name, _)| name.starts_with(name_prefix))
+            .filter_map(|(name, providers)| {
+                let first = providers.first()?;
+                if !skill.is_empty() && first.skill != skill {
+                    return None;
+                }
+                Some(RegisteredTool {
+                    name: name.clone(),
+                    skill: first.skill.clone(),
+                    tool: Some(first.tool.clone()),
+                    endpoints: providers.iter().map(|p| p.endpoint.clone()).collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// Says which skill and endpoint serve a public tool name, spreading calls round robin.
+    pub fn resolve_tool(&self, name: &str) -> Result<ResolveToolResponse, RegistryError> {
+        let tables = self.tables();
+        let providers = tables.catalog.providers(name);
+        let Some(first) = providers.first() else {
+            return Err(RegistryError::ToolNotFound(name.to_string()));
+        };
+        let turn = self.round_robin.fetch_add(1, Ordering::Relaxed) % providers.len();
+        Ok(ResolveToolResponse {
+            skill: first.skill.clone(),
+            tool: first.tool.name.clone(),
+            endpoint: providers[turn].endpoint.clone(),
+            endpoints: providers.iter().map(|p| p.endpoint.clone()).collect(),
+        })
+    }
+
+    /// Every registered skill with its host.
+    pub fn list_skills(&self) -> Vec<RegisteredSkill> {
+        self.tables()
+            .catalog
+            .skills()
+            .map(|((lease, skill), entry)| RegisteredSkill {
+                skill: skill.clone(),
+                endpoint: entry.endpoint.clone(),
+                lease_id: *lease,
+                tool_count: entry.tools.len() as u32,
+            })
+            .collect()
+    }
+
+    /// (leases, skills, tools) now registered.
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let tables = self.tables();
+        (
+            tables.leases.len(),
+            tables.catalog.skill_count(),
+            tables.catalog.tool_count(),
+        )
+    }
+
+    /// Removes leases as their deadlines pass, with everything attached, until `shutdown`.
+    pub async fn run_expiry(&self, shutdown: CancellationToken) {
+        loop {
+            let next = self.tables().leases.next_deadline();
+            let wait_for_deadline = async {
+                match next {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.deadline_changed.notified() => continue,
+                () = wait_for_deadline => {}
+            }
+            self.expire_due(Instant::now());
+        }
+    }
+
+    fn expire_due(&self, now: Instant) {
+        let mut tables = self.tables();
+        for lease in tables.leases.take_expired(now) {
+            let skills = tables.catalog.remove_lease(lease);
+            tracing::info!(lease, skills_removed = skills, "lease expired");
+        }
+    }
+}
+
+fn check_limit(
+    what: &'static str,
+    current: usize,
+    adding: usize,
+    limit: usize,
+) -> Result<(), RegistryError> {
+    if current + adding > limit {
+        return Err(RegistryError::LimitReached {
+            what,
+            current,
+            adding,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn validate_name(what: &str, name: &str) -> Result<(), RegistryError> {
+    if name.trim().is_empty() {
+        return Err(RegistryError::InvalidArgument(format!(
+            "{what} name is empty"
+        )));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(RegistryError::InvalidArgument(format!(
+            "{what} name is {} bytes; the limit is {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
+fn validate_tools(skill: &str, tools: &[Tool]) -> Result<(), RegistryError> {
+    let mut seen = std::collections::HashSet::new();
+    for tool in tools {
+        validate_name("tool", &tool.name)
+            .map_err(|error| RegistryError::InvalidArgument(format!("skill {skill:?}: {error}")))?;
+        if !seen.insert(tool.name.as_str()) {
+            return Err(RegistryError::InvalidArgument(format!(
+                "skill {skill:?}: tool {:?} is listed twice",
+                tool.name
+            )));
+        }
+        let schema = serde_json::from_str::<serde_json::Value>(&tool.input_schema_json);
+        if !matches!(schema, Ok(serde_json::Value::Object(_))) {
+            return Err(RegistryError::InvalidArgument(format!(
+                "skill {skill:?}, tool {:?}: input_schema_json is not a JSON object",
+                tool.name
+            )));
+        }
+    }
+    Ok(())
+}

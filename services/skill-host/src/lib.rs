@@ -1,0 +1,21 @@
+//! Mimo's skill-host: runs each configured skill (an MCP server over stdio) in its own
+//! process group, performs the MCP handshake, discovers tools, registers them with the
+//! registry under a lease kept alive by heartbeats, and relays tool calls.
+
+mod config;
+mod deadline;
+mod error;
+mod mcp;
+mod process;
+mod registrar;
+mod rpc;
+mod service;
+mod skill;
+mod skills_file;
+
+pub use config::SkillHostConfig;
+pub use error::SkillHostError;
+pub use service::{serve, SkillHostService};
+pub use skills_file::{
+    expand_variables, load_skills_file, parse_skills, SkillSpec, SkillsFileError,
+};

@@ -1,0 +1,340 @@
+//! JSON-RPC 2.0 over a skill's stdio, one JSON message per line: requests correlated by id,
+//! a bounded window of calls in flight, bounded lines, and cancellation sent to the skill
+//! when a caller gives up. Requests the skill sends are answered; notifications are routed.
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::sync::CancellationToken;
+
+/// Longest line accepted from a skill (a tool result with an image can be large).
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Messages queued for the skill's stdin at most.
+const OUTBOUND_CAPACITY: usize = 256;
+
+/// How a request to the skill can fail.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RpcError {
+    /// The skill answered with a JSON-RPC error.
+    #[error("error {code}: {message}")]
+    Remote {
+        /// JSON-RPC error code.
+        code: i64,
+        /// The skill's message.
+        message: String,
+    },
+    /// The skill's stdout closed (it exited or crashed) before it answered.
+    #[error("the skill's connection closed before it answered")]
+    Closed,
+    /// The deadline passed before the skill answered.
+    #[error("no answer before the deadline")]
+    DeadlineExceeded,
+    /// The skill sent something that is not a valid answer.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+}
+
+type Waiter = oneshot::Sender<Result<Value, RpcError>>;
+
+/// Counters of one connection's life.
+#[derive(Debug, Default)]
+pub struct RpcCounters {
+    /// Answers that arrived after their caller gave up, dropped.
+    pub late_answers: AtomicU64,
+    /// Lines from the skill that were not JSON-RPC or were too long, dropped.
+    pub bad_lines: AtomicU64,
+}
+
+/// A JSON-RPC connection to one running skill.
+#[derive(Debug)]
+pub struct Connection {
+    skill: String,
+    outbound: mpsc::Sender<String>,
+    pending: Arc<Mutex<HashMap<u64, Waiter>>>,
+    next_id: AtomicU64,
+    window: Semaphore,
+    window_size: usize,
+    closed: CancellationToken,
+    close_stdin: CancellationToken,
+    tools_changed: Arc<Notify>,
+    counters: Arc<RpcCounters>,
+}
+
+impl Connection {
+    /// Starts the reader and writer tasks in `tasks` and returns the connection. At most
+    /// `window_size` requests are in flight at once.
+    pub fn start<R, W>(
+        skill: &str,
+        stdout: R,
+        stdin: W,
+        window_size: usize,
+        tasks: &mut JoinSet<()>,
+    ) -> Arc<Self>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let (outbound, outbound_receiver) = mpsc::channel(OUTBOUND_CAPACITY);
+        let connection = Arc::new(Self {
+            skill: skill.to_string(),
+            outbound,
+            pending: Arc::default(),
+            next_id: AtomicU64::new(1),
+            window: Semaphore::new(window_size),
+            window_size,
+            closed: CancellationToken::new(),
+            close_stdin: CancellationToken::new(),
+            tools_changed: Arc::new(Notify::new()),
+            counters: Arc::default(),
+        });
+        tasks.spawn(write_lines(
+            skill.to_string(),
+            stdin,
+            outbound_receiver,
+            connection.close_stdin.clone(),
+        ));
+        tasks.spawn(read_messages(connection.clone(), stdout));
+        connection
+    }
+
+    /// Sends a request and waits for its answer until `deadline`. When the caller stops
+    /// waiting (deadline, or the future is dropped on cancel) the skill is sent
+    /// `notifications/cancelled` and a late answer is dropped and counted.
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        deadline: Instant,
+    ) -> Result<Value, RpcError> {
+        if self.closed.is_cancelled() {
+            return Err(RpcError::Closed);
+        }
+        let _permit = tokio::time::timeout_at(deadline, self.window.acquire())
+            .await
+            .map_err(|_| RpcError::DeadlineExceeded)?
+            .map_err(|_| RpcError::Closed)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (waiter, answer) = oneshot::channel();
+        self.lock_pending().insert(id, waiter);
+        let mut guard = PendingGuard {
+            connection: self,
+            id,
+            armed: true,
+        };
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        tokio::time::timeout_at(deadline, self.outbound.send(message.to_string()))
+            .await
+            .map_err(|_| RpcError::DeadlineExceeded)?
+            .map_err(|_| RpcError::Closed)?;
+        let outcome = tokio::time::timeout_at(deadline, answer).await;
+        match outcome {
+            Ok(Ok(result)) => {
+                guard.armed = false;
+                result
+            }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(RpcError::Closed)
+            }
+            Err(_) => Err(RpcError::DeadlineExceeded),
+        }
+    }
+
+    /// Sends a notification; fails only if the connection is closed or its queue is full.
+    pub fn notify(&self, method: &str, params: Value) -> Result<(), RpcError> {
+        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        self.outbound
+            .try_send(message.to_string())
+            .map_err(|_| RpcError::Closed)
+    }
+
+    /// Closes the skill's stdin, the polite way to ask an MCP server over stdio to exit.
+    pub fn close_stdin(&self) {
+        self.close_stdin.cancel();
+    }
+
+    /// Woken whenever the skill sends `notifications/tools/list_changed`.
+    pub fn tools_changed(&self) -> Arc<Notify> {
+        self.tools_changed.clone()
+    }
+
+    /// Requests now waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        self.window_size - self.window.available_permits()
+    }
+
+    /// This connection's counters.
+    pub fn counters(&self) -> &RpcCounters {
+        &self.counters
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn dispatch(&self, line: &str) {
+        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(line) else {
+            self.counters.bad_lines.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(skill = %self.skill, line = %truncate(line, 200), "skill wrote a line that is not a JSON-RPC message");
+            return;
+        };
+        let method = message.get("method").and_then(Value::as_str);
+        match (method, message.get("id")) {
+            (None, Some(id)) => self.answer_arrived(id, &message),
+            (Some(method), Some(id)) => self.answer_skill_request(method, id.clone()),
+            (Some(method), None) => self.notification_arrived(method, message.get("params")),
+            (None, None) => {
+                self.counters.bad_lines.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(skill = %self.skill, "skill sent a message with neither id nor method");
+            }
+        }
+    }
+
+    fn answer_arrived(&self, id: &Value, message: &serde_json::Map<String, Value>) {
+        let waiter = id.as_u64().and_then(|id| self.lock_pending().remove(&id));
+        let Some(waiter) = waiter else {
+            self.counters.late_answers.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(skill = %self.skill, %id, "answer to a request nobody waits for; dropped");
+            return;
+        };
+        let result = if let Some(error) = message.get("error") {
+            Err(RpcError::Remote {
+                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+                    .to_string(),
+            })
+        } else {
+            message
+                .get("result")
+                .cloned()
+                .ok_or_else(|| RpcError::Malformed("answer has neither result nor error".into()))
+        };
+        let _ = waiter.send(result);
+    }
+
+    fn answer_skill_request(&self, method: &str, id: Value) {
+        let reply = if method == "ping" {
+            json!({"jsonrpc": "2.0", "id": id, "result": {}})
+        } else {
+            tracing::debug!(skill = %self.skill, method, "skill asked for something mimo does not offer");
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!("method {method} is not supported by this client")}})
+        };
+        if self.outbound.try_send(reply.to_string()).is_err() {
+            tracing::warn!(skill = %self.skill, method, "could not answer the skill's request: queue full or closed");
+        }
+    }
+
+    fn notification_arrived(&self, method: &str, params: Option<&Value>) {
+        match method {
+            "notifications/tools/list_changed" => self.tools_changed.notify_one(),
+            "notifications/message" => {
+                let level = params
+                    .and_then(|p| p.get("level"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("info");
+                let data = params
+                    .and_then(|p| p.get("data"))
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tracing::info!(skill = %self.skill, level, data = %truncate(&data, 1000), "skill log");
+            }
+            _ => tracing::trace!(skill = %self.skill, method, "skill notification"),
+        }
+    }
+
+    fn fail_all_pending(&self) {
+        let waiters: Vec<Waiter> = self.lock_pending().drain().map(|(_, w)| w).collect();
+        for waiter in waiters {
+            let _ = waiter.send(Err(RpcError::Closed));
+        }
+    }
+}
+
+/// Removes a request from the pending map and tells the skill to stop working on it,
+/// unless its answer arrived.
+struct PendingGuard<'a> {
+    connection: &'a Connection,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed || self.connection.lock_pending().remove(&self.id).is_none() {
+            return;
+        }
+        let _ = self.connection.notify(
+            "notifications/cancelled",
+            json!({"requestId": self.id, "reason": "the caller cancelled or its deadline passed"}),
+        );
+    }
+}
+
+async fn write_lines<W: AsyncWrite + Unpin>(
+    skill: String,
+    mut stdin: W,
+    mut lines: mpsc::Receiver<String>,
+    close: CancellationToken,
+) {
+    loop {
+        let line = tokio::select! {
+            () = close.cancelled() => break,
+            line = lines.recv() => match line { Some(line) => line, None => break },
+        };
+        let written = async {
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.write_all(b"\n").await?;
+            stdin.flush().await
+        };
+        if let Err(error) = written.await {
+            tracing::debug!(skill = %skill, %error, "skill's stdin closed");
+            break;
+        }
+    }
+    let _ = stdin.shutdown().await;
+}
+
+async fn read_messages<R: AsyncRead + Unpin>(connection: Arc<Connection>, stdout: R) {
+    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
+    while let Some(frame) = lines.next().await {
+        match frame {
+            Ok(line) if line.trim().is_empty() => {}
+            Ok(line) => connection.dispatch(&line),
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                connection
+                    .counters
+                    .bad_lines
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(skill = %connection.skill, limit = MAX_LINE_BYTES, "skill wrote a line over the limit; dropped");
+            }
+            Err(LinesCodecError::Io(error)) => {
+                tracing::debug!(skill = %connection.skill, %error, "reading the skill's stdout failed");
+                break;
+            }
+        }
+    }
+    connection.closed.cancel();
+    connection.fail_all_pending();
+}
+
+/// Returns at most `max` bytes of `text`, cut on a character boundary.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

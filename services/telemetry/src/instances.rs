@@ -1,0 +1,215 @@
+//! The latest report of each instance, bounded: when full, the instance heard from least
+//! recently makes room if it has been silent for a while; otherwise the newcomer is refused.
+
+use crate::error::TelemetryError;
+use mimo_proto::v1::{InstanceStatus, ResourceReport};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Bounds of the telemetry service.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// Most instances remembered at once.
+    pub max_instances: usize,
+    /// An instance silent for this long may be forgotten to make room for a new one.
+    pub evict_after: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 10_000,
+            evict_after: Duration::from_secs(60),
+        }
+    }
+}
+
+type InstanceKey = (String, String, String);
+
+#[derive(Debug)]
+struct Entry {
+    latest: ResourceReport,
+    received_at: Instant,
+    reports: u64,
+}
+
+/// Latest report per instance.
+#[derive(Debug)]
+pub struct InstanceTable {
+    config: TelemetryConfig,
+    entries: Mutex<HashMap<InstanceKey, Entry>>,
+}
+
+impl InstanceTable {
+    /// Returns an empty table enforcing `config`.
+    pub fn new(config: TelemetryConfig) -> Self {
+        Self {
+            config,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records `report` as its instance's latest.
+    pub fn record(&self, report: ResourceReport) -> Result<(), TelemetryError> {
+        let key = match &report.instance {
+            Some(id)
+                if !id.service.is_empty() && !id.host.is_empty() && !id.instance_id.is_empty() =>
+            {
+                (id.service.clone(), id.host.clone(), id.instance_id.clone())
+            }
+            _ => return Err(TelemetryError::MissingInstance),
+        };
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = entries.get_mut(&key) {
+            entry.latest = report;
+            entry.received_at = now;
+            entry.reports += 1;
+            return Ok(());
+        }
+        if entries.len() >= self.config.max_instances {
+            self.evict_stalest(&mut entries, now)?;
+        }
+        tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting");
+        entries.insert(
+            key,
+            Entry {
+                latest: report,
+                received_at: now,
+                reports: 1,
+            },
+        );
+        Ok(())
+    }
+
+    fn evict_stalest(
+        &self,
+        entries: &mut HashMap<InstanceKey, Entry>,
+        now: Instant,
+    ) -> Result<(), TelemetryError> {
+        let stalest = entries
+            .iter()
+            .min_by_key(|(_, entry)| entry.received_at)
+            .filter(|(_, entry)| now.duration_since(entry.received_at) >= self.config.evict_after)
+            .map(|(key, _)| key.clone());
+        match stalest {
+            Some(key) => {
+                entries.remove(&key);
+                Ok(())
+            }
+            None => Err(TelemetryError::TooManyInstances {
+                limit: self.config.max_instances,
+                fresh_secs: self.config.evict_after.as_secs(),
+            }),
+        }
+    }
+
+    /// Latest status of every instance (of `service`, when non-empty), sorted by identity.
+    pub fn list(&self, service: &str) -> Vec<InstanceStatus> {
+        let now = Instant::now();
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut matching: Vec<(&InstanceKey, &Entry)> = entries
+            .iter()
+            .filter(|((name, _, _), _)| service.is_empty() || name == service)
+            .collect();
+        matching.sort_by(|a, b| a.0.cmp(b.0));
+        matching
+            .into_iter()
+            .map(|(_, entry)| InstanceStatus {
+                latest: Some(entry.latest.clone()),
+                received_ms_ago: now.duration_since(entry.received_at).as_millis() as u64,
+                reports_received: entry.reports,
+            })
+            .collect()
+    }
+
+    /// Number of instances remembered.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no instance has reported.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mimo_proto::v1::InstanceId;
+
+    fn report(instance: &str) -> ResourceReport {
+        ResourceReport {
+            instance: Some(InstanceId {
+                service: "memory".into(),
+                host: "h".into(),
+                instance_id: instance.into(),
+            }),
+            ..ResourceReport::default()
+        }
+    }
+
+    #[test]
+    fn keeps_only_the_latest_report_per_instance() {
+        let table = InstanceTable::new(TelemetryConfig::default());
+        table.record(report("a")).unwrap();
+        let mut newer = report("a");
+        newer.uptime_seconds = 7.0;
+        table.record(newer).unwrap();
+        let listed = table.list("");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].reports_received, 2);
+        assert_eq!(listed[0].latest.as_ref().unwrap().uptime_seconds, 7.0);
+        assert!(table.list("registry").is_empty());
+    }
+
+    #[test]
+    fn full_table_refuses_new_instances_while_all_are_fresh() {
+        let table = InstanceTable::new(TelemetryConfig {
+            max_instances: 2,
+            evict_after: Duration::from_secs(3600),
+        });
+        table.record(report("a")).unwrap();
+        table.record(report("b")).unwrap();
+        assert!(matches!(
+            table.record(report("c")),
+            Err(TelemetryError::TooManyInstances { limit: 2, .. })
+        ));
+        table.record(report("a")).unwrap();
+    }
+
+    #[test]
+    fn full_table_forgets_a_silent_instance_for_a_new_one() {
+        let table = InstanceTable::new(TelemetryConfig {
+            max_instances: 1,
+            evict_after: Duration::ZERO,
+        });
+        table.record(report("a")).unwrap();
+        table.record(report("b")).unwrap();
+        let listed = table.list("");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0]
+                .latest
+                .as_ref()
+                .unwrap()
+                .instance
+                .as_ref()
+                .unwrap()
+                .instance_id,
+            "b"
+        );
+    }
+
+    #[test]
+    fn report_without_identity_is_refused() {
+        let table = InstanceTable::new(TelemetryConfig::default());
+        assert!(matches!(
+            table.record(ResourceReport::default()),
+            Err(TelemetryError::MissingInstance)
+        ));
+    }
+}

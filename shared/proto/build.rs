@@ -1,0 +1,24 @@
+//! Compiles `proto/mimo/v1/*.proto` with protox (no system `protoc`) and writes the
+//! descriptor set next to the generated code, for server reflection and other tools.
+
+use prost::Message;
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files: Vec<PathBuf> = ["common", "registry", "skill_host", "memory", "telemetry"]
+        .iter()
+        .map(|name| proto_root.join(format!("mimo/v1/{name}.proto")))
+        .collect();
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let descriptor_set = protox::compile(&files, [&proto_root])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("mimo_descriptor.bin"),
+        descriptor_set.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure().compile_fds(descriptor_set)?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Client side: one place that turns an address into a channel and a client with Mimo's
+//! message limits, timeouts and keep-alives.
+
+use crate::v1::{
+    memory_client::MemoryClient, registry_client::RegistryClient,
+    skill_host_client::SkillHostClient, telemetry_client::TelemetryClient,
+};
+use crate::MAX_MESSAGE_BYTES;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// How long establishing a connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an address could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The address is not a valid `host:port` or `http://host:port`.
+    #[error("invalid address {address:?}: {reason}")]
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Nothing answered at the address.
+    #[error("cannot reach {address}: {reason}")]
+    Unreachable {
+        /// The address as given.
+        address: String,
+        /// The transport's explanation.
+        reason: String,
+    },
+}
+
+/// Returns `http://` + `address` unless it already names a scheme.
+pub fn normalize_address(address: &str) -> String {
+    if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    }
+}
+
+/// Returns the endpoint for `address` with Mimo's timeouts and keep-alives.
+pub fn endpoint(address: &str) -> Result<Endpoint, ConnectError> {
+    let endpoint = Endpoint::from_shared(normalize_address(address)).map_err(|error| {
+        ConnectError::InvalidAddress {
+            address: address.to_string(),
+            reason: error.to_string(),
+        }
+    })?;
+    Ok(endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true))
+}
+
+/// Returns a channel that connects on first use and reconnects by itself.
+pub fn lazy_channel(address: &str) -> Result<Channel, ConnectError> {
+    Ok(endpoint(address)?.connect_lazy())
+}
+
+/// Connects now, so that an unreachable address is reported at once.
+pub async fn channel(address: &str) -> Result<Channel, ConnectError> {
+    endpoint(address)?
+        .connect()
+        .await
+        .map_err(|error| ConnectError::Unreachable {
+            address: address.to_string(),
+            reason: std::error::Error::source(&error)
+                .map(ToString::to_string)
+                .unwrap_or_else(|| error.to_string()),
+        })
+}
+
+/// Returns a registry client over `channel` with Mimo's message limits.
+pub fn registry(channel: Channel) -> RegistryClient<Channel> {
+    RegistryClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Returns a skill-host client over `channel` with Mimo's message limits.
+pub fn skill_host(channel: Channel) -> SkillHostClient<Channel> {
+    SkillHostClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Returns a memory client over `channel` with Mimo's message limits.
+pub fn memory(channel: Channel) -> MemoryClient<Channel> {
+    MemoryClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Returns a telemetry client over `channel` with Mimo's message limits.
+pub fn telemetry(channel: Channel) -> TelemetryClient<Channel> {
+    TelemetryClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}

@@ -1,0 +1,63 @@
+//! Server side: one place that wraps each service with Mimo's message limits and serves a
+//! router on a listener it is given until a shutdown token fires.
+
+use crate::v1::{
+    memory_server::{Memory, MemoryServer},
+    registry_server::{Registry, RegistryServer},
+    skill_host_server::{SkillHost, SkillHostServer},
+    telemetry_server::{Telemetry, TelemetryServer},
+};
+use crate::MAX_MESSAGE_BYTES;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+
+/// Returns a server builder with Mimo's transport settings.
+pub fn server() -> Server {
+    Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then drains in-flight calls.
+pub async fn serve_router(
+    router: Router,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    router
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .await
+}
+
+/// Wraps a registry implementation with Mimo's message limits.
+pub fn registry<T: Registry>(service: T) -> RegistryServer<T> {
+    RegistryServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Wraps a skill-host implementation with Mimo's message limits.
+pub fn skill_host<T: SkillHost>(service: T) -> SkillHostServer<T> {
+    SkillHostServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Wraps a memory implementation with Mimo's message limits.
+pub fn memory<T: Memory>(service: T) -> MemoryServer<T> {
+    MemoryServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Wraps a telemetry implementation with Mimo's message limits.
+pub fn telemetry<T: Telemetry>(service: T) -> TelemetryServer<T> {
+    TelemetryServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}

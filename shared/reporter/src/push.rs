@@ -1,0 +1,152 @@
+//! Streams reports to the telemetry service over one client stream per connection.
+
+use crate::process::{host_name, process_stats};
+use mimo_proto::connect;
+use mimo_proto::v1::{Gauge, InstanceId, ResourceReport};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+/// The service's own gauges, read once per report; must return quickly.
+pub type GaugeSource = Arc<dyn Fn() -> Vec<Gauge> + Send + Sync>;
+
+/// Reports queued for sending at most; a full queue drops the newest report.
+const QUEUE_CAPACITY: usize = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long the last report may take to leave on shutdown.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where and how often to report.
+#[derive(Debug, Clone)]
+pub struct ReporterConfig {
+    /// Address of the telemetry service; `None` turns reporting off.
+    pub telemetry_address: Option<String>,
+    /// Time between two reports.
+    pub interval: Duration,
+}
+
+/// One service instance's reporter.
+pub struct Reporter {
+    config: ReporterConfig,
+    instance: InstanceId,
+    started: Instant,
+    gauges: GaugeSource,
+}
+
+impl Reporter {
+    /// Returns a reporter for `service` with a fresh instance id.
+    pub fn new(service: &str, config: ReporterConfig, gauges: GaugeSource) -> Self {
+        Self {
+            config,
+            instance: InstanceId {
+                service: service.to_string(),
+                host: host_name(),
+                instance_id: uuid::Uuid::now_v7().to_string(),
+            },
+            started: Instant::now(),
+            gauges,
+        }
+    }
+
+    /// This reporter's instance identity.
+    pub fn instance(&self) -> &InstanceId {
+        &self.instance
+    }
+
+    /// Measures now and returns a complete report.
+    pub fn report(&self) -> ResourceReport {
+        ResourceReport {
+            instance: Some(self.instance.clone()),
+            timestamp_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as i64),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            process: Some(process_stats()),
+            gauges: (self.gauges)(),
+        }
+    }
+
+    /// Sends a report at once and then every interval until `shutdown`, reconnecting with
+    /// backoff when the telemetry service is away. Returns at once if reporting is off.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Some(address) = self.config.telemetry_address.clone() else {
+            return;
+        };
+        let channel = match connect::lazy_channel(&address) {
+            Ok(channel) => channel,
+            Err(error) => {
+                tracing::error!(%error, "resource reporting is off");
+                return;
+            }
+        };
+        let mut backoff = FIRST_BACKOFF;
+        while !shutdown.is_cancelled() {
+            let started = Instant::now();
+            match self.stream_reports(channel.clone(), &shutdown).await {
+                StreamEnd::Shutdown => return,
+                StreamEnd::Failed(status) => tracing::warn!(
+                    service = %self.instance.service,
+                    telemetry = %address,
+                    error = %status.message(),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "resource report stream ended"
+                ),
+            }
+            if started.elapsed() > self.config.interval * 3 {
+                backoff = FIRST_BACKOFF;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn stream_reports(
+        &self,
+        channel: tonic::transport::Channel,
+        shutdown: &CancellationToken,
+    ) -> StreamEnd {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let mut client = connect::telemetry(channel);
+        let call = client.report(ReceiverStream::new(receiver));
+        tokio::pin!(call);
+        let mut ticker = tokio::time::interval(self.config.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let _ = sender.try_send(self.report());
+                    drop(sender);
+                    let _ = tokio::time::timeout(FLUSH_TIMEOUT, call).await;
+                    return StreamEnd::Shutdown;
+                }
+                result = &mut call => {
+                    return StreamEnd::Failed(match result {
+                        Ok(_) => tonic::Status::unavailable("telemetry closed the stream"),
+                        Err(status) => status,
+                    });
+                }
+                _ = ticker.tick() => match sender.try_send(self.report()) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        tracing::debug!("telemetry is slow; a resource report was dropped");
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        return StreamEnd::Failed(tonic::Status::unavailable("report stream closed"));
+                    }
+                },
+            }
+        }
+    }
+}
+
+enum StreamEnd {
+    Shutdown,
+    Failed(tonic::Status),
+}
