@@ -21,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 /// Longest stderr line kept; longer lines are cut.
 const MAX_STDERR_LINE: usize = 4096;
 
+/// How long a failure report waits for the skill's last stderr lines once its group is gone.
+const STDERR_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 struct Status {
     state: SkillState,
@@ -217,7 +220,12 @@ pub async fn run_skill(
         s.error.clear();
         s.last_exit.clear();
     });
-    io.spawn(keep_stderr(skill.clone(), pipes.stderr));
+    let stderr_closed = CancellationToken::new();
+    io.spawn(keep_stderr(
+        skill.clone(),
+        pipes.stderr,
+        stderr_closed.clone().drop_guard(),
+    ));
     let connection = Connection::start(
         &skill.name,
         pipes.stdout,
@@ -257,10 +265,7 @@ pub async fn run_skill(
             )
             .await
             {
-                let stderr = skill
-                    .last_stderr_line()
-                    .map(|l| format!("; last stderr line: {l}"))
-                    .unwrap_or_default();
+                let stderr = last_stderr_words(&skill, &stderr_closed).await;
                 skill.set(|s| s.last_exit = exit.clone());
                 skill.fail(format!("exited unexpectedly ({exit}){stderr}"));
                 catalog_changed.notify_one();
@@ -270,10 +275,7 @@ pub async fn run_skill(
         Some(Err(error)) => {
             connection.close_stdin();
             let exit = describe_exit(process.stop(config.stop_grace).await);
-            let stderr = skill
-                .last_stderr_line()
-                .map(|l| format!("; last stderr line: {l}"))
-                .unwrap_or_default();
+            let stderr = last_stderr_words(&skill, &stderr_closed).await;
             skill.set(|s| s.last_exit = exit.clone());
             skill.fail(format!(
                 "MCP handshake failed: {error} (process {exit}){stderr}"
@@ -333,7 +335,18 @@ fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
-async fn keep_stderr(skill: Arc<Skill>, stderr: ChildStderr) {
+/// "; last stderr line: ..." once the skill's stderr has been read to its end (or after
+/// [`STDERR_DRAIN_TIMEOUT`]), so that a failure names what the skill said last.
+async fn last_stderr_words(skill: &Skill, stderr_closed: &CancellationToken) -> String {
+    let _ = tokio::time::timeout(STDERR_DRAIN_TIMEOUT, stderr_closed.cancelled()).await;
+    skill
+        .last_stderr_line()
+        .map(|line| format!("; last stderr line: {line}"))
+        .unwrap_or_default()
+}
+
+/// Logs and keeps each stderr line of the skill; `_closed` fires when stderr reaches its end.
+async fn keep_stderr(skill: Arc<Skill>, stderr: ChildStderr, _closed: tokio_util::sync::DropGuard) {
     let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
     while let Some(line) = lines.next().await {
         match line {
