@@ -17,14 +17,16 @@ pub struct MemoryConfig {
     pub max_content_bytes: usize,
     /// Largest metadata JSON text, in bytes.
     pub max_metadata_bytes: usize,
-    /// Most engrams held at once; the index costs about `4 * dimension` bytes per engram.
+    /// Most engrams held at once; the index costs `4 * dimension` bytes per engram (8 KiB
+    /// with the built-in embedder, so about 820 MB at the default limit).
     pub max_engrams: usize,
     /// Hits returned when a search names no limit.
     pub default_search_limit: u32,
     /// Largest limit a search may ask for.
     pub max_search_limit: u32,
-    /// Minimum similarity applied when a search names none.
-    pub default_min_similarity: f32,
+    /// Minimum similarity applied when a search names none; `None` takes the embedder's
+    /// [`Embedder::default_min_similarity`], since each embedder scores on its own scale.
+    pub default_min_similarity: Option<f32>,
     /// Connections in the read pool (the write pool always has exactly one).
     pub read_connections: u32,
 }
@@ -37,12 +39,18 @@ impl MemoryConfig {
             embedder: Arc::new(HashEmbedder::new()),
             max_content_bytes: 102_400,
             max_metadata_bytes: 65_536,
-            max_engrams: 500_000,
+            max_engrams: 100_000,
             default_search_limit: 10,
             max_search_limit: 1000,
-            default_min_similarity: 0.3,
+            default_min_similarity: None,
             read_connections: 4,
         }
+    }
+
+    /// The minimum similarity of a search that names none.
+    pub fn effective_min_similarity(&self) -> f32 {
+        self.default_min_similarity
+            .unwrap_or_else(|| self.embedder.default_min_similarity())
     }
 
     /// Returns this configuration with `embedder` in place of the current one.
@@ -64,7 +72,7 @@ impl fmt::Debug for MemoryConfig {
             .field("max_engrams", &self.max_engrams)
             .field("default_search_limit", &self.default_search_limit)
             .field("max_search_limit", &self.max_search_limit)
-            .field("default_min_similarity", &self.default_min_similarity)
+            .field("default_min_similarity", &self.effective_min_similarity())
             .field("read_connections", &self.read_connections)
             .finish()
     }

@@ -37,6 +37,13 @@ pub trait Embedder: Send + Sync {
     /// Length of every vector this embedder returns.
     fn dimension(&self) -> usize;
 
+    /// Least similarity a search keeps when it names none: a cosine threshold means something
+    /// only on the scale of the embedder that made the vectors. 0.3 suits sentence-embedding
+    /// models; lexical embedders override it.
+    fn default_min_similarity(&self) -> f32 {
+        0.3
+    }
+
     /// Returns one L2-normalised vector of [`Embedder::dimension`] per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }

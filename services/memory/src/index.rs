@@ -101,8 +101,7 @@ impl VectorIndex {
                 continue;
             }
             let similarity = dot(query, vector);
-            // Written so that NaN never passes.
-            if !(similarity >= min_similarity) {
+            if similarity.is_nan() || similarity < min_similarity {
                 continue;
             }
             let candidate = Scored {

@@ -22,6 +22,6 @@ pub use blob::{decode_embedding, encode_embedding};
 pub use config::MemoryConfig;
 pub use embedder::{EmbedError, Embedder};
 pub use error::MemoryError;
-pub use hash_embedder::HashEmbedder;
+pub use hash_embedder::{HashEmbedder, HASH_DEFAULT_MIN_SIMILARITY};
 pub use service::{serve, MemoryService};
 pub use store::{open, MemoryCounts, MemoryStore};

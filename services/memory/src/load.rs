@@ -40,7 +40,7 @@ pub(crate) async fn build_index(
                 tracing::error!(engram = %id, %error, "engram left out of the search index");
             }
         }
-        if seen % PROGRESS_EVERY == 0 {
+        if seen.is_multiple_of(PROGRESS_EVERY) {
             tracing::info!(loaded = seen, total, "indexing engrams");
         }
     }

@@ -68,7 +68,7 @@ pub(crate) fn search(
     }
     let min_similarity = request
         .min_similarity
-        .unwrap_or(config.default_min_similarity);
+        .unwrap_or_else(|| config.effective_min_similarity());
     if !(-1.0..=1.0).contains(&min_similarity) {
         return Err(MemoryError::OutOfRange {
             field: "min_similarity",

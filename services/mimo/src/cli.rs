@@ -115,7 +115,7 @@ pub enum MemoryAction {
         /// Most hits to return (1..=1000)
         #[arg(long)]
         limit: Option<u32>,
-        /// Least cosine similarity of a hit (-1..=1) [default: 0.3]
+        /// Least cosine similarity of a hit (-1..=1) [default: the embedder's, 0.1 for the built-in one]
         #[arg(long)]
         min_similarity: Option<f32>,
         /// Only this kind of memory

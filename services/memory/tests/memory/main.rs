@@ -13,7 +13,9 @@ use tempfile::TempDir;
 
 /// A memory in a fresh temporary directory, removed when dropped.
 pub struct TestMemory {
+    /// The open store.
     pub store: MemoryStore,
+    /// Holds the database; removed on drop.
     pub directory: TempDir,
 }
 

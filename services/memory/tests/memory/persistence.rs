@@ -2,8 +2,9 @@
 
 use crate::data::{paraphrases, sentences};
 use crate::{database_path, search_request, store_all, store_request, TestMemory};
-use mimo_memory::{MemoryConfig, MemoryError};
+use mimo_memory::{Embedder, HashEmbedder, MemoryConfig};
 use mimo_proto::v1::SearchRequest;
+use std::sync::{Arc, Mutex};
 
 fn answers(hits: &[mimo_proto::v1::SearchHit]) -> Vec<(String, f32)> {
     hits.iter()
@@ -69,12 +70,14 @@ async fn corrupt_embedding_is_skipped_at_open_and_never_returned() -> anyhow::Re
         ))
         .await?;
     memory.store.close().await;
+    let dimension = HashEmbedder::new().dimension();
+    let blob_length = dimension * 4;
     {
         let options =
             sqlx::sqlite::SqliteConnectOptions::new().filename(database_path(&memory.directory));
         let pool = sqlx::SqlitePool::connect_with(options).await?;
         // Three bytes short of its recorded dimension.
-        let blob = mimo_memory::encode_embedding(&vec![0.1_f32; 512]);
+        let blob = mimo_memory::encode_embedding(&vec![0.1_f32; dimension]);
         sqlx::query("UPDATE engrams SET embedding = ? WHERE id = ?")
             .bind(&blob[..blob.len() - 3])
             .bind(&corrupt.id)
@@ -82,9 +85,23 @@ async fn corrupt_embedding_is_skipped_at_open_and_never_returned() -> anyhow::Re
             .await?;
         pool.close().await;
     }
-    let reopened = mimo_memory::open(MemoryConfig::new(database_path(&memory.directory))).await?;
+    let log = CapturedLog::default();
+    let reopened = {
+        let _guard = tracing::subscriber::set_default(log.subscriber());
+        mimo_memory::open(MemoryConfig::new(database_path(&memory.directory))).await?
+    };
     let counts = reopened.counts();
     assert_eq!((counts.engrams, counts.index_vectors), (2, 1));
+    let logged = log.text();
+    let expected = format!(
+        "engram={} error=embedding blob is {} bytes",
+        corrupt.id,
+        blob_length - 3
+    );
+    assert!(
+        logged.contains("ERROR") && logged.contains(&expected),
+        "{logged}"
+    );
     let hits = reopened
         .search(SearchRequest {
             query: "the lighthouse keeper rings the bell at dusk".into(),
@@ -100,30 +117,42 @@ async fn corrupt_embedding_is_skipped_at_open_and_never_returned() -> anyhow::Re
     assert_eq!(ids, [sound.id.as_str()]);
     // Its text is still there for Get; only its embedding is unusable.
     assert_eq!(reopened.get(&corrupt.id).await?.content, corrupt.content);
-    assert!(matches!(
-        mimo_memory::decode_embedding(&blob_of(&reopened_path(&memory)).await?, 512),
-        Err(MemoryError::CorruptEmbedding {
-            bytes: 2045,
-            dimension: 512
-        })
-    ));
     Ok(())
 }
 
-fn reopened_path(memory: &TestMemory) -> std::path::PathBuf {
-    database_path(&memory.directory)
+/// Log lines written while its subscriber is the default, as text.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+        tracing_subscriber::fmt()
+            .with_writer(self.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
 }
 
-/// The shortest embedding blob in the database at `path` (the corrupt one).
-async fn blob_of(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await?;
-    let blob: Vec<u8> =
-        sqlx::query_scalar("SELECT embedding FROM engrams ORDER BY length(embedding) LIMIT 1")
-            .fetch_one(&pool)
-            .await?;
-    pool.close().await;
-    Ok(blob)
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'writer> tracing_subscriber::fmt::MakeWriter<'writer> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'writer self) -> Self::Writer {
+        self.clone()
+    }
 }

@@ -76,7 +76,7 @@ async fn hits_are_best_first_within_limit_and_threshold() -> anyhow::Result<()> 
     assert!(hits
         .iter()
         .all(|hit| (-1.0..=1.0).contains(&hit.similarity)));
-    // The default threshold (0.3) drops weak matches; an unrelated query finds nothing.
+    // The built-in embedder's default threshold drops weak matches; an unrelated query finds nothing.
     let unrelated = memory
         .store
         .search(search_request("quantum chromodynamics lagrangian"))
@@ -179,7 +179,13 @@ async fn deleted_engram_is_no_longer_found() -> anyhow::Result<()> {
     let memory = TestMemory::open().await?;
     let stored = store_all(&memory.store, &sentences()).await?;
     let query = "Which planet is the biggest of all the worlds circling our star?";
-    let before = memory.store.search(search_request(query)).await?;
+    let before = memory
+        .store
+        .search(SearchRequest {
+            min_similarity: Some(0.0),
+            ..search_request(query)
+        })
+        .await?;
     assert_eq!(
         before[0].engram.as_ref().map(|e| e.id.as_str()),
         Some(stored[5].id.as_str())

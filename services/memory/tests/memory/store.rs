@@ -1,7 +1,7 @@
 //! Store, get and delete round trips and the defaults a Store request gets.
 
 use crate::{store_request, TestMemory};
-use mimo_memory::MemoryError;
+use mimo_memory::{Embedder, HashEmbedder, MemoryError};
 use mimo_proto::v1::{Category, StoreRequest};
 
 #[tokio::test]
@@ -19,7 +19,7 @@ async fn store_get_delete_roundtrip() -> anyhow::Result<()> {
     assert!(uuid::Uuid::parse_str(&stored.id)?.get_version_num() == 7);
     assert_eq!(stored.category, Category::Observation as i32);
     assert_eq!(stored.embedder, "builtin-hash-v1");
-    assert_eq!(stored.dimension, 512);
+    assert_eq!(stored.dimension as usize, HashEmbedder::new().dimension());
     assert_eq!(stored.metadata_json, r#"{"source":"chat","turn":12}"#);
     assert!(stored.created_at_unix_ms > 0);
     let fetched = memory.store.get(&stored.id).await?;
