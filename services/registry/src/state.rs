@@ -195,6 +195,11 @@ impl RegistryState {
 
     /// Says which skill and endpoint serve a public tool name, spreading calls round robin.
     pub fn resolve_tool(&self, name: &str) -> Result<ResolveToolResponse, RegistryError> {
+        if name.is_empty() {
+            return Err(RegistryError::InvalidArgument(
+                "tool name is empty; give a name as ListTools returns it".into(),
+            ));
+        }
         let tables = self.tables();
         let providers = tables.catalog.providers(name);
         let Some(first) = providers.first() else {
