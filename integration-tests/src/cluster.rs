@@ -23,6 +23,7 @@ pub struct ClusterBuilder {
     skills: BTreeMap<String, SkillSpec>,
     report_interval: Duration,
     lease_ttl: Duration,
+    default_call_timeout: Duration,
 }
 
 impl Default for ClusterBuilder {
@@ -31,6 +32,7 @@ impl Default for ClusterBuilder {
             skills: BTreeMap::new(),
             report_interval: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(3),
+            default_call_timeout: SkillHostConfig::default().default_call_timeout,
         }
     }
 }
@@ -45,6 +47,12 @@ impl ClusterBuilder {
     /// Sets the skill-host's lease TTL.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
+        self
+    }
+
+    /// Sets the deadline the skill-host gives calls whose caller set none.
+    pub fn default_call_timeout(mut self, timeout: Duration) -> Self {
+        self.default_call_timeout = timeout;
         self
     }
 
@@ -104,6 +112,7 @@ impl ClusterBuilder {
             skills: self.skills,
             registry_address: Some(registry.clone()),
             lease_ttl: self.lease_ttl,
+            default_call_timeout: self.default_call_timeout,
             ..SkillHostConfig::default()
         };
         let skill_host_task = tokio::spawn(mimo_skill_host::serve(
