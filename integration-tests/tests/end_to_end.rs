@@ -345,7 +345,9 @@ async fn memory_finds_each_intended_sentence_by_a_paraphrase() {
             "query {query:?} found {:?}, not {:?}",
             engram.content, sentences[intended]
         );
-        assert!(top.similarity >= 0.3 && top.similarity <= 1.0001);
+        assert!(
+            top.similarity >= mimo_memory::HASH_DEFAULT_MIN_SIMILARITY && top.similarity <= 1.0001
+        );
         assert!(hits
             .windows(2)
             .all(|pair| pair[0].similarity >= pair[1].similarity));
@@ -554,4 +556,70 @@ fn tokio_stream_wrapper(
     receiver: tokio::sync::mpsc::Receiver<KeepAliveRequest>,
 ) -> impl tokio_stream::Stream<Item = KeepAliveRequest> {
     tokio_stream::wrappers::ReceiverStream::new(receiver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_is_abandoned_and_the_skill_keeps_serving() {
+    // The host's own deadline for calls that set none, so that the answer is the host's.
+    let cluster = ClusterBuilder::default()
+        .skill("everything", everything_server())
+        .default_call_timeout(Duration::from_millis(1500))
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_until("everything ready", PATIENCE, || {
+        let mut host = host.clone();
+        async move {
+            let status = host
+                .get_skill(GetSkillRequest {
+                    skill: "everything".into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            (status.state == SkillState::Ready as i32).then_some(())
+        }
+    })
+    .await;
+    let mut host = host.clone();
+    let request = tonic::Request::new(CallToolRequest {
+        skill: "everything".into(),
+        tool: "trigger-long-running-operation".into(),
+        arguments_json: r#"{"duration": 60, "steps": 2}"#.into(),
+    });
+    let started = std::time::Instant::now();
+    let late = host.call_tool(request).await.unwrap_err();
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+    assert!(
+        late.message().contains("no answer before the deadline"),
+        "{}",
+        late.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the deadline, not the tool, ended the call"
+    );
+
+    let echoed = call(
+        &cluster,
+        "everything_echo",
+        r#"{"message":"after the timeout"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(echoed.content[0].text, "Echo: after the timeout");
+    let image = call(&cluster, "everything_get-tiny-image", "{}")
+        .await
+        .unwrap();
+    let picture = image
+        .content
+        .iter()
+        .find(|item| item.r#type == "image")
+        .expect("an image item");
+    assert_eq!(picture.mime_type, "image/png");
+    assert!(
+        picture.data.starts_with(b"\x89PNG"),
+        "image bytes are decoded from base64"
+    );
+    cluster.stop().await;
 }

@@ -1,0 +1,694 @@
+//! End-to-end tests of the `mimo` binary as people and scripts use it: `mimo up` runs every
+//! service with two real third-party MCP servers as skills, and the client commands, a Python
+//! client generated from the protos, signals and bad configuration are tried against it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MIMO: &str = env!("CARGO_BIN_EXE_mimo");
+const HOW_TO_INSTALL: &str = "run scripts/test.sh: it installs the MCP servers these tests use";
+/// Generous bound for anything to become true on a slow, shared 2-core machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// Longest a `mimo up` may take to exit after SIGTERM.
+const STOP_PATIENCE: Duration = Duration::from_secs(30);
+/// Longest one client command may run.
+const COMMAND_PATIENCE: Duration = Duration::from_secs(90);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `check` until it gives `Some`, or panics after `timeout` naming `what` and the last
+/// reason `check` gave for not being done.
+fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let last = match check() {
+            Ok(value) => return value,
+            Err(reason) => reason,
+        };
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Waits for `child` to exit within `timeout`; `None` if it is still running.
+fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn send_sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {pid} failed: {status}");
+}
+
+/// A `mimo` command with no `MIMO_*` setting inherited from the test's environment.
+fn mimo_command(working_dir: &Path) -> Command {
+    let mut command = Command::new(MIMO);
+    command.current_dir(working_dir).stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("MIMO_") && key_text != "MIMO_LOG" {
+            command.env_remove(&key);
+        }
+    }
+    command
+}
+
+/// Runs `command` to completion with captured output; kills it after `COMMAND_PATIENCE`.
+fn run(mut command: Command) -> Output {
+    let description = format!("{command:?}");
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {description}: {e}"));
+    // Drain both pipes on threads so that a chatty command never blocks on a full pipe.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let stdout_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let stderr_reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let Some(status) = wait_for_exit(&mut child, COMMAND_PATIENCE) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{description} did not finish within {COMMAND_PATIENCE:?}");
+    };
+    Output {
+        status,
+        stdout: stdout_reader.join().expect("stdout reader"),
+        stderr: stderr_reader.join().expect("stderr reader"),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `MIMO_TEST_*` variables from the environment, else from the test cache's `env.sh`.
+fn test_variables() -> HashMap<String, String> {
+    let mut variables: HashMap<String, String> = std::env::vars()
+        .filter(|(key, _)| key.starts_with("MIMO_TEST_"))
+        .collect();
+    let cache = variables
+        .get("MIMO_TEST_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/mimo-test"))
+        });
+    let env_file = cache.and_then(|dir| std::fs::read_to_string(dir.join("env.sh")).ok());
+    for line in env_file.as_deref().unwrap_or_default().lines() {
+        let Some((key, value)) = line
+            .trim()
+            .strip_prefix("export ")
+            .and_then(|a| a.split_once('='))
+        else {
+            continue;
+        };
+        let value = value.trim().trim_matches('\'').trim_matches('"');
+        variables
+            .entry(key.to_string())
+            .or_insert_with(|| value.to_string());
+    }
+    variables
+}
+
+fn required<'a>(variables: &'a HashMap<String, String>, key: &str) -> &'a str {
+    variables
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("{key} is not set; {HOW_TO_INSTALL}"))
+}
+
+/// The skills file entry of one installed MCP server.
+fn server_entry(variables: &HashMap<String, String>, prefix: &str) -> serde_json::Value {
+    let command = required(variables, &format!("MIMO_TEST_{prefix}_COMMAND"));
+    let args_key = format!("MIMO_TEST_{prefix}_ARGS_JSON");
+    let args: Vec<String> = serde_json::from_str(required(variables, &args_key))
+        .unwrap_or_else(|e| panic!("{args_key} is not a JSON array of strings: {e}"));
+    assert!(
+        Path::new(command).exists(),
+        "{command} does not exist; {HOW_TO_INSTALL}"
+    );
+    serde_json::json!({"command": command, "args": args})
+}
+
+/// The Python that has grpcio-tools installed.
+fn test_python() -> String {
+    required(&test_variables(), "MIMO_TEST_PYTHON").to_string()
+}
+
+/// Addresses of the four services, as `mimo up` wrote them to its ready file.
+#[derive(Debug, Clone)]
+struct Addresses {
+    registry: String,
+    memory: String,
+    telemetry: String,
+}
+
+/// A `mimo up` with the everything and time servers as skills, in a temporary folder; stopped
+/// with SIGTERM (then SIGKILL) when dropped.
+struct Mimo {
+    child: Child,
+    exit: Option<ExitStatus>,
+    addresses: Addresses,
+    folder: tempfile::TempDir,
+}
+
+impl Mimo {
+    /// Starts `mimo up` and returns once both skills' tools are listed.
+    fn start() -> Mimo {
+        let variables = test_variables();
+        let skills = serde_json::json!({"mcpServers": {
+            "everything": server_entry(&variables, "EVERYTHING"),
+            "time": server_entry(&variables, "TIME"),
+        }});
+        let folder = tempfile::tempdir().expect("tempdir");
+        let skills_file = folder.path().join("skills.json");
+        std::fs::write(&skills_file, skills.to_string()).expect("write skills file");
+        let ready_file = folder.path().join("ready.json");
+        let log = std::fs::File::create(folder.path().join("mimo-up.log")).expect("log file");
+        let mut command = mimo_command(folder.path());
+        command
+            .args(["up", "--ready-file"])
+            .arg(&ready_file)
+            .args(["--registry-listen", "127.0.0.1:0"])
+            .args(["--skill-host-listen", "127.0.0.1:0"])
+            .args(["--memory-listen", "127.0.0.1:0"])
+            .args(["--telemetry-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(folder.path().join("data"))
+            .arg("--skills")
+            .arg(&skills_file)
+            .args(["--report-interval-ms", "200"])
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = command.spawn().expect("spawn mimo up");
+        // Addresses are filled in below; until then a panic still stops the child in drop.
+        let mut mimo = Mimo {
+            child,
+            exit: None,
+            addresses: Addresses {
+                registry: String::new(),
+                memory: String::new(),
+                telemetry: String::new(),
+            },
+            folder,
+        };
+        let ready: serde_json::Value = wait_until("the ready file of mimo up", PATIENCE, || {
+            if let Some(status) = mimo.child.try_wait().expect("try_wait") {
+                panic!("mimo up exited early ({status}); log:\n{}", mimo.log());
+            }
+            let written = std::fs::read_to_string(&ready_file).map_err(|e| e.to_string())?;
+            serde_json::from_str(&written).map_err(|e| format!("{e}: {written}"))
+        });
+        let address = |key: &str| {
+            ready[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("ready file lacks {key:?}: {ready}"))
+                .to_string()
+        };
+        assert!(
+            ready["skill_host"].is_string(),
+            "ready file lacks skill_host: {ready}"
+        );
+        mimo.addresses = Addresses {
+            registry: address("registry"),
+            memory: address("memory"),
+            telemetry: address("telemetry"),
+        };
+        wait_until("both skills' tools in `mimo tools list`", PATIENCE, || {
+            let listed = mimo.client(&["tools", "list"]);
+            let stdout = text(&listed.stdout);
+            let has = |name: &str| {
+                stdout
+                    .lines()
+                    .any(|line| line.split_whitespace().next() == Some(name))
+            };
+            if listed.status.success() && has("everything_echo") && has("time_get_current_time") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: {stdout}{}",
+                    listed.status,
+                    text(&listed.stderr)
+                ))
+            }
+        });
+        mimo
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.folder.path().join("mimo-up.log")).unwrap_or_default()
+    }
+
+    /// Runs a client command pointed at this `mimo up`.
+    fn client(&self, args: &[&str]) -> Output {
+        let mut command = mimo_command(self.folder.path());
+        command
+            .args(args)
+            .args(["--registry-address", &self.addresses.registry])
+            .args(["--memory-address", &self.addresses.memory])
+            .args(["--telemetry-address", &self.addresses.telemetry]);
+        run(command)
+    }
+
+    /// Runs a client command that must succeed; returns its stdout.
+    fn client_ok(&self, args: &[&str]) -> String {
+        let output = self.client(args);
+        assert!(
+            output.status.success(),
+            "mimo {args:?} failed ({}): stdout: {} stderr: {}",
+            output.status,
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    /// Runs a client command that must exit 1 with `error: <code>: ...`; returns its stderr.
+    fn client_fails_with(&self, args: &[&str], code: &str) -> String {
+        let output = self.client(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "mimo {args:?} should exit 1; stdout: {} stderr: {stderr}",
+            text(&output.stdout)
+        );
+        assert!(
+            stderr.contains(&format!("error: {code}: ")),
+            "mimo {args:?} should print `error: {code}: ...`; stderr: {stderr}"
+        );
+        stderr
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            send_sigterm(self.pid());
+            self.exit = wait_for_exit(&mut self.child, timeout);
+        }
+        self.exit
+    }
+}
+
+impl Drop for Mimo {
+    fn drop(&mut self) {
+        if self.stop(Duration::from_secs(20)).is_none() {
+            eprintln!("mimo up did not stop within 20 s of SIGTERM; killing it");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One process as `/proc/PID/stat` describes it.
+#[derive(Debug, Clone, PartialEq)]
+struct ProcessInfo {
+    state: char,
+    parent: u32,
+    group: u32,
+    start_ticks: u64,
+}
+
+fn process_info(pid: u32) -> Option<ProcessInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces; the fields after it are plain.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    Some(ProcessInfo {
+        state: fields.first()?.chars().next()?,
+        parent: fields.get(1)?.parse().ok()?,
+        group: fields.get(2)?.parse().ok()?,
+        start_ticks: fields.get(19)?.parse().ok()?,
+    })
+}
+
+fn all_processes() -> BTreeMap<u32, ProcessInfo> {
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, process_info(pid)?)))
+        .collect()
+}
+
+/// True while `pid` still names the same, not yet dead process.
+fn still_running(pid: u32, seen: &ProcessInfo) -> bool {
+    process_info(pid).is_some_and(|now| now.start_ticks == seen.start_ticks && now.state != 'Z')
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cli_tour_lists_and_calls_tools_remembers_and_reports_status() {
+    let mimo = Mimo::start();
+
+    let listed = mimo.client_ok(&["tools", "list"]);
+    let names: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.contains(&"everything_echo"), "{listed}");
+    assert!(names.contains(&"time_get_current_time"), "{listed}");
+    println!("tools list: {} tools", names.len());
+
+    let echoed = mimo.client_ok(&[
+        "tools",
+        "call",
+        "everything_echo",
+        "--args",
+        r#"{"message":"hello from the cli"}"#,
+    ]);
+    assert_eq!(echoed.trim(), "Echo: hello from the cli");
+
+    let time = mimo.client_ok(&[
+        "tools",
+        "call",
+        "time_get_current_time",
+        "--args",
+        r#"{"timezone":"UTC"}"#,
+    ]);
+    let time: serde_json::Value =
+        serde_json::from_str(&time).unwrap_or_else(|e| panic!("not JSON ({e}): {time}"));
+    assert_eq!(time["timezone"], "UTC", "{time}");
+    assert!(time["datetime"].is_string(), "{time}");
+
+    let malformed = mimo.client_fails_with(
+        &[
+            "tools",
+            "call",
+            "everything_echo",
+            "--args",
+            r#"{"message": "#,
+        ],
+        "InvalidArgument",
+    );
+    assert!(malformed.contains("arguments_json"), "{malformed}");
+    let refused = mimo.client(&[
+        "tools",
+        "call",
+        "time_get_current_time",
+        "--args",
+        r#"{"timezone":"Mars/Olympus_Mons"}"#,
+    ]);
+    assert_eq!(refused.status.code(), Some(1), "a tool error must exit 1");
+    assert!(
+        text(&refused.stderr).contains("the tool reported an error"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let unknown = mimo.client_fails_with(&["tools", "call", "no_such_tool"], "NotFound");
+    assert!(unknown.contains("no_such_tool"), "{unknown}");
+
+    let dog = "The user's dog is named Biscuit and loves long walks in the park";
+    let dog_id = mimo.client_ok(&[
+        "memory",
+        "store",
+        dog,
+        "--category",
+        "fact",
+        "--importance",
+        "0.7",
+    ]);
+    let dog_id = dog_id.trim();
+    assert!(
+        !dog_id.is_empty() && !dog_id.contains(char::is_whitespace),
+        "store printed {dog_id:?}"
+    );
+    mimo.client_ok(&[
+        "memory",
+        "store",
+        "The quarterly tax report must be filed before the end of April",
+    ]);
+    mimo.client_ok(&[
+        "memory",
+        "store",
+        "Alice prefers green tea over coffee in the morning",
+        "--category",
+        "observation",
+    ]);
+    let found = mimo.client_ok(&[
+        "memory",
+        "search",
+        "what is the name of the user's dog",
+        "--limit",
+        "3",
+        "--min-similarity",
+        "0",
+    ]);
+    let best = found
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("search found nothing"));
+    let columns: Vec<&str> = best.split_whitespace().collect();
+    let similarity: f32 = columns[0].parse().unwrap_or_else(|e| panic!("{e}: {best}"));
+    assert!(similarity > 0.0, "{found}");
+    assert_eq!(
+        columns.get(1),
+        Some(&dog_id),
+        "the dog should rank first:\n{found}"
+    );
+    assert!(best.contains("[fact]") && best.ends_with(dog), "{best}");
+    mimo.client_fails_with(
+        &["memory", "search", "dog", "--limit", "0"],
+        "InvalidArgument",
+    );
+
+    let shown = mimo.client_ok(&["memory", "get", dog_id]);
+    assert!(shown.contains(dog), "{shown}");
+    mimo.client_ok(&["memory", "delete", dog_id]);
+    mimo.client_fails_with(&["memory", "get", dog_id], "NotFound");
+
+    let wanted = ["registry", "skill-host", "memory", "telemetry"];
+    let status = wait_until("every service in `mimo status`", PATIENCE, || {
+        let table = mimo.client_ok(&["status"]);
+        let services: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        match wanted.iter().all(|service| services.contains(service)) {
+            true => Ok(table),
+            false => Err(table),
+        }
+    });
+    println!("{status}");
+}
+
+#[test]
+fn python_client_generated_from_proto_works_against_mimo_up() {
+    let mimo = Mimo::start();
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut command = Command::new(test_python());
+    command
+        .arg(repository.join("integration-tests/python/client.py"))
+        .arg("--proto-root")
+        .arg(repository.join("proto"))
+        .args(["--registry", &mimo.addresses.registry])
+        .args(["--memory", &mimo.addresses.memory])
+        .args(["--telemetry", &mimo.addresses.telemetry])
+        .env_remove("PYTHONPATH")
+        .stdin(Stdio::null());
+    let output = run(command);
+    println!("{}", text(&output.stdout));
+    eprintln!("{}", text(&output.stderr));
+    assert!(
+        output.status.success(),
+        "client.py failed: {}",
+        output.status
+    );
+}
+
+#[test]
+fn sigterm_stops_mimo_up_cleanly_and_ends_its_skills() {
+    let mut mimo = Mimo::start();
+    let processes = all_processes();
+    let skills: BTreeMap<u32, ProcessInfo> = processes
+        .into_iter()
+        .filter(|(_, info)| info.parent == mimo.pid() && info.state != 'Z')
+        .collect();
+    assert_eq!(
+        skills.len(),
+        2,
+        "mimo up should run one process per skill: {skills:?}"
+    );
+    // Each skill leads its own process group; whatever the skill started is in it too.
+    let groups: Vec<u32> = skills.keys().copied().collect();
+    let skill_trees: BTreeMap<u32, ProcessInfo> = all_processes()
+        .into_iter()
+        .filter(|(_, info)| groups.contains(&info.group) && info.state != 'Z')
+        .collect();
+    println!("skill processes (pid: info): {skill_trees:?}");
+
+    let started = Instant::now();
+    let status = mimo.stop(STOP_PATIENCE);
+    let Some(status) = status else {
+        panic!(
+            "mimo up did not exit within {STOP_PATIENCE:?} of SIGTERM; log:\n{}",
+            mimo.log()
+        );
+    };
+    assert!(
+        status.success(),
+        "mimo up exited with {status}; log:\n{}",
+        mimo.log()
+    );
+    println!("mimo up exited 0 {:?} after SIGTERM", started.elapsed());
+
+    // Checked at once: mimo must have ended and reaped its skills before exiting itself.
+    let left: Vec<(u32, ProcessInfo)> = skill_trees
+        .iter()
+        .filter(|(pid, seen)| still_running(**pid, seen))
+        .map(|(pid, seen)| (*pid, seen.clone()))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "skill processes outlived mimo up: {left:?}; log:\n{}",
+        mimo.log()
+    );
+}
+
+#[test]
+fn invalid_skills_file_fails_before_binding_with_a_clear_message() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let skills_file = folder.path().join("skills.json");
+    std::fs::write(
+        &skills_file,
+        r#"{"mcpServers": {"broken": {"command": "true", "argz": []}}}"#,
+    )
+    .unwrap();
+    // Holding a port and asking mimo to listen on it shows whether it binds before validating:
+    // it would then fail with "cannot listen" instead of naming the skill.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let held_address = held.local_addr().unwrap().to_string();
+    let ready_file = folder.path().join("ready.json");
+    let data_dir = folder.path().join("data");
+    let mut command = mimo_command(folder.path());
+    command
+        .args(["up", "--ready-file"])
+        .arg(&ready_file)
+        .args(["--registry-listen", &held_address])
+        .args(["--skill-host-listen", "127.0.0.1:0"])
+        .args(["--memory-listen", "127.0.0.1:0"])
+        .args(["--telemetry-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--skills")
+        .arg(&skills_file);
+    let output = run(command);
+    let stderr = text(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "mimo up accepted an unknown skill field; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("\"broken\"") && stderr.contains("argz"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
+    assert!(!ready_file.exists(), "the ready file was written");
+    assert!(!data_dir.exists(), "the data folder was created");
+    let message: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(message.len(), 1, "one clear error line expected: {stderr}");
+    println!("{}", message[0]);
+}
+
+#[test]
+fn print_config_shows_flags_over_environment_over_file_over_defaults() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let config = folder.path().join("mimo.toml");
+    std::fs::write(
+        &config,
+        "lease_ttl_ms = 3000\nreport_interval_ms = 700\nskill_init_timeout_ms = 4000\n",
+    )
+    .unwrap();
+    let mut command = mimo_command(folder.path());
+    command
+        .arg("--config")
+        .arg(&config)
+        .env("MIMO_LEASE_TTL_MS", "5000")
+        .env("MIMO_REPORT_INTERVAL_MS", "800")
+        .args(["--print-config", "--lease-ttl-ms", "7000"]);
+    let output = run(command);
+    let printed = text(&output.stdout);
+    assert!(output.status.success(), "{printed}{}", text(&output.stderr));
+    let lines: Vec<&str> = printed.lines().collect();
+    for expected in [
+        "lease_ttl_ms = 7000",                 // flag beats environment and file
+        "report_interval_ms = 800",            // environment beats file
+        "skill_init_timeout_ms = 4000",        // file beats default
+        "memory_listen = \"127.0.0.1:50053\"", // default
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "expected {expected:?} in:\n{printed}"
+        );
+    }
+
+    // Without the flag the environment wins; without both the file does.
+    let mut command = mimo_command(folder.path());
+    command
+        .arg("--config")
+        .arg(&config)
+        .env("MIMO_LEASE_TTL_MS", "5000")
+        .arg("--print-config");
+    assert!(text(&run(command).stdout)
+        .lines()
+        .any(|l| l == "lease_ttl_ms = 5000"));
+    let mut command = mimo_command(folder.path());
+    command.arg("--config").arg(&config).arg("--print-config");
+    assert!(text(&run(command).stdout)
+        .lines()
+        .any(|l| l == "lease_ttl_ms = 3000"));
+}
+
+#[test]
+fn invalid_config_file_fails_with_one_line_naming_the_key() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let config = folder.path().join("mimo.toml");
+    std::fs::write(&config, "lease_tll_ms = 3000\n").unwrap();
+    let mut command = mimo_command(folder.path());
+    command.arg("--config").arg(&config).arg("--print-config");
+    let output = run(command);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("lease_tll_ms"),
+        "{stderr}"
+    );
+}
