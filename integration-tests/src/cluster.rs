@@ -16,14 +16,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 type ServeHandle = JoinHandle<Result<(), tonic::transport::Error>>;
+/// A change to the skill-host's settings, applied before it starts.
+type ConfigureSkillHost = Box<dyn FnOnce(&mut SkillHostConfig) + Send>;
+type SkillHostHandle = JoinHandle<Result<(), mimo_skill_host::ServeError>>;
 
 /// Chooses the skills and timings of a test cluster.
-#[derive(Debug)]
 pub struct ClusterBuilder {
     skills: BTreeMap<String, SkillSpec>,
     report_interval: Duration,
     lease_ttl: Duration,
     default_call_timeout: Duration,
+    configure_skill_host: Option<ConfigureSkillHost>,
 }
 
 impl Default for ClusterBuilder {
@@ -33,6 +36,7 @@ impl Default for ClusterBuilder {
             report_interval: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(3),
             default_call_timeout: SkillHostConfig::default().default_call_timeout,
+            configure_skill_host: None,
         }
     }
 }
@@ -56,8 +60,19 @@ impl ClusterBuilder {
         self
     }
 
+    /// Changes the skill-host's settings (limits, restart policy) before it starts.
+    pub fn configure_skill_host(
+        mut self,
+        configure: impl FnOnce(&mut SkillHostConfig) + Send + 'static,
+    ) -> Self {
+        self.configure_skill_host = Some(Box::new(configure));
+        self
+    }
+
     /// Starts registry, telemetry, memory (on a fresh SQLite file) and the skill-host.
+    /// `MIMO_TEST_LOG` (a `tracing` filter such as `info`) shows the services' logs.
     pub async fn start(self) -> Cluster {
+        init_test_logging();
         let data = tempfile::tempdir().expect("temporary data folder");
         let registry_listener = bind().await;
         let telemetry_listener = bind().await;
@@ -108,13 +123,17 @@ impl ClusterBuilder {
                 )),
             ),
         ];
-        let config = SkillHostConfig {
+        let mut config = SkillHostConfig {
             skills: self.skills,
             registry_address: Some(registry.clone()),
             lease_ttl: self.lease_ttl,
             default_call_timeout: self.default_call_timeout,
+            state_dir: Some(data.path().join("skill-host")),
             ..SkillHostConfig::default()
         };
+        if let Some(configure) = self.configure_skill_host {
+            configure(&mut config);
+        }
         let skill_host_task = tokio::spawn(mimo_skill_host::serve(
             config,
             reporting,
@@ -152,7 +171,7 @@ pub struct Cluster {
     pub memory: String,
     /// Skill-host address.
     pub skill_host: String,
-    skill_host_task: Option<ServeHandle>,
+    skill_host_task: Option<SkillHostHandle>,
     skill_host_shutdown: CancellationToken,
     others: Vec<(&'static str, ServeHandle)>,
     others_shutdown: CancellationToken,
@@ -208,4 +227,17 @@ impl Cluster {
             result.unwrap_or_else(|e| panic!("{name} served without error: {e}"));
         }
     }
+}
+
+/// Sends the services' logs to the test output when `MIMO_TEST_LOG` is set; once per process.
+pub fn init_test_logging() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("MIMO_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }

@@ -17,6 +17,9 @@ use tonic::Code;
 /// Generous: a cold `node` or Python start on a loaded 2-core machine can take seconds.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+#[path = "end_to_end/supervision.rs"]
+mod supervision;
+
 async fn cluster_with_real_skills() -> Cluster {
     let cluster = ClusterBuilder::default()
         .skill("everything", everything_server())

@@ -10,8 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|name| proto_root.join(format!("mimo/v1/{name}.proto")))
         .collect();
-    for file in &files {
-        println!("cargo:rerun-if-changed={}", file.display());
+    // Relative to this package, so that clones of the workspace at other paths sharing one
+    // target folder each watch their own files (an absolute path would keep watching the
+    // clone that built last and miss changes in this one).
+    for name in ["common", "registry", "skill_host", "memory", "telemetry"] {
+        println!("cargo:rerun-if-changed=../../proto/mimo/v1/{name}.proto");
     }
     let descriptor_set = protox::compile(&files, [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);

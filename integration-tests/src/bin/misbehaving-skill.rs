@@ -4,6 +4,9 @@
 //! - `--crash-after N`: exit with status 1 on the call after N answered calls.
 //! - `--slow-initialize-ms MS` / `--hang-initialize`: delay or never answer `initialize`.
 //! - `--stderr-lines N`: write N lines to stderr at start (a chatty skill).
+//! - `--stderr-every-ms MS`: write a stderr line every MS milliseconds (a busy launcher).
+//! - `--stderr-long-line BYTES`: write one stderr line of that size at start.
+//! - `--flood-stdout N`: write N non-JSON lines to stdout at start.
 //! - `--noise`: write a non-JSON line before every answer.
 //!
 //! Tools: `echo {text}`, `sleep {ms}` (answers later, so answers come out of order),
@@ -26,6 +29,9 @@ struct Faults {
     slow_initialize_ms: u64,
     hang_initialize: bool,
     stderr_lines: u64,
+    stderr_every_ms: u64,
+    stderr_long_line: u64,
+    flood_stdout: u64,
     noise: bool,
 }
 
@@ -42,6 +48,9 @@ fn parse_faults() -> Faults {
             "--crash-after" => faults.crash_after = Some(number()),
             "--slow-initialize-ms" => faults.slow_initialize_ms = number(),
             "--stderr-lines" => faults.stderr_lines = number(),
+            "--stderr-every-ms" => faults.stderr_every_ms = number(),
+            "--stderr-long-line" => faults.stderr_long_line = number(),
+            "--flood-stdout" => faults.flood_stdout = number(),
             "--hang-initialize" => faults.hang_initialize = true,
             "--noise" => faults.noise = true,
             other => panic!("unknown argument {other}"),
@@ -84,8 +93,23 @@ fn text_result(id: &Value, text: String) -> Value {
 
 fn main() {
     let faults = parse_faults();
+    if faults.stderr_long_line > 0 {
+        eprintln!("{}", "e".repeat(faults.stderr_long_line as usize));
+    }
     for line in 0..faults.stderr_lines {
         eprintln!("chatty skill, stderr line {line}");
+    }
+    if faults.stderr_every_ms > 0 {
+        let every = Duration::from_millis(faults.stderr_every_ms);
+        std::thread::spawn(move || {
+            for tick in 0.. {
+                eprintln!("still working, tick {tick}");
+                std::thread::sleep(every);
+            }
+        });
+    }
+    for line in 0..faults.flood_stdout {
+        println!("flooding stdout with line {line}, which is not JSON-RPC");
     }
     let output = Arc::new(Output {
         stdout: Mutex::new(std::io::stdout()),

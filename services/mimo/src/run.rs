@@ -53,18 +53,18 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
     let skill_host_shutdown = CancellationToken::new();
     let others_shutdown = CancellationToken::new();
     stop_on_signal(skill_host_shutdown.clone());
-    let mut skill_host = tokio::spawn(mimo_skill_host::serve(
+    let mut skill_host = tokio::spawn(boxed(mimo_skill_host::serve(
         skill_host_config,
         reporting.clone(),
         skill_host_listener,
         skill_host_shutdown.clone(),
-    ));
+    )));
     let mut others = JoinSet::new();
     let token = others_shutdown.clone();
     let with_name = |name: &'static str, serve: ServeFuture| async move { (name, serve.await) };
     others.spawn(with_name(
         "registry",
-        Box::pin(mimo_registry::serve(
+        boxed(mimo_registry::serve(
             Default::default(),
             reporting.clone(),
             registry_listener,
@@ -73,7 +73,7 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
     ));
     others.spawn(with_name(
         "memory",
-        Box::pin(mimo_memory::serve(
+        boxed(mimo_memory::serve(
             memory,
             reporting.clone(),
             memory_listener,
@@ -82,7 +82,7 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
     ));
     others.spawn(with_name(
         "telemetry",
-        Box::pin(mimo_telemetry::serve(
+        boxed(mimo_telemetry::serve(
             Default::default(),
             reporting,
             telemetry_listener,
@@ -116,8 +116,16 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
     })
 }
 
-type ServeResult = Result<(), tonic::transport::Error>;
+type ServeResult = anyhow::Result<()>;
 type ServeFuture = std::pin::Pin<Box<dyn Future<Output = ServeResult> + Send>>;
+
+/// One service's `serve` future, with its error made an [`anyhow::Error`].
+fn boxed<E>(serve: impl Future<Output = Result<(), E>> + Send + 'static) -> ServeFuture
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    Box::pin(async move { serve.await.map_err(anyhow::Error::from) })
+}
 
 /// Runs the registry alone.
 pub async fn registry(settings: Effective) -> anyhow::Result<ExitCode> {
@@ -160,10 +168,11 @@ pub async fn telemetry(settings: Effective) -> anyhow::Result<ExitCode> {
     .await
 }
 
-async fn run_alone<F, Fut>(name: &str, serve: F) -> anyhow::Result<ExitCode>
+async fn run_alone<F, Fut, E>(name: &str, serve: F) -> anyhow::Result<ExitCode>
 where
     F: FnOnce(CancellationToken) -> Fut,
-    Fut: Future<Output = Result<(), tonic::transport::Error>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
@@ -190,6 +199,8 @@ fn skill_host_config(settings: &Effective) -> anyhow::Result<SkillHostConfig> {
     };
     Ok(SkillHostConfig {
         skills,
+        skills_file: settings.skills.clone(),
+        state_dir: Some(settings.data_dir.join("skill-host")),
         advertise_address: settings.advertise_address.clone(),
         lease_ttl: settings.lease_ttl,
         initialize_timeout: settings.skill_init_timeout,
@@ -237,7 +248,7 @@ fn report_end(name: &str, joined: Result<ServeResult, tokio::task::JoinError>) -
     match joined {
         Ok(Ok(())) => false,
         Ok(Err(error)) => {
-            tracing::error!(service = name, %error, "service failed");
+            tracing::error!(service = name, error = %format!("{error:#}"), "service failed");
             true
         }
         Err(error) => {
@@ -254,7 +265,8 @@ fn stop_on_signal(token: CancellationToken) {
         tracing::info!("stopping; send the signal again to exit at once");
         token.cancel();
         wait_for_signal().await;
-        tracing::warn!("second signal: exiting now");
+        let groups = mimo_skill_host::kill_every_skill_group();
+        tracing::warn!(skill_groups_killed = groups, "second signal: exiting now");
         std::process::exit(130);
     });
 }

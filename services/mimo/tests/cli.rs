@@ -190,6 +190,23 @@ impl Mimo {
             "time": server_entry(&variables, "TIME"),
         }});
         let folder = tempfile::tempdir().expect("tempdir");
+        let data = folder.path().join("data");
+        Mimo::launch(
+            folder,
+            &skills,
+            &data,
+            &["everything_echo", "time_get_current_time"],
+        )
+    }
+
+    /// Starts `mimo up` in `folder` with `skills` and data under `data`, and returns once
+    /// each of `tools` is listed.
+    fn launch(
+        folder: tempfile::TempDir,
+        skills: &serde_json::Value,
+        data: &Path,
+        tools: &[&str],
+    ) -> Mimo {
         let skills_file = folder.path().join("skills.json");
         std::fs::write(&skills_file, skills.to_string()).expect("write skills file");
         let ready_file = folder.path().join("ready.json");
@@ -203,7 +220,7 @@ impl Mimo {
             .args(["--memory-listen", "127.0.0.1:0"])
             .args(["--telemetry-listen", "127.0.0.1:0"])
             .arg("--data-dir")
-            .arg(folder.path().join("data"))
+            .arg(data)
             .arg("--skills")
             .arg(&skills_file)
             .args(["--report-interval-ms", "200"])
@@ -243,15 +260,15 @@ impl Mimo {
             memory: address("memory"),
             telemetry: address("telemetry"),
         };
-        wait_until("both skills' tools in `mimo tools list`", PATIENCE, || {
+        wait_until("the skills' tools in `mimo tools list`", PATIENCE, || {
             let listed = mimo.client(&["tools", "list"]);
             let stdout = text(&listed.stdout);
-            let has = |name: &str| {
+            let has = |name: &&str| {
                 stdout
                     .lines()
-                    .any(|line| line.split_whitespace().next() == Some(name))
+                    .any(|line| line.split_whitespace().next() == Some(*name))
             };
-            if listed.status.success() && has("everything_echo") && has("time_get_current_time") {
+            if listed.status.success() && tools.iter().all(has) {
                 Ok(())
             } else {
                 Err(format!(
@@ -690,5 +707,80 @@ fn invalid_config_file_fails_with_one_line_naming_the_key() {
     assert!(
         stderr.starts_with("error: ") && stderr.contains("lease_tll_ms"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_killed_mimo_up_takes_its_skills_along_and_the_next_run_ends_what_was_left() {
+    let variables = test_variables();
+    let everything = server_entry(&variables, "EVERYTHING");
+    // A launcher that outlives its server's stdin (it waits for its children), leaving a
+    // grandchild in the skill's process group, as npx and uvx can.
+    let mut launcher = vec![everything["command"].as_str().unwrap().to_string()];
+    for arg in everything["args"].as_array().unwrap() {
+        launcher.push(arg.as_str().unwrap().to_string());
+    }
+    let script = "sleep 600 & \"$@\"; wait".to_string();
+    let mut args = vec![
+        serde_json::json!("-c"),
+        serde_json::json!(script),
+        serde_json::json!("sh"),
+    ];
+    args.extend(launcher.into_iter().map(serde_json::Value::from));
+    let skills = serde_json::json!({"mcpServers": {
+        "everything": {"command": "sh", "args": args},
+    }});
+    let data = tempfile::tempdir().expect("data folder");
+    let mut first = Mimo::launch(
+        tempfile::tempdir().expect("tempdir"),
+        &skills,
+        data.path(),
+        &["everything_echo"],
+    );
+    let processes = all_processes();
+    let (skill_pid, skill) = processes
+        .iter()
+        .find(|(_, info)| info.parent == first.pid() && info.state != 'Z')
+        .map(|(pid, info)| (*pid, info.clone()))
+        .expect("the skill's process");
+    let (grandchild_pid, grandchild) = processes
+        .iter()
+        .find(|(pid, info)| info.group == skill_pid && **pid != skill_pid && info.state != 'Z')
+        .map(|(pid, info)| (*pid, info.clone()))
+        .expect("the launcher's grandchild");
+
+    first.child.kill().expect("SIGKILL mimo up");
+    first.exit = Some(first.child.wait().expect("reap mimo up"));
+    wait_until("the parent-death signal ends the skill", PATIENCE, || {
+        if still_running(skill_pid, &skill) {
+            Err(format!("skill {skill_pid} still runs"))
+        } else {
+            Ok(())
+        }
+    });
+
+    let second = Mimo::launch(
+        tempfile::tempdir().expect("tempdir"),
+        &skills,
+        data.path(),
+        &["everything_echo"],
+    );
+    wait_until(
+        "the next run ends the grandchild left behind",
+        PATIENCE,
+        || {
+            if still_running(grandchild_pid, &grandchild) {
+                Err(format!("grandchild {grandchild_pid} still runs"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    assert!(
+        second
+            .log()
+            .contains("ended the skill processes a previous run of this host left behind"),
+        "{}",
+        second.log()
     );
 }

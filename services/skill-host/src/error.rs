@@ -35,6 +35,38 @@ pub enum SkillHostError {
         /// The skill's tools, comma-separated.
         tools: String,
     },
+    /// A skill by that name is already on this host.
+    #[error("skill {0:?} already exists on this host; remove it first or pick another name")]
+    SkillExists(String),
+    /// The host runs as many skills as it may.
+    #[error("this host already runs {limit} skills, its limit (max_skills); remove one first")]
+    TooManySkills {
+        /// The limit.
+        limit: usize,
+    },
+    /// A skill entry given to AddSkill is not valid.
+    #[error("{0}")]
+    InvalidEntry(String),
+    /// The host was started without a skills file, so there is nothing to reload.
+    #[error("this host was started without a skills file; there is nothing to reload")]
+    NoSkillsFile,
+    /// The skills file read for a reload is not valid; nothing was changed.
+    #[error("skills file not reloaded, the running skills are unchanged: {0}")]
+    InvalidSkills(crate::skills_file::SkillsFileError),
+    /// The tool's result does not fit in one gRPC message.
+    #[error(
+        "skill {skill:?}, tool {tool:?}: the result is {bytes} bytes encoded; the limit is {limit}"
+    )]
+    ResultTooLarge {
+        /// The skill.
+        skill: String,
+        /// The tool.
+        tool: String,
+        /// Encoded size of the result.
+        bytes: usize,
+        /// The gRPC message limit.
+        limit: usize,
+    },
     /// The call's arguments are not a JSON object.
     #[error("arguments_json {0}")]
     InvalidArguments(String),
@@ -57,13 +89,25 @@ impl From<SkillHostError> for Status {
                 Code::NotFound
             }
             SkillHostError::SkillUnavailable { .. } => Code::Unavailable,
-            SkillHostError::InvalidArguments(_) => Code::InvalidArgument,
+            SkillHostError::InvalidArguments(_) | SkillHostError::InvalidEntry(_) => {
+                Code::InvalidArgument
+            }
+            SkillHostError::SkillExists(_) => Code::AlreadyExists,
+            SkillHostError::TooManySkills { .. } | SkillHostError::ResultTooLarge { .. } => {
+                Code::ResourceExhausted
+            }
+            SkillHostError::NoSkillsFile | SkillHostError::InvalidSkills(_) => {
+                Code::FailedPrecondition
+            }
             SkillHostError::CallFailed { source, .. } => match source {
                 McpError::Rpc { source, .. } => match source {
                     RpcError::Remote { code: -32602, .. } => Code::InvalidArgument,
                     RpcError::Remote { code: -32601, .. } => Code::Unimplemented,
                     RpcError::Remote { .. } | RpcError::Malformed(_) => Code::Unknown,
-                    RpcError::Closed => Code::Unavailable,
+                    RpcError::Closed | RpcError::Exited(_) => Code::Unavailable,
+                    RpcError::Overloaded { .. } | RpcError::AnswerTooLarge { .. } => {
+                        Code::ResourceExhausted
+                    }
                     RpcError::DeadlineExceeded => Code::DeadlineExceeded,
                 },
                 McpError::Protocol { .. } => Code::Unknown,

@@ -5,6 +5,8 @@
 mod config;
 mod deadline;
 mod error;
+mod framing;
+mod group_records;
 mod mcp;
 mod process;
 mod registrar;
@@ -12,10 +14,13 @@ mod rpc;
 mod service;
 mod skill;
 mod skills_file;
+mod supervisor;
 
 pub use config::SkillHostConfig;
 pub use error::SkillHostError;
-pub use service::{serve, SkillHostService};
+pub use group_records::GroupRecordsError;
+pub use process::{kill_every_skill_group, RUN_MARKER_VARIABLE};
+pub use service::{serve, ServeError, SkillHostService};
 pub use skills_file::{
     expand_variables, load_skills_file, parse_skills, SkillSpec, SkillsFileError,
 };

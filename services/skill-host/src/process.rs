@@ -1,18 +1,46 @@
-//! A skill's operating-system process: spawned in its own process group, stopped politely
-//! then firmly, and never left behind, grandchildren included.
+//! A skill's operating-system process: spawned in its own process group with a parent-death
+//! signal, stopped politely then firmly, and never left behind, grandchildren included.
 
+use crate::group_records::GroupRecords;
 use crate::skills_file::SkillSpec;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+/// Environment variable set in every skill's environment to the host run's id, so that a
+/// later run can tell its own leftover processes from anyone else's.
+pub const RUN_MARKER_VARIABLE: &str = "MIMO_SKILL_HOST_RUN";
+
+/// Process groups of every skill running in this process, for [`kill_every_skill_group`].
+static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn live_groups() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u32>> {
+    LIVE_GROUPS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// SIGKILLs the process group of every skill this process runs, for an exit that cannot
+/// wait for a graceful stop (a second Ctrl-C); returns how many groups were signalled.
+pub fn kill_every_skill_group() -> usize {
+    let groups = live_groups();
+    for pid in groups.iter() {
+        if let Ok(pid) = i32::try_from(*pid) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+    groups.len()
+}
 
 /// A running skill process, leader of its own process group.
 #[derive(Debug)]
 pub struct SkillProcess {
     child: Child,
     pid: u32,
+    records: Option<Arc<GroupRecords>>,
+    reaped: bool,
 }
 
 /// The pipes of a freshly spawned skill.
@@ -27,8 +55,13 @@ pub struct SkillPipes {
 }
 
 impl SkillProcess {
-    /// Spawns `spec` in a new process group with piped stdio.
-    pub fn spawn(spec: &SkillSpec) -> std::io::Result<(Self, SkillPipes)> {
+    /// Spawns `spec` in a new process group with piped stdio and SIGKILL as its parent-death
+    /// signal, and records the group in `records` until it is reaped.
+    pub fn spawn(
+        skill: &str,
+        spec: &SkillSpec,
+        records: Option<Arc<GroupRecords>>,
+    ) -> std::io::Result<(Self, SkillPipes)> {
         let mut command = Command::new(&spec.command);
         command
             .args(&spec.args)
@@ -38,17 +71,33 @@ impl SkillProcess {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(records) = &records {
+            command.env(RUN_MARKER_VARIABLE, records.run_id());
+        }
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
+        set_parent_death_signal(&mut command);
         let mut child = command.spawn()?;
         let pid = child.id().unwrap_or_default();
+        live_groups().insert(pid);
+        if let Some(records) = &records {
+            if let Err(error) = records.record(pid, skill) {
+                tracing::warn!(skill, pid, %error, "could not record the skill's process group");
+            }
+        }
         let pipes = SkillPipes {
             stdin: child.stdin.take().expect("stdin is piped"),
             stdout: child.stdout.take().expect("stdout is piped"),
             stderr: child.stderr.take().expect("stderr is piped"),
         };
-        Ok((Self { child, pid }, pipes))
+        let process = Self {
+            child,
+            pid,
+            records,
+            reaped: false,
+        };
+        Ok((process, pipes))
     }
 
     /// The process id, which is also its process group id.
@@ -59,7 +108,7 @@ impl SkillProcess {
     /// Waits for the process to exit, then ends whatever it left in its group.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
         let status = self.child.wait().await;
-        self.signal_group(Signal::SIGKILL);
+        self.end_group();
         status
     }
 
@@ -67,16 +116,28 @@ impl SkillProcess {
     /// group, wait `grace`, SIGKILL the group; always reaps the process.
     pub async fn stop(&mut self, grace: Duration) -> std::io::Result<ExitStatus> {
         if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
-            self.signal_group(Signal::SIGKILL);
+            self.end_group();
             return status;
         }
         self.signal_group(Signal::SIGTERM);
         if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
-            self.signal_group(Signal::SIGKILL);
+            self.end_group();
             return status;
         }
         self.signal_group(Signal::SIGKILL);
-        self.child.wait().await
+        let status = self.child.wait().await;
+        self.end_group();
+        status
+    }
+
+    /// SIGKILLs what is left of the group once its leader is reaped and forgets the record.
+    fn end_group(&mut self) {
+        self.signal_group(Signal::SIGKILL);
+        self.reaped = true;
+        live_groups().remove(&self.pid);
+        if let Some(records) = &self.records {
+            records.forget(self.pid);
+        }
     }
 
     fn signal_group(&self, signal: Signal) {
@@ -88,5 +149,33 @@ impl SkillProcess {
         }
         // ESRCH (no such group) is the normal case once everything has exited.
         let _ = killpg(Pid::from_raw(pid), signal);
+    }
+}
+
+impl Drop for SkillProcess {
+    /// A process dropped before it was reaped (its task aborted) takes its group with it;
+    /// `kill_on_drop` then kills the leader and tokio reaps it.
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.signal_group(Signal::SIGKILL);
+            live_groups().remove(&self.pid);
+            if let Some(records) = &self.records {
+                records.forget(self.pid);
+            }
+        }
+    }
+}
+
+/// Asks the kernel to SIGKILL the skill when the host dies, even by SIGKILL. Linux ties this
+/// to the thread that spawned the child: skills are spawned from tokio worker threads, which
+/// live as long as the runtime.
+#[allow(unsafe_code)]
+fn set_parent_death_signal(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
+    // is async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
     }
 }

@@ -2,7 +2,7 @@
 //! heartbeats, and each ready skill's catalogue registered under it. When the lease is lost
 //! (registry restarted, long pause, network cut) it grants a new one and registers again.
 
-use crate::skill::SkillTable;
+use crate::supervisor::Supervisor;
 use mimo_proto::connect;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
@@ -38,7 +38,7 @@ pub struct Registration {
 /// then revokes the lease.
 pub async fn run_registrar(
     registration: Registration,
-    skills: Arc<SkillTable>,
+    skills: Arc<Supervisor>,
     catalog_changed: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
@@ -83,7 +83,7 @@ enum SessionEnd {
 struct Session<'a> {
     client: RegistryClient<Channel>,
     registration: &'a Registration,
-    skills: &'a SkillTable,
+    skills: &'a Supervisor,
     registered: BTreeMap<String, Vec<Tool>>,
 }
 
@@ -160,7 +160,7 @@ impl Session<'_> {
     /// Registers what changed since the last sync and unregisters skills no longer ready.
     async fn sync(&mut self, lease: u64) -> Result<(), String> {
         let mut desired = BTreeMap::new();
-        for skill in self.skills.values() {
+        for skill in self.skills.skills() {
             if let Some(tools) = skill.catalog() {
                 desired.insert(skill.name().to_string(), tools);
             }

@@ -2,22 +2,36 @@
 //! a bounded window of calls in flight, bounded lines, and cancellation sent to the skill
 //! when a caller gives up. Requests the skill sends are answered; notifications are routed.
 
+use crate::framing::{oversized_message_id, BoundedLines, Frame};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-/// Longest line accepted from a skill (a tool result with an image can be large).
-pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// Messages queued for the skill's stdin at most.
 const OUTBOUND_CAPACITY: usize = 256;
+/// How long a request whose skill closed its stdout waits for the exit report.
+const EXIT_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most "not JSON-RPC" lines logged per connection; later ones are only counted.
+const BAD_LINES_LOGGED: u64 = 20;
+
+/// The bounds of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Requests in flight at once.
+    pub in_flight: usize,
+    /// Requests waiting for a place in flight; one more is refused at once.
+    pub waiting: usize,
+    /// Longest line (one JSON-RPC message) read from the skill.
+    pub max_line_bytes: usize,
+}
 
 /// How a request to the skill can fail.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +47,25 @@ pub enum RpcError {
     /// The skill's stdout closed (it exited or crashed) before it answered.
     #[error("the skill's connection closed before it answered")]
     Closed,
+    /// The skill's process ended while the request was in flight.
+    #[error("the skill exited before it answered ({0})")]
+    Exited(String),
+    /// Both the in-flight window and the wait queue are full.
+    #[error("the skill has {in_flight} calls in flight and {waiting} waiting, the limits; try again later")]
+    Overloaded {
+        /// The in-flight limit.
+        in_flight: usize,
+        /// The wait-queue limit.
+        waiting: usize,
+    },
+    /// The skill's answer was longer than the line limit and was dropped.
+    #[error("the skill's answer is {bytes} bytes; the limit is {limit}")]
+    AnswerTooLarge {
+        /// Length of the answer.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The deadline passed before the skill answered.
     #[error("no answer before the deadline")]
     DeadlineExceeded,
@@ -48,8 +81,12 @@ type Waiter = oneshot::Sender<Result<Value, RpcError>>;
 pub struct RpcCounters {
     /// Answers that arrived after their caller gave up, dropped.
     pub late_answers: AtomicU64,
-    /// Lines from the skill that were not JSON-RPC or were too long, dropped.
+    /// Lines from the skill that were not JSON-RPC, dropped.
     pub bad_lines: AtomicU64,
+    /// Lines from the skill over the line limit, dropped.
+    pub oversized_lines: AtomicU64,
+    /// Requests refused because the window and the wait queue were full.
+    pub overloaded: AtomicU64,
 }
 
 /// A JSON-RPC connection to one running skill.
@@ -60,21 +97,24 @@ pub struct Connection {
     pending: Arc<Mutex<HashMap<u64, Waiter>>>,
     next_id: AtomicU64,
     window: Semaphore,
-    window_size: usize,
+    limits: ConnectionLimits,
+    waiting: AtomicUsize,
     closed: CancellationToken,
+    /// Why the skill ended, once it has: given to requests that arrive after.
+    ended: Mutex<Option<RpcError>>,
     close_stdin: CancellationToken,
     tools_changed: Arc<Notify>,
     counters: Arc<RpcCounters>,
 }
 
 impl Connection {
-    /// Starts the reader and writer tasks in `tasks` and returns the connection. At most
-    /// `window_size` requests are in flight at once.
+    /// Starts the reader and writer tasks in `tasks` and returns the connection, bounded by
+    /// `limits`.
     pub fn start<R, W>(
         skill: &str,
         stdout: R,
         stdin: W,
-        window_size: usize,
+        limits: ConnectionLimits,
         tasks: &mut JoinSet<()>,
     ) -> Arc<Self>
     where
@@ -87,9 +127,11 @@ impl Connection {
             outbound,
             pending: Arc::default(),
             next_id: AtomicU64::new(1),
-            window: Semaphore::new(window_size),
-            window_size,
+            window: Semaphore::new(limits.in_flight),
+            limits,
+            waiting: AtomicUsize::new(0),
             closed: CancellationToken::new(),
+            ended: Mutex::new(None),
             close_stdin: CancellationToken::new(),
             tools_changed: Arc::new(Notify::new()),
             counters: Arc::default(),
@@ -113,15 +155,12 @@ impl Connection {
         params: Value,
         deadline: Instant,
     ) -> Result<Value, RpcError> {
-        if self.closed.is_cancelled() {
-            return Err(RpcError::Closed);
+        if let Some(ended) = self.ended() {
+            return Err(ended);
         }
-        let _permit = tokio::time::timeout_at(deadline, self.window.acquire())
-            .await
-            .map_err(|_| RpcError::DeadlineExceeded)?
-            .map_err(|_| RpcError::Closed)?;
+        let _permit = self.enter_window(deadline).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (waiter, answer) = oneshot::channel();
+        let (waiter, mut answer) = oneshot::channel();
         self.lock_pending().insert(id, waiter);
         let mut guard = PendingGuard {
             connection: self,
@@ -133,8 +172,24 @@ impl Connection {
             .await
             .map_err(|_| RpcError::DeadlineExceeded)?
             .map_err(|_| RpcError::Closed)?;
-        let outcome = tokio::time::timeout_at(deadline, answer).await;
-        match outcome {
+        let answered = async {
+            tokio::select! {
+                biased;
+                answer = &mut answer => answer,
+                // Stdout closed: the skill's task soon fails every pending request with the
+                // exit status and the stderr tail; wait a little for that report.
+                () = self.closed.cancelled() => {
+                    if let Some(ended) = self.ended() {
+                        return Ok(Err(ended));
+                    }
+                    match tokio::time::timeout(EXIT_REPORT_WAIT, &mut answer).await {
+                        Ok(answer) => answer,
+                        Err(_) => Ok(Err(self.ended().unwrap_or(RpcError::Closed))),
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, answered).await {
             Ok(Ok(result)) => {
                 guard.armed = false;
                 result
@@ -145,6 +200,30 @@ impl Connection {
             }
             Err(_) => Err(RpcError::DeadlineExceeded),
         }
+    }
+
+    /// Takes a place in the in-flight window, waiting in the bounded queue until `deadline`
+    /// when the window is full; refuses at once when the queue is full too.
+    async fn enter_window(
+        &self,
+        deadline: Instant,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, RpcError> {
+        if let Ok(permit) = self.window.try_acquire() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.limits.waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            self.counters.overloaded.fetch_add(1, Ordering::Relaxed);
+            return Err(RpcError::Overloaded {
+                in_flight: self.limits.in_flight,
+                waiting: self.limits.waiting,
+            });
+        }
+        let acquired = tokio::time::timeout_at(deadline, self.window.acquire()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        acquired
+            .map_err(|_| RpcError::DeadlineExceeded)?
+            .map_err(|_| RpcError::Closed)
     }
 
     /// Sends a notification; fails only if the connection is closed or its queue is full.
@@ -167,7 +246,17 @@ impl Connection {
 
     /// Requests now waiting for an answer.
     pub fn in_flight(&self) -> usize {
-        self.window_size - self.window.available_permits()
+        self.limits.in_flight - self.window.available_permits()
+    }
+
+    /// Requests now waiting for a place in flight.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Fires when the skill's stdout has closed.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
     }
 
     /// This connection's counters.
@@ -179,10 +268,13 @@ impl Connection {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn dispatch(&self, line: &str) {
-        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(line) else {
-            self.counters.bad_lines.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(skill = %self.skill, line = %truncate(line, 200), "skill wrote a line that is not a JSON-RPC message");
+    fn dispatch(&self, line: &[u8]) {
+        let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(line) else {
+            let count = self.counters.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
+            if count <= BAD_LINES_LOGGED {
+                let text = String::from_utf8_lossy(line);
+                tracing::warn!(skill = %self.skill, line = %truncate(&text, 200), count, "skill wrote a line that is not a JSON-RPC message; skipped");
+            }
             return;
         };
         let method = message.get("method").and_then(Value::as_str);
@@ -198,7 +290,11 @@ impl Connection {
     }
 
     fn answer_arrived(&self, id: &Value, message: &serde_json::Map<String, Value>) {
-        let waiter = id.as_u64().and_then(|id| self.lock_pending().remove(&id));
+        // Ids are sent as numbers; a skill that echoes one back as a string is matched too.
+        let id_number = id
+            .as_u64()
+            .or_else(|| id.as_str().and_then(|text| text.parse().ok()));
+        let waiter = id_number.and_then(|id| self.lock_pending().remove(&id));
         let Some(waiter) = waiter else {
             self.counters.late_answers.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(skill = %self.skill, %id, "answer to a request nobody waits for; dropped");
@@ -252,11 +348,34 @@ impl Connection {
         }
     }
 
-    fn fail_all_pending(&self) {
+    /// Why the skill ended, once it has.
+    fn ended(&self) -> Option<RpcError> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records that the skill ended with `error` and fails every request waiting for an
+    /// answer, and every later one, with it.
+    pub fn fail_all_pending(&self, error: &RpcError) {
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
         let waiters: Vec<Waiter> = self.lock_pending().drain().map(|(_, w)| w).collect();
         for waiter in waiters {
-            let _ = waiter.send(Err(RpcError::Closed));
+            let _ = waiter.send(Err(error.clone()));
         }
+    }
+
+    fn oversized_line(&self, length: usize, head: &[u8], tail: &[u8]) {
+        self.counters
+            .oversized_lines
+            .fetch_add(1, Ordering::Relaxed);
+        let id = oversized_message_id(head, tail);
+        tracing::warn!(skill = %self.skill, bytes = length, limit = self.limits.max_line_bytes, ?id, "skill wrote a line over the limit; dropped");
+        let Some(waiter) = id.and_then(|id| self.lock_pending().remove(&id)) else {
+            return;
+        };
+        let _ = waiter.send(Err(RpcError::AnswerTooLarge {
+            bytes: length,
+            limit: self.limits.max_line_bytes,
+        }));
     }
 }
 
@@ -305,26 +424,22 @@ async fn write_lines<W: AsyncWrite + Unpin>(
 }
 
 async fn read_messages<R: AsyncRead + Unpin>(connection: Arc<Connection>, stdout: R) {
-    let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(MAX_LINE_BYTES));
-    while let Some(frame) = lines.next().await {
+    let decoder = BoundedLines::new(connection.limits.max_line_bytes);
+    let mut frames = FramedRead::new(stdout, decoder);
+    while let Some(frame) = frames.next().await {
         match frame {
-            Ok(line) if line.trim().is_empty() => {}
-            Ok(line) => connection.dispatch(&line),
-            Err(LinesCodecError::MaxLineLengthExceeded) => {
-                connection
-                    .counters
-                    .bad_lines
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(skill = %connection.skill, limit = MAX_LINE_BYTES, "skill wrote a line over the limit; dropped");
+            Ok(Frame::Line(line)) if line.iter().all(u8::is_ascii_whitespace) => {}
+            Ok(Frame::Line(line)) => connection.dispatch(&line),
+            Ok(Frame::Oversized { length, head, tail }) => {
+                connection.oversized_line(length, &head, &tail);
             }
-            Err(LinesCodecError::Io(error)) => {
+            Err(error) => {
                 tracing::debug!(skill = %connection.skill, %error, "reading the skill's stdout failed");
                 break;
             }
         }
     }
     connection.closed.cancel();
-    connection.fail_all_pending();
 }
 
 /// Returns at most `max` bytes of `text`, cut on a character boundary.

@@ -3,16 +3,22 @@
 use crate::config::SkillHostConfig;
 use crate::deadline::call_timeout;
 use crate::error::SkillHostError;
+use crate::group_records::GroupRecords;
 use crate::mcp;
 use crate::registrar::{run_registrar, Registration};
-use crate::skill::{run_skill, Skill, SkillTable};
+use crate::skill::SkillRuntime;
+use crate::skills_file::{load_skills_file, parse_skills};
+use crate::supervisor::Supervisor;
 use mimo_proto::v1::skill_host_server::SkillHost;
 use mimo_proto::v1::{
-    CallToolRequest, CallToolResponse, Gauge, GetSkillRequest, ListSkillsRequest,
-    ListSkillsResponse, SkillState, SkillStatus,
+    AddSkillRequest, CallToolRequest, CallToolResponse, Gauge, GetSkillRequest, ListSkillsRequest,
+    ListSkillsResponse, ReloadSkillsRequest, ReloadSkillsResponse, RemoveSkillRequest,
+    RemoveSkillResponse, RestartSkillRequest, SkillState, SkillStatus,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
+use prost::Message;
 use serde_json::{Map, Value};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -24,42 +30,59 @@ use tonic::{Request, Response, Status};
 /// The gRPC face of a host's skills.
 #[derive(Debug, Clone)]
 pub struct SkillHostService {
-    skills: Arc<SkillTable>,
+    supervisor: Arc<Supervisor>,
     config: Arc<SkillHostConfig>,
 }
 
-/// Runs every configured skill, registers them, and serves calls on `listener` until
-/// `shutdown`; then drains calls, revokes the lease and stops every skill.
+/// Why a skill-host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The state folder is unusable or held by another host.
+    #[error(transparent)]
+    State(#[from] crate::group_records::GroupRecordsError),
+    /// The gRPC server failed.
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Ends what a killed earlier run left, runs every configured skill, registers them, and
+/// serves calls on `listener` until `shutdown`; then drains calls, revokes the lease and
+/// stops every skill. With a skills file, SIGHUP reloads it.
 pub async fn serve(
     config: SkillHostConfig,
     reporting: ReporterConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> Result<(), ServeError> {
     let endpoint = advertised_endpoint(&config, &listener);
+    let records = match &config.state_dir {
+        Some(state_dir) => {
+            let records = GroupRecords::open(state_dir)?;
+            let leftovers = records.end_leftovers();
+            if leftovers.records > 0 {
+                tracing::warn!(records = leftovers.records, killed = ?leftovers.killed,
+                    "ended the skill processes a previous run of this host left behind");
+            }
+            Some(Arc::new(records))
+        }
+        None => None,
+    };
     let config = Arc::new(config);
-    let skills: Arc<SkillTable> = Arc::new(
-        config
-            .skills
-            .iter()
-            .map(|(name, spec)| {
-                let skill = Skill::new(name, spec.clone(), config.stderr_lines_kept);
-                (name.clone(), Arc::new(skill))
-            })
-            .collect(),
-    );
     // Background work outlives the listener: skills keep serving calls being drained.
     let background = CancellationToken::new();
     let catalog_changed = Arc::new(Notify::new());
-    let mut tasks = JoinSet::new();
-    for skill in skills.values() {
-        tasks.spawn(run_skill(
-            skill.clone(),
-            config.clone(),
-            catalog_changed.clone(),
-            background.clone(),
-        ));
+    let runtime = SkillRuntime {
+        config: config.clone(),
+        records,
+        catalog_changed: catalog_changed.clone(),
+    };
+    let supervisor = Arc::new(Supervisor::new(runtime, background.child_token()));
+    for (name, spec) in &config.skills {
+        if let Err(error) = supervisor.add(name, spec.clone()).await {
+            tracing::error!(skill = %name, %error, "skill not started");
+        }
     }
+    let mut tasks = JoinSet::new();
     if let Some(registry_address) = &config.registry_address {
         let registration = Registration {
             registry_address: registry_address.clone(),
@@ -68,22 +91,71 @@ pub async fn serve(
         };
         tasks.spawn(run_registrar(
             registration,
-            skills.clone(),
+            supervisor.clone(),
             catalog_changed.clone(),
             background.clone(),
         ));
     }
     tasks.spawn(
-        Reporter::new("skill-host", reporting, gauges(skills.clone())).run(background.clone()),
+        Reporter::new("skill-host", reporting, gauges(supervisor.clone())).run(background.clone()),
     );
-    tracing::info!(%endpoint, skills = skills.len(), "skill-host serving");
-    let service = SkillHostService { skills, config };
+    let service = SkillHostService {
+        supervisor: supervisor.clone(),
+        config: config.clone(),
+    };
+    if config.skills_file.is_some() {
+        tasks.spawn(reload_on_hangup(service.clone(), background.clone()));
+    }
+    tracing::info!(%endpoint, skills = config.skills.len(), "skill-host serving");
+    // Calls in flight get `drain_timeout` after shutdown begins; then their skills stop.
+    let drain = tokio::spawn({
+        let supervisor = supervisor.clone();
+        let shutdown = shutdown.clone();
+        let drain_timeout = config.drain_timeout;
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(drain_timeout).await;
+            tracing::warn!(
+                drain_timeout_ms = drain_timeout.as_millis() as u64,
+                "calls still running after the drain timeout; stopping their skills"
+            );
+            supervisor.stop_all();
+        }
+    });
     let router = mimo_proto::serve::server().add_service(mimo_proto::serve::skill_host(service));
     let result = mimo_proto::serve::serve_router(router, listener, shutdown).await;
+    drain.abort();
+    supervisor.shutdown().await;
     background.cancel();
     while tasks.join_next().await.is_some() {}
     tracing::info!("skill-host stopped");
-    result
+    Ok(result?)
+}
+
+/// Reloads the skills file at each SIGHUP until `shutdown`.
+async fn reload_on_hangup(service: SkillHostService, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP; reload with ReloadSkills");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = hangups.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                tracing::info!("SIGHUP: reloading the skills file");
+                if let Err(error) = service.reload().await {
+                    tracing::error!(%error, "skills file not reloaded; the running skills are unchanged");
+                }
+            }
+        }
+    }
 }
 
 fn advertised_endpoint(config: &SkillHostConfig, listener: &TcpListener) -> String {
@@ -99,37 +171,73 @@ fn advertised_endpoint(config: &SkillHostConfig, listener: &TcpListener) -> Stri
     }
 }
 
-fn gauges(skills: Arc<SkillTable>) -> mimo_reporter::GaugeSource {
+fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
     Arc::new(move || {
-        let count = |state: SkillState| skills.values().filter(|s| s.state() == state).count();
-        let gauge = |name: &str, value: usize| Gauge {
+        let skills = supervisor.skills();
+        let count = |state: SkillState| skills.iter().filter(|s| s.state() == state).count();
+        let connections: Vec<_> = skills.iter().filter_map(|s| s.connection()).collect();
+        let total = |counter: fn(&crate::rpc::RpcCounters) -> u64| {
+            connections
+                .iter()
+                .map(|c| counter(c.counters()))
+                .sum::<u64>()
+        };
+        let gauge = |name: &str, value: f64| Gauge {
             name: name.to_string(),
-            value: value as f64,
+            value,
         };
         vec![
-            gauge("skill_host.skills", skills.len()),
-            gauge("skill_host.skills_ready", count(SkillState::Ready)),
-            gauge("skill_host.skills_failed", count(SkillState::Failed)),
+            gauge("skill_host.skills", skills.len() as f64),
+            gauge("skill_host.skills_ready", count(SkillState::Ready) as f64),
+            gauge("skill_host.skills_failed", count(SkillState::Failed) as f64),
+            gauge(
+                "skill_host.skills_backoff",
+                count(SkillState::Backoff) as f64,
+            ),
+            gauge(
+                "skill_host.restarts",
+                skills
+                    .iter()
+                    .map(|s| f64::from(s.snapshot().restarts))
+                    .sum(),
+            ),
             gauge(
                 "skill_host.calls_in_flight",
-                skills.values().map(|s| s.in_flight()).sum(),
+                connections.iter().map(|c| c.in_flight()).sum::<usize>() as f64,
             ),
-            Gauge {
-                name: "skill_host.late_answers".to_string(),
-                value: skills.values().map(|s| s.late_answers()).sum::<u64>() as f64,
-            },
+            gauge(
+                "skill_host.calls_waiting",
+                connections.iter().map(|c| c.waiting()).sum::<usize>() as f64,
+            ),
+            gauge(
+                "skill_host.late_answers",
+                total(|c| c.late_answers.load(Ordering::Relaxed)) as f64,
+            ),
+            gauge(
+                "skill_host.calls_refused_overloaded",
+                total(|c| c.overloaded.load(Ordering::Relaxed)) as f64,
+            ),
+            gauge(
+                "skill_host.bad_lines",
+                total(|c| c.bad_lines.load(Ordering::Relaxed)) as f64,
+            ),
+            gauge(
+                "skill_host.oversized_lines",
+                total(|c| c.oversized_lines.load(Ordering::Relaxed)) as f64,
+            ),
         ]
     })
 }
 
 impl SkillHostService {
-    fn skill(&self, name: &str) -> Result<&Arc<Skill>, SkillHostError> {
-        self.skills
-            .get(name)
-            .ok_or_else(|| SkillHostError::SkillNotFound {
-                skill: name.to_string(),
-                configured: self.skills.keys().cloned().collect::<Vec<_>>().join(", "),
-            })
+    /// Reads the skills file again and applies the difference.
+    async fn reload(&self) -> Result<crate::supervisor::ReloadSummary, SkillHostError> {
+        let Some(path) = &self.config.skills_file else {
+            return Err(SkillHostError::NoSkillsFile);
+        };
+        let desired = load_skills_file(path, |name| std::env::var(name).ok())
+            .map_err(SkillHostError::InvalidSkills)?;
+        self.supervisor.reload(desired).await
     }
 }
 
@@ -174,7 +282,7 @@ impl SkillHost for SkillHostService {
         );
         let deadline = Instant::now() + timeout;
         let request = request.into_inner();
-        let skill = self.skill(&request.skill)?;
+        let skill = self.supervisor.get(&request.skill)?;
         let connection = skill.connection_for(&request.tool)?;
         let arguments = parse_arguments(&request.arguments_json)?;
         let started = Instant::now();
@@ -183,6 +291,16 @@ impl SkillHost for SkillHostService {
         match result {
             Ok(response) => {
                 tracing::debug!(skill = %request.skill, tool = %request.tool, elapsed_ms, is_error = response.is_error, "tool called");
+                let bytes = response.encoded_len();
+                if bytes > mimo_proto::MAX_MESSAGE_BYTES {
+                    return Err(SkillHostError::ResultTooLarge {
+                        skill: request.skill,
+                        tool: request.tool,
+                        bytes,
+                        limit: mimo_proto::MAX_MESSAGE_BYTES,
+                    }
+                    .into());
+                }
                 Ok(Response::new(response))
             }
             Err(source) => {
@@ -202,7 +320,12 @@ impl SkillHost for SkillHostService {
         _request: Request<ListSkillsRequest>,
     ) -> Result<Response<ListSkillsResponse>, Status> {
         Ok(Response::new(ListSkillsResponse {
-            skills: self.skills.values().map(|s| s.snapshot()).collect(),
+            skills: self
+                .supervisor
+                .skills()
+                .iter()
+                .map(|s| s.snapshot())
+                .collect(),
         }))
     }
 
@@ -211,8 +334,57 @@ impl SkillHost for SkillHostService {
         request: Request<GetSkillRequest>,
     ) -> Result<Response<SkillStatus>, Status> {
         Ok(Response::new(
-            self.skill(&request.into_inner().skill)?.snapshot(),
+            self.supervisor.get(&request.into_inner().skill)?.snapshot(),
         ))
+    }
+
+    async fn add_skill(
+        &self,
+        request: Request<AddSkillRequest>,
+    ) -> Result<Response<SkillStatus>, Status> {
+        let request = request.into_inner();
+        let entry: Value = serde_json::from_str(&request.entry_json).map_err(|error| {
+            SkillHostError::InvalidEntry(format!("entry_json is not valid JSON: {error}"))
+        })?;
+        let mut entries = Map::new();
+        entries.insert(request.name.clone(), entry);
+        let mut parsed = parse_skills(Value::Object(entries), |name| std::env::var(name).ok())
+            .map_err(|error| SkillHostError::InvalidEntry(error.to_string()))?;
+        let spec = parsed.remove(&request.name).ok_or_else(|| {
+            SkillHostError::InvalidEntry(format!("skill {:?}: the entry is disabled", request.name))
+        })?;
+        let skill = self.supervisor.add(&request.name, spec).await?;
+        tracing::info!(skill = %request.name, "skill added");
+        Ok(Response::new(skill.snapshot()))
+    }
+
+    async fn remove_skill(
+        &self,
+        request: Request<RemoveSkillRequest>,
+    ) -> Result<Response<RemoveSkillResponse>, Status> {
+        self.supervisor.remove(&request.into_inner().skill).await?;
+        Ok(Response::new(RemoveSkillResponse {}))
+    }
+
+    async fn restart_skill(
+        &self,
+        request: Request<RestartSkillRequest>,
+    ) -> Result<Response<SkillStatus>, Status> {
+        let skill = self.supervisor.restart(&request.into_inner().skill).await?;
+        Ok(Response::new(skill.snapshot()))
+    }
+
+    async fn reload_skills(
+        &self,
+        _request: Request<ReloadSkillsRequest>,
+    ) -> Result<Response<ReloadSkillsResponse>, Status> {
+        let summary = self.reload().await?;
+        Ok(Response::new(ReloadSkillsResponse {
+            added: summary.added,
+            removed: summary.removed,
+            changed: summary.changed,
+            unchanged: summary.unchanged,
+        }))
     }
 }
 

@@ -1,28 +1,36 @@
-//! One skill: its spec, its state as callers see it, and the task that runs its process
-//! from spawn through handshake to exit.
+//! One skill: its spec, its state as callers see it, and the supervised task that runs its
+//! process from spawn through handshake to exit, restarting it with backoff within limits.
 
 use crate::config::SkillHostConfig;
 use crate::error::SkillHostError;
+use crate::framing::{BoundedLines, Frame};
+use crate::group_records::GroupRecords;
 use crate::mcp::{self, ServerInfo};
 use crate::process::SkillProcess;
-use crate::rpc::{truncate, Connection};
+use crate::rpc::{Connection, RpcError};
 use crate::skills_file::SkillSpec;
 use futures::StreamExt;
 use mimo_proto::v1::{SkillState, SkillStatus, Tool};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::process::ChildStderr;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 /// Longest stderr line kept; longer lines are cut.
 const MAX_STDERR_LINE: usize = 4096;
-
 /// How long a failure report waits for the skill's last stderr lines once its group is gone.
-const STDERR_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const STDERR_DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Stderr lines of one run logged in full; after them one in [`STDERR_LOG_SAMPLE`].
+const STDERR_LINES_LOGGED: u64 = 200;
+/// One stderr line logged in this many once [`STDERR_LINES_LOGGED`] have been.
+const STDERR_LOG_SAMPLE: u64 = 1000;
+/// Stderr lines quoted in a failure report.
+const STDERR_LINES_REPORTED: usize = 3;
 
 #[derive(Debug, Default)]
 struct Status {
@@ -32,11 +40,9 @@ struct Status {
     tools: Vec<Tool>,
     info: ServerInfo,
     last_exit: String,
+    restarts: u32,
     connection: Option<Arc<Connection>>,
 }
-
-/// The host's skills by name.
-pub type SkillTable = std::collections::BTreeMap<String, Arc<Skill>>;
 
 /// A configured skill and what is known of it now.
 #[derive(Debug)]
@@ -45,6 +51,7 @@ pub struct Skill {
     spec: SkillSpec,
     status: Mutex<Status>,
     stderr: Mutex<VecDeque<String>>,
+    last_stderr_at: Mutex<Option<Instant>>,
     stderr_lines_kept: usize,
 }
 
@@ -56,6 +63,7 @@ impl Skill {
             spec,
             status: Mutex::new(Status::default()),
             stderr: Mutex::new(VecDeque::new()),
+            last_stderr_at: Mutex::new(None),
             stderr_lines_kept,
         }
     }
@@ -65,8 +73,17 @@ impl Skill {
         &self.name
     }
 
+    /// How the skill is started.
+    pub fn spec(&self) -> &SkillSpec {
+        &self.spec
+    }
+
     fn status(&self) -> MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stderr_lines(&self) -> MutexGuard<'_, VecDeque<String>> {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The skill's state and details as the API shows them.
@@ -81,14 +98,14 @@ impl Skill {
             server_name: status.info.name.clone(),
             server_version: status.info.version.clone(),
             protocol_version: status.info.protocol_version.clone(),
-            recent_stderr: self
-                .stderr
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect(),
+            recent_stderr: self.stderr_lines().iter().cloned().collect(),
             last_exit: status.last_exit.clone(),
+            restarts: status.restarts,
+            calls_in_flight: status
+                .connection
+                .as_ref()
+                .map_or(0, |c| c.in_flight() as u32),
+            calls_waiting: status.connection.as_ref().map_or(0, |c| c.waiting() as u32),
         }
     }
 
@@ -103,21 +120,9 @@ impl Skill {
         (status.state == SkillState::Ready).then(|| status.tools.clone())
     }
 
-    /// Answers the skill sent after their caller gave up, since it last started.
-    pub fn late_answers(&self) -> u64 {
-        self.status().connection.as_ref().map_or(0, |c| {
-            c.counters()
-                .late_answers
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
-    }
-
-    /// Calls in flight to this skill now.
-    pub fn in_flight(&self) -> usize {
-        self.status()
-            .connection
-            .as_ref()
-            .map_or(0, |c| c.in_flight())
+    /// The current connection's counters, if the skill is running.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.status().connection.clone()
     }
 
     /// The connection to use for a call of `tool`, if the skill is ready and has it.
@@ -157,7 +162,7 @@ impl Skill {
     }
 
     fn fail(&self, error: String) {
-        tracing::error!(skill = %self.name, %error, "skill failed");
+        tracing::error!(skill = %self.name, %error, alert = "skill_failed", "skill failed");
         self.set(|s| {
             s.state = SkillState::Failed;
             s.error = error;
@@ -166,22 +171,41 @@ impl Skill {
         });
     }
 
-    fn last_stderr_line(&self) -> Option<String> {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .back()
-            .cloned()
+    /// "; last stderr lines: a | b" once the skill's stderr has been read to its end (or
+    /// after [`STDERR_DRAIN_TIMEOUT`]), so that a failure names what the skill said last.
+    async fn stderr_tail(&self, stderr_closed: &CancellationToken) -> String {
+        let _ = tokio::time::timeout(STDERR_DRAIN_TIMEOUT, stderr_closed.cancelled()).await;
+        let lines = self.stderr_lines();
+        if lines.is_empty() {
+            return String::new();
+        }
+        let tail: Vec<&str> = lines
+            .iter()
+            .skip(lines.len().saturating_sub(STDERR_LINES_REPORTED))
+            .map(String::as_str)
+            .collect();
+        format!("; last stderr lines: {}", tail.join(" | "))
     }
 
     fn keep_stderr_line(&self, line: String) {
-        let mut lines = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        *self
+            .last_stderr_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let mut lines = self.stderr_lines();
         if lines.len() == self.stderr_lines_kept {
             lines.pop_front();
         }
         if self.stderr_lines_kept > 0 {
             lines.push_back(line);
         }
+    }
+
+    fn last_stderr_at(&self) -> Option<Instant> {
+        *self
+            .last_stderr_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -192,24 +216,95 @@ fn state_word(state: SkillState) -> &'static str {
         SkillState::Ready => "ready",
         SkillState::Failed => "failed",
         SkillState::Stopped => "stopped",
+        SkillState::Backoff => "waiting to restart",
     }
 }
 
-/// Runs the skill until it exits or `shutdown` fires: spawn, handshake, discover tools,
-/// serve, follow `tools/list_changed`; `catalog_changed` is woken at every change that
-/// the registry should hear of. The process and its group never outlive this task.
-pub async fn run_skill(
-    skill: Arc<Skill>,
-    config: Arc<SkillHostConfig>,
-    catalog_changed: Arc<Notify>,
-    shutdown: CancellationToken,
-) {
+/// What the host needs to run skills: settings, where to record process groups, and whom
+/// to wake when a catalogue changes.
+#[derive(Debug, Clone)]
+pub struct SkillRuntime {
+    /// The host's settings.
+    pub config: Arc<SkillHostConfig>,
+    /// Records of running process groups, when the host keeps state.
+    pub records: Option<Arc<GroupRecords>>,
+    /// Woken at every change the registry should hear of.
+    pub catalog_changed: Arc<Notify>,
+}
+
+/// How one run of a skill's process ended.
+enum RunEnd {
+    /// Stopped on purpose.
+    Stopped,
+    /// Failed to start or ended on its own; the reason.
+    Failed(String),
+}
+
+/// Runs the skill until `stop` fires, restarting it with exponential backoff when it fails,
+/// at most `max_restarts` times within `restart_window`; past that it stays failed. The
+/// process and its group never outlive this task.
+pub async fn supervise_skill(skill: Arc<Skill>, runtime: SkillRuntime, stop: CancellationToken) {
+    let config = runtime.config.clone();
+    let mut recent_restarts: VecDeque<Instant> = VecDeque::new();
+    loop {
+        let reason = match run_once(&skill, &runtime, &stop).await {
+            RunEnd::Stopped => return,
+            RunEnd::Failed(reason) => reason,
+        };
+        runtime.catalog_changed.notify_one();
+        let now = Instant::now();
+        while recent_restarts
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > config.restart_window)
+        {
+            recent_restarts.pop_front();
+        }
+        if recent_restarts.len() >= config.max_restarts as usize {
+            skill.fail(format!(
+                "{reason}; not restarted again: {} restarts within {:?} is the limit",
+                recent_restarts.len(),
+                config.restart_window
+            ));
+            return;
+        }
+        let delay = restart_delay(&config, recent_restarts.len());
+        tracing::warn!(skill = %skill.name, %reason, delay_ms = delay.as_millis() as u64, "skill failed; restarting");
+        skill.set(|s| {
+            s.state = SkillState::Backoff;
+            s.error = reason;
+            s.connection = None;
+            s.pid = 0;
+        });
+        tokio::select! {
+            () = stop.cancelled() => {
+                skill.set(|s| s.state = SkillState::Stopped);
+                return;
+            }
+            () = tokio::time::sleep(delay) => {}
+        }
+        recent_restarts.push_back(Instant::now());
+        skill.set(|s| s.restarts += 1);
+    }
+}
+
+/// `restart_backoff` doubled for each restart already made in the window, capped.
+fn restart_delay(config: &SkillHostConfig, restarts_in_window: usize) -> Duration {
+    let factor = 1u32 << restarts_in_window.min(16);
+    config
+        .restart_backoff
+        .saturating_mul(factor)
+        .min(config.restart_backoff_max)
+}
+
+/// Spawns the skill, performs the handshake and serves it until it ends or `stop` fires.
+async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &CancellationToken) -> RunEnd {
+    let config = &runtime.config;
     let mut io = JoinSet::new();
-    let (mut process, pipes) = match SkillProcess::spawn(&skill.spec) {
+    let spawned = SkillProcess::spawn(&skill.name, &skill.spec, runtime.records.clone());
+    let (mut process, pipes) = match spawned {
         Ok(spawned) => spawned,
         Err(error) => {
-            skill.fail(format!("cannot start {:?}: {error}", skill.spec.command));
-            return;
+            return RunEnd::Failed(format!("cannot start {:?}: {error}", skill.spec.command))
         }
     };
     let pid = process.pid();
@@ -217,7 +312,6 @@ pub async fn run_skill(
     skill.set(|s| {
         s.state = SkillState::Starting;
         s.pid = pid;
-        s.error.clear();
         s.last_exit.clear();
     });
     let stderr_closed = CancellationToken::new();
@@ -230,95 +324,105 @@ pub async fn run_skill(
         &skill.name,
         pipes.stdout,
         pipes.stdin,
-        config.max_in_flight_per_skill,
+        config.connection_limits(),
         &mut io,
     );
-    let deadline = Instant::now() + config.initialize_timeout;
+    let started = Instant::now();
+    let hard_deadline = started + config.initialize_timeout_max;
     let handshake = async {
-        let info = mcp::initialize(&connection, deadline).await?;
-        let tools = mcp::list_tools(&connection, deadline).await?;
+        let info = mcp::initialize(&connection, hard_deadline).await?;
+        let tools = mcp::list_tools(&connection, hard_deadline).await?;
         Ok::<_, mcp::McpError>((info, tools))
     };
     let outcome = tokio::select! {
-        () = shutdown.cancelled() => None,
-        outcome = handshake => Some(outcome),
+        () = stop.cancelled() => None,
+        outcome = handshake => Some(outcome.map_err(|error| format!("MCP handshake failed: {error}"))),
+        () = start_timeout(skill, config, started) => Some(Err(format!(
+            "MCP handshake failed: no answer to initialize within {:?} (the start timeout; stderr activity extends it up to {:?})",
+            config.initialize_timeout, config.initialize_timeout_max
+        ))),
     };
-    match outcome {
-        None => {}
+    let failure = match outcome {
+        None => None,
+        Some(Err(error)) => Some(error),
         Some(Ok((info, tools))) => {
             tracing::info!(skill = %skill.name, pid, server = %info.name, version = %info.version,
                 protocol = %info.protocol_version, tools = tools.len(), "skill ready");
             skill.set(|s| {
                 s.state = SkillState::Ready;
+                s.error.clear();
                 s.info = info;
                 s.tools = tools;
                 s.connection = Some(connection.clone());
             });
-            catalog_changed.notify_one();
-            if let Some(exit) = serve_until_exit(
-                &skill,
-                &connection,
-                &mut process,
-                &config,
-                &catalog_changed,
-                &shutdown,
-            )
-            .await
-            {
-                let stderr = last_stderr_words(&skill, &stderr_closed).await;
-                skill.set(|s| s.last_exit = exit.clone());
-                skill.fail(format!("exited unexpectedly ({exit}){stderr}"));
-                catalog_changed.notify_one();
-                return;
-            }
+            runtime.catalog_changed.notify_one();
+            serve_until_exit(skill, &connection, &mut process, runtime, stop).await
         }
-        Some(Err(error)) => {
-            connection.close_stdin();
-            let exit = describe_exit(process.stop(config.stop_grace).await);
-            let stderr = last_stderr_words(&skill, &stderr_closed).await;
-            skill.set(|s| s.last_exit = exit.clone());
-            skill.fail(format!(
-                "MCP handshake failed: {error} (process {exit}){stderr}"
-            ));
+    };
+    connection.close_stdin();
+    let exit = describe_exit(process.stop(config.stop_grace).await);
+    skill.set(|s| {
+        s.connection = None;
+        s.pid = 0;
+        s.last_exit = exit.clone();
+    });
+    let Some(failure) = failure else {
+        connection.fail_all_pending(&RpcError::Exited(format!("the skill was stopped; {exit}")));
+        tracing::info!(skill = %skill.name, pid, %exit, "skill stopped");
+        skill.set(|s| s.state = SkillState::Stopped);
+        runtime.catalog_changed.notify_one();
+        return RunEnd::Stopped;
+    };
+    let stderr = skill.stderr_tail(&stderr_closed).await;
+    let report = format!("{failure} (process {exit}){stderr}");
+    connection.fail_all_pending(&RpcError::Exited(format!("{exit}{stderr}")));
+    RunEnd::Failed(report)
+}
+
+/// Fires when the skill has been silent for `initialize_timeout` since it started or last
+/// wrote to stderr, or at `initialize_timeout_max` whatever it wrote.
+async fn start_timeout(skill: &Skill, config: &SkillHostConfig, started: Instant) {
+    let hard_deadline = started + config.initialize_timeout_max;
+    loop {
+        let last_activity = skill.last_stderr_at().filter(|at| *at > started);
+        let idle_deadline = last_activity.unwrap_or(started) + config.initialize_timeout;
+        let deadline = idle_deadline.min(hard_deadline);
+        tokio::time::sleep_until(deadline).await;
+        let newer = skill.last_stderr_at().filter(|at| *at > started) != last_activity;
+        if !newer || Instant::now() >= hard_deadline {
             return;
         }
     }
-    connection.close_stdin();
-    let exit = describe_exit(process.stop(config.stop_grace).await);
-    tracing::info!(skill = %skill.name, pid, %exit, "skill stopped");
-    skill.set(|s| {
-        s.state = SkillState::Stopped;
-        s.connection = None;
-        s.pid = 0;
-        s.last_exit = exit;
-    });
-    catalog_changed.notify_one();
 }
 
-/// Serves a ready skill until shutdown (returns `None`) or until its process exits
-/// (returns the exit description).
+/// Serves a ready skill until `stop` (returns `None`) or until its process exits or its
+/// stdout closes (returns why).
 async fn serve_until_exit(
     skill: &Skill,
     connection: &Connection,
     process: &mut SkillProcess,
-    config: &SkillHostConfig,
-    catalog_changed: &Notify,
-    shutdown: &CancellationToken,
+    runtime: &SkillRuntime,
+    stop: &CancellationToken,
 ) -> Option<String> {
     let tools_changed = connection.tools_changed();
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return None,
-            status = process.wait() => return Some(describe_exit(status)),
+            () = stop.cancelled() => return None,
+            status = process.wait() => {
+                return Some(format!("exited unexpectedly ({})", describe_exit(status)));
+            }
+            () = connection.closed().cancelled() => {
+                return Some("closed its stdout while running".to_string());
+            }
             () = tools_changed.notified() => {
-                let deadline = Instant::now() + config.initialize_timeout;
+                let deadline = Instant::now() + runtime.config.initialize_timeout;
                 match mcp::list_tools(connection, deadline).await {
                     Ok(tools) => {
                         let changed = skill.status().tools != tools;
                         if changed {
                             tracing::info!(skill = %skill.name, tools = tools.len(), "skill's tools changed");
                             skill.set(|s| s.tools = tools);
-                            catalog_changed.notify_one();
+                            runtime.catalog_changed.notify_one();
                         }
                     }
                     Err(error) => tracing::warn!(skill = %skill.name, %error, "could not list the skill's changed tools"),
@@ -335,31 +439,24 @@ fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
-/// "; last stderr line: ..." once the skill's stderr has been read to its end (or after
-/// [`STDERR_DRAIN_TIMEOUT`]), so that a failure names what the skill said last.
-async fn last_stderr_words(skill: &Skill, stderr_closed: &CancellationToken) -> String {
-    let _ = tokio::time::timeout(STDERR_DRAIN_TIMEOUT, stderr_closed.cancelled()).await;
-    skill
-        .last_stderr_line()
-        .map(|line| format!("; last stderr line: {line}"))
-        .unwrap_or_default()
-}
-
 /// Logs and keeps each stderr line of the skill; `_closed` fires when stderr reaches its end.
 async fn keep_stderr(skill: Arc<Skill>, stderr: ChildStderr, _closed: tokio_util::sync::DropGuard) {
-    let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(MAX_STDERR_LINE));
-    while let Some(line) = lines.next().await {
-        match line {
-            Ok(line) => {
-                let line = truncate(&line, MAX_STDERR_LINE).to_string();
-                tracing::info!(skill = %skill.name, stderr = %line, "skill stderr");
-                skill.keep_stderr_line(line);
+    // The bounded framing drops an over-long line and keeps reading: stderr is always drained.
+    let mut lines = FramedRead::new(stderr, BoundedLines::new(MAX_STDERR_LINE));
+    let mut seen: u64 = 0;
+    while let Some(frame) = lines.next().await {
+        let line = match frame {
+            Ok(Frame::Line(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(Frame::Oversized { length, .. }) => {
+                format!("(a line of {length} bytes, over the {MAX_STDERR_LINE}-byte limit, was dropped)")
             }
-            Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => {
-                skill
-                    .keep_stderr_line(format!("(a line over {MAX_STDERR_LINE} bytes was dropped)"));
-            }
-            Err(tokio_util::codec::LinesCodecError::Io(_)) => break,
+            Err(_) => break,
+        };
+        seen += 1;
+        // A chatty skill must not flood the host's log: the first lines, then a sample.
+        if seen <= STDERR_LINES_LOGGED || seen.is_multiple_of(STDERR_LOG_SAMPLE) {
+            tracing::info!(skill = %skill.name, stderr = %line, lines = seen, "skill stderr");
         }
+        skill.keep_stderr_line(line);
     }
 }

@@ -1,0 +1,489 @@
+//! The skill-host against a skill that misbehaves on purpose (`misbehaving-skill`): crashes,
+//! exits with calls in flight, hangs, floods, oversized answers, grandchildren, and the
+//! runtime add / remove / restart / reload of skills.
+
+use super::PATIENCE;
+use mimo_integration_tests::{wait_until, Cluster, ClusterBuilder};
+use mimo_proto::v1::skill_host_client::SkillHostClient;
+use mimo_proto::v1::{
+    AddSkillRequest, CallToolRequest, CallToolResponse, GetSkillRequest, ListToolsRequest,
+    ReloadSkillsRequest, RemoveSkillRequest, RestartSkillRequest, SkillState, SkillStatus,
+};
+use mimo_skill_host::SkillSpec;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// The misbehaving test skill with `args` choosing its faults.
+fn misbehaving(args: &[&str]) -> SkillSpec {
+    SkillSpec {
+        command: env!("CARGO_BIN_EXE_misbehaving-skill").into(),
+        args: args.iter().map(|arg| arg.to_string()).collect(),
+        env: BTreeMap::new(),
+        cwd: None,
+    }
+}
+
+async fn status(host: &SkillHostClient<Channel>, skill: &str) -> Option<SkillStatus> {
+    let request = GetSkillRequest {
+        skill: skill.into(),
+    };
+    Some(host.clone().get_skill(request).await.ok()?.into_inner())
+}
+
+/// Waits until `skill` is in `state` and returns its status.
+async fn wait_for_state(
+    host: &SkillHostClient<Channel>,
+    skill: &str,
+    state: SkillState,
+) -> SkillStatus {
+    wait_until(&format!("{skill} {state:?}"), PATIENCE, || async {
+        status(host, skill)
+            .await
+            .filter(|status| status.state == state as i32)
+    })
+    .await
+}
+
+/// Calls `tool` of `skill` directly on the host, with a deadline of `timeout`.
+async fn call_on(
+    host: &SkillHostClient<Channel>,
+    skill: &str,
+    tool: &str,
+    arguments_json: &str,
+    timeout: Duration,
+) -> Result<CallToolResponse, tonic::Status> {
+    let mut request = tonic::Request::new(CallToolRequest {
+        skill: skill.into(),
+        tool: tool.into(),
+        arguments_json: arguments_json.into(),
+    });
+    request.set_timeout(timeout);
+    Ok(host.clone().call_tool(request).await?.into_inner())
+}
+
+async fn echo(host: &SkillHostClient<Channel>, skill: &str, text: &str) -> String {
+    let arguments = serde_json::json!({ "text": text }).to_string();
+    let answer = call_on(host, skill, "echo", &arguments, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|status| panic!("echo on {skill}: {status:?}"));
+    answer.content[0].text.clone()
+}
+
+async fn registered_tools(cluster: &Cluster, skill: &str) -> Vec<String> {
+    let request = ListToolsRequest {
+        skill: skill.into(),
+        ..Default::default()
+    };
+    match cluster.registry().await.list_tools(request).await {
+        Ok(response) => response
+            .into_inner()
+            .tools
+            .into_iter()
+            .map(|tool| tool.name)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // A zombie is dead; its reaper is whoever adopted it.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_skill_is_restarted_until_its_restart_budget_is_spent() {
+    let cluster = ClusterBuilder::default()
+        .skill("crashy", misbehaving(&["--crash-after", "1"]))
+        .configure_skill_host(|config| {
+            config.max_restarts = 2;
+            config.restart_backoff = Duration::from_millis(50);
+        })
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    for round in 0..=2u32 {
+        let ready = wait_for_state(&host, "crashy", SkillState::Ready).await;
+        assert_eq!(ready.restarts, round);
+        assert_eq!(echo(&host, "crashy", "first").await, "first");
+        let crashed = call_on(&host, "crashy", "echo", r#"{"text":"second"}"#, PATIENCE)
+            .await
+            .unwrap_err();
+        assert_eq!(crashed.code(), Code::Unavailable, "{crashed:?}");
+        assert!(
+            crashed.message().contains("exit status: 1")
+                && crashed.message().contains("crashing after 1 calls"),
+            "the error carries the exit status and the stderr tail: {}",
+            crashed.message()
+        );
+    }
+    let failed = wait_for_state(&host, "crashy", SkillState::Failed).await;
+    assert_eq!(failed.restarts, 2);
+    assert!(
+        failed.error.contains("not restarted again") && failed.error.contains("2 restarts within"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(failed.pid, 0);
+    wait_until("crashy's tools leave the registry", PATIENCE, || async {
+        registered_tools(&cluster, "crashy")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_fail_at_once_when_the_skill_exits_mid_call() {
+    let cluster = ClusterBuilder::default()
+        .skill("quitter", misbehaving(&[]))
+        .configure_skill_host(|config| config.max_restarts = 0)
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "quitter", SkillState::Ready).await;
+    // Deadlines far beyond the test's patience: only the exit can end these calls in time.
+    let long = Duration::from_secs(3600);
+    let sleepers: Vec<_> = (0..5)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                call_on(&host, "quitter", "sleep", r#"{"ms": 3600000}"#, long).await
+            })
+        })
+        .collect();
+    let exit = call_on(&host, "quitter", "exit", r#"{"code": 7}"#, long)
+        .await
+        .unwrap_err();
+    assert_eq!(exit.code(), Code::Unavailable);
+    for sleeper in sleepers {
+        let error = tokio::time::timeout(PATIENCE, sleeper)
+            .await
+            .expect("a pending call ends when its skill exits, not at its deadline")
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+        assert!(
+            error.message().contains("exit status: 7")
+                && error.message().contains("exiting with status 7"),
+            "{}",
+            error.message()
+        );
+    }
+    let failed = wait_for_state(&host, "quitter", SkillState::Failed).await;
+    assert!(failed.last_exit.contains('7'), "{}", failed.last_exit);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_fails_its_call_and_the_skill_keeps_serving() {
+    let cluster = ClusterBuilder::default()
+        .skill("big", misbehaving(&["--noise", "--flood-stdout", "5000"]))
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "big", SkillState::Ready).await;
+    let limit = mimo_proto::MAX_MESSAGE_BYTES;
+    let arguments = format!(r#"{{"bytes": {}}}"#, 20 * 1024 * 1024);
+    let error = call_on(&host, "big", "big", &arguments, PATIENCE)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
+    assert!(
+        error.message().contains(&format!("the limit is {limit}")),
+        "{}",
+        error.message()
+    );
+    // Reading resumed after the dropped line: answers still match their calls, through the
+    // noise line written before each of them.
+    assert_eq!(
+        echo(&host, "big", "after the big one").await,
+        "after the big one"
+    );
+    let small = call_on(&host, "big", "big", r#"{"bytes": 1000}"#, PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(small.content[0].text.len(), 1000);
+    let running = status(&host, "big").await.unwrap();
+    assert_eq!(running.state, SkillState::Ready as i32);
+    assert_eq!(running.restarts, 0);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_out_of_order_reach_their_own_callers() {
+    let cluster = ClusterBuilder::default()
+        .skill("sleepy", misbehaving(&[]))
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "sleepy", SkillState::Ready).await;
+    let calls: Vec<_> = [900u64, 600, 300, 0]
+        .into_iter()
+        .map(|ms| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                let arguments = format!(r#"{{"ms": {ms}}}"#);
+                let answer = call_on(&host, "sleepy", "sleep", &arguments, PATIENCE).await;
+                (ms, answer.unwrap().content[0].text.clone())
+            })
+        })
+        .collect();
+    for call in calls {
+        let (ms, text) = call.await.unwrap();
+        assert_eq!(text, format!("slept {ms} ms"));
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_window_and_queue_refuse_the_next_call_at_once() {
+    let cluster = ClusterBuilder::default()
+        .skill("narrow", misbehaving(&[]))
+        .configure_skill_host(|config| {
+            config.max_in_flight_per_skill = 2;
+            config.max_waiting_per_skill = 2;
+        })
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "narrow", SkillState::Ready).await;
+    let long = Duration::from_secs(3600);
+    let mut busy = Vec::new();
+    for admitted in 1..=4u32 {
+        let caller = host.clone();
+        busy.push(tokio::spawn(async move {
+            call_on(&caller, "narrow", "sleep", r#"{"ms": 5000}"#, long).await
+        }));
+        wait_until(&format!("{admitted} calls admitted"), PATIENCE, || async {
+            let status = status(&host, "narrow").await?;
+            (status.calls_in_flight + status.calls_waiting == admitted).then_some(())
+        })
+        .await;
+    }
+    let full = status(&host, "narrow").await.unwrap();
+    assert_eq!((full.calls_in_flight, full.calls_waiting), (2, 2));
+    let refused = call_on(&host, "narrow", "echo", r#"{"text":"x"}"#, long)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("2 calls in flight and 2 waiting, the limits"),
+        "{}",
+        refused.message()
+    );
+    for call in busy {
+        let answer = call.await.unwrap().unwrap();
+        assert_eq!(answer.content[0].text, "slept 5000 ms");
+    }
+    assert_eq!(echo(&host, "narrow", "free again").await, "free again");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_start_times_out_but_stderr_activity_extends_it() {
+    let cluster = ClusterBuilder::default()
+        .skill("hangs", misbehaving(&["--hang-initialize"]))
+        .skill(
+            "busy",
+            misbehaving(&["--slow-initialize-ms", "4000", "--stderr-every-ms", "200"]),
+        )
+        .skill(
+            "chatty",
+            misbehaving(&["--stderr-long-line", "100000", "--stderr-lines", "50000"]),
+        )
+        .configure_skill_host(|config| {
+            config.initialize_timeout = Duration::from_secs(2);
+            config.max_restarts = 0;
+        })
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    let hung = wait_for_state(&host, "hangs", SkillState::Failed).await;
+    assert!(
+        hung.error.contains("no answer to initialize within 2s"),
+        "{}",
+        hung.error
+    );
+    let busy = wait_for_state(&host, "busy", SkillState::Ready).await;
+    assert!(busy
+        .recent_stderr
+        .iter()
+        .any(|l| l.contains("still working")));
+    wait_for_state(&host, "chatty", SkillState::Ready).await;
+    assert_eq!(echo(&host, "chatty", "heard").await, "heard");
+    let chatty = status(&host, "chatty").await.unwrap();
+    assert_eq!(chatty.recent_stderr.len(), 50, "the stderr ring is bounded");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_skill_ends_its_grandchildren_that_ignore_sigterm() {
+    let cluster = ClusterBuilder::default()
+        .skill("parent", misbehaving(&[]))
+        .configure_skill_host(|config| config.stop_grace = Duration::from_millis(300))
+        .start()
+        .await;
+    let mut host = cluster.skill_host().await;
+    let ready = wait_for_state(&host, "parent", SkillState::Ready).await;
+    let answer = call_on(&host, "parent", "spawn", "{}", PATIENCE)
+        .await
+        .unwrap();
+    let grandchild: u32 = answer.content[0].text.parse().unwrap();
+    assert!(!is_gone(grandchild) && !is_gone(ready.pid));
+    host.remove_skill(RemoveSkillRequest {
+        skill: "parent".into(),
+    })
+    .await
+    .unwrap();
+    wait_until("the skill's whole group is gone", PATIENCE, || async {
+        (is_gone(grandchild) && is_gone(ready.pid)).then_some(())
+    })
+    .await;
+    let missing = host
+        .get_skill(GetSkillRequest {
+            skill: "parent".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skills_are_added_restarted_and_refused_at_runtime() {
+    let cluster = ClusterBuilder::default()
+        .configure_skill_host(|config| config.max_skills = 2)
+        .start()
+        .await;
+    let mut host = cluster.skill_host().await;
+    let entry = serde_json::json!({
+        "command": env!("CARGO_BIN_EXE_misbehaving-skill"),
+        "env": {"GREETING": "${HOME}"},
+    })
+    .to_string();
+    for name in ["one", "two"] {
+        host.add_skill(AddSkillRequest {
+            name: name.into(),
+            entry_json: entry.clone(),
+        })
+        .await
+        .unwrap();
+    }
+    let before = wait_for_state(&host, "one", SkillState::Ready).await;
+    assert_eq!(echo(&host, "one", "added").await, "added");
+    wait_until("one's tools are registered", PATIENCE, || async {
+        (!registered_tools(&cluster, "one").await.is_empty()).then_some(())
+    })
+    .await;
+    let add = |name: &str, entry_json: &str| {
+        let mut host = host.clone();
+        let request = AddSkillRequest {
+            name: name.into(),
+            entry_json: entry_json.into(),
+        };
+        async move { host.add_skill(request).await.unwrap_err() }
+    };
+    let duplicate = add("one", &entry).await;
+    assert_eq!(duplicate.code(), Code::AlreadyExists, "{duplicate:?}");
+    let full = add("three", &entry).await;
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
+    assert!(full.message().contains("2 skills"), "{}", full.message());
+    let unknown_field = add("x", r#"{"command": "x", "argz": []}"#).await;
+    assert_eq!(unknown_field.code(), Code::InvalidArgument);
+    assert!(unknown_field.message().contains("argz"));
+    let not_json = add("x", "{oops").await;
+    assert_eq!(not_json.code(), Code::InvalidArgument);
+
+    host.restart_skill(RestartSkillRequest {
+        skill: "one".into(),
+    })
+    .await
+    .unwrap();
+    let after = wait_for_state(&host, "one", SkillState::Ready).await;
+    assert_ne!(after.pid, before.pid, "a restart runs a new process");
+    wait_until("the old process is gone", PATIENCE, || async {
+        is_gone(before.pid).then_some(())
+    })
+    .await;
+    let two = status(&host, "two").await.unwrap();
+    assert_eq!(two.state, SkillState::Ready as i32, "two was not touched");
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_the_skills_file_applies_only_the_difference() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("skills.json");
+    let command = env!("CARGO_BIN_EXE_misbehaving-skill");
+    let write = |skills: serde_json::Value| {
+        std::fs::write(
+            &file,
+            serde_json::json!({ "mcpServers": skills }).to_string(),
+        )
+        .unwrap();
+    };
+    write(serde_json::json!({
+        "keep": {"command": command},
+        "change": {"command": command},
+        "drop": {"command": command},
+    }));
+    let specs = mimo_skill_host::load_skills_file(&file, |_| None).unwrap();
+    let mut builder = ClusterBuilder::default();
+    for (name, spec) in specs {
+        builder = builder.skill(&name, spec);
+    }
+    let skills_file = file.clone();
+    let cluster = builder
+        .configure_skill_host(move |config| config.skills_file = Some(skills_file))
+        .start()
+        .await;
+    let mut host = cluster.skill_host().await;
+    let kept = wait_for_state(&host, "keep", SkillState::Ready).await;
+    let changed = wait_for_state(&host, "change", SkillState::Ready).await;
+    let dropped = wait_for_state(&host, "drop", SkillState::Ready).await;
+    write(serde_json::json!({
+        "keep": {"command": command},
+        "change": {"command": command, "args": ["--noise"]},
+        "new": {"command": command},
+    }));
+    let summary = host
+        .reload_skills(ReloadSkillsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(summary.added, ["new"]);
+    assert_eq!(summary.removed, ["drop"]);
+    assert_eq!(summary.changed, ["change"]);
+    assert_eq!(summary.unchanged, ["keep"]);
+    wait_for_state(&host, "new", SkillState::Ready).await;
+    let rechanged = wait_for_state(&host, "change", SkillState::Ready).await;
+    assert_ne!(rechanged.pid, changed.pid);
+    assert_eq!(status(&host, "keep").await.unwrap().pid, kept.pid);
+    assert!(status(&host, "drop").await.is_none());
+    assert!(is_gone(dropped.pid));
+
+    std::fs::write(&file, "{ not json").unwrap();
+    let broken = host
+        .reload_skills(ReloadSkillsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(broken.code(), Code::FailedPrecondition);
+    assert!(
+        broken.message().contains("running skills are unchanged"),
+        "{}",
+        broken.message()
+    );
+    assert_eq!(status(&host, "keep").await.unwrap().pid, kept.pid);
+    cluster.stop().await;
+}

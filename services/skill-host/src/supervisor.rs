@@ -1,0 +1,211 @@
+//! The host's skills at runtime: each one supervised by its own task, added, removed,
+//! restarted and reloaded while the others run untouched, and all stopped at shutdown.
+
+use crate::error::SkillHostError;
+use crate::skill::{supervise_skill, Skill, SkillRuntime};
+use crate::skills_file::SkillSpec;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Supervised {
+    skill: Arc<Skill>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// What a reload changed, by skill name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Skills new in the file, started.
+    pub added: Vec<String>,
+    /// Skills gone from the file, stopped.
+    pub removed: Vec<String>,
+    /// Skills whose entry changed, restarted with the new one.
+    pub changed: Vec<String>,
+    /// Skills left running as they were.
+    pub unchanged: Vec<String>,
+}
+
+/// Owns every skill's supervision task.
+pub struct Supervisor {
+    runtime: SkillRuntime,
+    /// Parent of every skill's stop token: cancelled at shutdown.
+    shutdown: CancellationToken,
+    skills: Mutex<BTreeMap<String, Supervised>>,
+    /// Serialises add, remove, restart and reload, so that each sees the table it changes.
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Supervisor")
+            .field("skills", &self.names())
+            .finish()
+    }
+}
+
+impl Supervisor {
+    /// Returns a supervisor with no skills; `shutdown` stops every skill it will run.
+    pub fn new(runtime: SkillRuntime, shutdown: CancellationToken) -> Self {
+        Self {
+            runtime,
+            shutdown,
+            skills: Mutex::new(BTreeMap::new()),
+            changes: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, BTreeMap<String, Supervised>> {
+        self.skills.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every skill now, in name order.
+    pub fn skills(&self) -> Vec<Arc<Skill>> {
+        self.table().values().map(|s| s.skill.clone()).collect()
+    }
+
+    /// The names of every skill, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.table().keys().cloned().collect()
+    }
+
+    /// The skill called `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<Skill>, SkillHostError> {
+        let table = self.table();
+        match table.get(name) {
+            Some(supervised) => Ok(supervised.skill.clone()),
+            None => Err(SkillHostError::SkillNotFound {
+                skill: name.to_string(),
+                configured: table.keys().cloned().collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Starts a new skill; refuses a name in use and a host already at its skill limit.
+    pub async fn add(&self, name: &str, spec: SkillSpec) -> Result<Arc<Skill>, SkillHostError> {
+        let _change = self.changes.lock().await;
+        self.add_locked(name, spec)
+    }
+
+    fn add_locked(&self, name: &str, spec: SkillSpec) -> Result<Arc<Skill>, SkillHostError> {
+        let mut table = self.table();
+        if table.contains_key(name) {
+            return Err(SkillHostError::SkillExists(name.to_string()));
+        }
+        let limit = self.runtime.config.max_skills;
+        if table.len() >= limit {
+            return Err(SkillHostError::TooManySkills { limit });
+        }
+        let skill = Arc::new(Skill::new(
+            name,
+            spec,
+            self.runtime.config.stderr_lines_kept,
+        ));
+        let stop = self.shutdown.child_token();
+        let task = tokio::spawn(supervise_skill(
+            skill.clone(),
+            self.runtime.clone(),
+            stop.clone(),
+        ));
+        table.insert(
+            name.to_string(),
+            Supervised {
+                skill: skill.clone(),
+                stop,
+                task,
+            },
+        );
+        Ok(skill)
+    }
+
+    /// Stops a skill (its whole process group) and forgets it.
+    pub async fn remove(&self, name: &str) -> Result<(), SkillHostError> {
+        let _change = self.changes.lock().await;
+        self.remove_locked(name).await
+    }
+
+    async fn remove_locked(&self, name: &str) -> Result<(), SkillHostError> {
+        let removed = self.table().remove(name);
+        let Some(supervised) = removed else {
+            return Err(self
+                .get(name)
+                .expect_err("the skill was just found missing"));
+        };
+        supervised.stop.cancel();
+        let _ = supervised.task.await;
+        self.runtime.catalog_changed.notify_one();
+        tracing::info!(skill = name, "skill removed");
+        Ok(())
+    }
+
+    /// Stops a skill and starts it again with the same spec and a fresh restart budget.
+    pub async fn restart(&self, name: &str) -> Result<Arc<Skill>, SkillHostError> {
+        let _change = self.changes.lock().await;
+        let spec = self.get(name)?.spec().clone();
+        self.remove_locked(name).await?;
+        tracing::info!(skill = name, "skill restarted on request");
+        self.add_locked(name, spec)
+    }
+
+    /// Applies `desired` (a freshly read skills file): starts new skills, stops removed ones,
+    /// restarts changed ones, and leaves the rest running. A skill that cannot be added (the
+    /// skill limit) is reported in the error after the others are applied.
+    pub async fn reload(
+        &self,
+        desired: BTreeMap<String, SkillSpec>,
+    ) -> Result<ReloadSummary, SkillHostError> {
+        let _change = self.changes.lock().await;
+        let current: BTreeMap<String, SkillSpec> = self
+            .table()
+            .iter()
+            .map(|(name, s)| (name.clone(), s.skill.spec().clone()))
+            .collect();
+        let mut summary = ReloadSummary::default();
+        for (name, spec) in &current {
+            match desired.get(name) {
+                None => summary.removed.push(name.clone()),
+                Some(new) if new != spec => summary.changed.push(name.clone()),
+                Some(_) => summary.unchanged.push(name.clone()),
+            }
+        }
+        summary.added = desired
+            .keys()
+            .filter(|name| !current.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in summary.removed.iter().chain(&summary.changed) {
+            self.remove_locked(name).await?;
+        }
+        let mut refused = None;
+        for name in summary.changed.iter().chain(&summary.added) {
+            if let Err(error) = self.add_locked(name, desired[name].clone()) {
+                tracing::error!(skill = %name, %error, "skill from the reloaded file not started");
+                refused.get_or_insert(error);
+            }
+        }
+        tracing::info!(added = ?summary.added, removed = ?summary.removed, changed = ?summary.changed,
+            unchanged = summary.unchanged.len(), "skills file reloaded");
+        match refused {
+            Some(error) => Err(error),
+            None => Ok(summary),
+        }
+    }
+
+    /// Starts stopping every skill without waiting (calls still open on them fail).
+    pub fn stop_all(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Stops every skill and waits until each process group is gone.
+    pub async fn shutdown(&self) {
+        let _change = self.changes.lock().await;
+        self.shutdown.cancel();
+        let running: Vec<Supervised> = std::mem::take(&mut *self.table()).into_values().collect();
+        for supervised in running {
+            let _ = supervised.task.await;
+        }
+    }
+}
