@@ -131,7 +131,7 @@ def tools_scenario(registry_address):
         step("ResolveTool of an unknown tool gets NOT_FOUND")
 
     def call_tool(resolved, arguments_json):
-        address = resolved.endpoint.removeprefix("http://")
+        address = resolved.endpoint
         with grpc.insecure_channel(address) as channel:
             host = skill_host_grpc.SkillHostStub(channel)
             return host.CallTool(

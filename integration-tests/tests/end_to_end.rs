@@ -95,10 +95,7 @@ async fn real_mcp_servers_tools_are_listed_and_called_through_grpc() {
     assert_eq!(echo_tool.name, "echo");
     let schema: serde_json::Value = serde_json::from_str(&echo_tool.input_schema_json).unwrap();
     assert_eq!(schema["properties"]["message"]["type"], "string");
-    assert_eq!(
-        echo.endpoints,
-        vec![format!("http://{}", cluster.skill_host)]
-    );
+    assert_eq!(echo.endpoints, vec![cluster.skill_host.clone()]);
 
     let echoed = call(&cluster, "everything_echo", r#"{"message":"hello mimo"}"#)
         .await

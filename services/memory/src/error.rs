@@ -36,6 +36,15 @@ pub enum MemoryError {
     /// The category number is not one of the `Category` enum's values.
     #[error("category {0} is unknown")]
     UnknownCategory(i32),
+    /// The text gives the embedder nothing to go on (no words, for the built-in one), so it
+    /// could never be found.
+    #[error("{field} has nothing the embedder {embedder} can index (its vector is all zeros); give text with words")]
+    NothingToEmbed {
+        /// Name of the request field.
+        field: &'static str,
+        /// Id of the embedder.
+        embedder: String,
+    },
     /// No engram has this id.
     #[error("engram {0} not found")]
     NotFound(String),
@@ -90,6 +99,7 @@ impl From<MemoryError> for Status {
             | MemoryError::TooLarge { .. }
             | MemoryError::OutOfRange { .. }
             | MemoryError::InvalidMetadata(_)
+            | MemoryError::NothingToEmbed { .. }
             | MemoryError::UnknownCategory(_) => Code::InvalidArgument,
             MemoryError::NotFound(_) => Code::NotFound,
             MemoryError::CapacityReached { .. } => Code::ResourceExhausted,

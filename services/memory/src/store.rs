@@ -77,7 +77,7 @@ impl MemoryStore {
         if self.inner.engrams.load(Ordering::Acquire) >= self.inner.config.max_engrams {
             return Err(self.inner.capacity_reached());
         }
-        let vector = self.embed(&valid.content).await?;
+        let vector = self.embed("content", &valid.content).await?;
         let now = now_unix_ms();
         let embedder = &self.inner.config.embedder;
         let engram = Engram {
@@ -105,7 +105,7 @@ impl MemoryStore {
     /// they were accessed.
     pub async fn search(&self, request: SearchRequest) -> Result<Vec<SearchHit>, MemoryError> {
         let valid = validate::search(&self.inner.config, request)?;
-        let query = self.embed(&valid.query).await?;
+        let query = self.embed("query", &valid.query).await?;
         let found = self.inner.index_read().search(
             &query,
             valid.limit,
@@ -178,11 +178,20 @@ impl MemoryStore {
         self.inner.pools.read.close().await;
     }
 
-    async fn embed(&self, text: &str) -> Result<Vec<f32>, MemoryError> {
+    /// The vector of `text` (the request's `field`); a zero vector, which no search could
+    /// ever find, is refused.
+    async fn embed(&self, field: &'static str, text: &str) -> Result<Vec<f32>, MemoryError> {
         let embedder = self.inner.config.embedder.as_ref();
         let vectors = embed_checked(embedder, &[text.to_string()]).await?;
         // `embed_checked` returns exactly one vector per text.
-        Ok(vectors.into_iter().next().unwrap_or_default())
+        let vector = vectors.into_iter().next().unwrap_or_default();
+        if vector.iter().all(|value| *value == 0.0) {
+            return Err(MemoryError::NothingToEmbed {
+                field,
+                embedder: embedder.id().to_string(),
+            });
+        }
+        Ok(vector)
     }
 
     /// Bumps the access time and count of `ids`; a failure is logged, not returned, because

@@ -84,10 +84,20 @@ pub(crate) fn search(
     })
 }
 
+/// Longest engram id accepted (ids are 36-character UUIDs).
+const MAX_ID_BYTES: usize = 128;
+
 /// Checks an engram id given to Get or Delete.
 pub(crate) fn id(id: &str) -> Result<(), MemoryError> {
     if id.trim().is_empty() {
         return Err(MemoryError::EmptyField("id"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(MemoryError::TooLarge {
+            field: "id",
+            bytes: id.len(),
+            limit: MAX_ID_BYTES,
+        });
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Client commands: talk to running services over gRPC and print for people (or JSON).
 
 use crate::cli::{CategoryArg, MemoryAction, ToolsAction};
+use crate::output::out;
 use crate::settings::Effective;
 use anyhow::Context;
 use mimo_proto::connect;
@@ -37,14 +38,14 @@ pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<
                         "inputSchema": serde_json::from_str::<serde_json::Value>(&described.input_schema_json).unwrap_or_default(),
                         "endpoints": tool.endpoints,
                     });
-                    println!("{line}");
+                    out!("{line}");
                 } else {
                     let summary = described.description.lines().next().unwrap_or_default();
-                    println!("{:<40} {:<16} {}", tool.name, tool.skill, summary);
+                    out!("{:<40} {:<16} {}", tool.name, tool.skill, summary);
                 }
             }
             if tools.is_empty() && !json {
-                eprintln!("no live tools: is a skill-host running with a skills file?");
+                eprintln!("no live tools: no skill is ready on any skill-host (a skill that failed to start is listed by the skill-host's ListSkills; see its log)");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -96,17 +97,17 @@ fn print_call_result(result: &CallToolResponse, json: bool) {
         {
             whole["structuredContent"] = structured;
         }
-        println!("{whole}");
+        out!("{whole}");
         return;
     }
     for item in &result.content {
         match item.r#type.as_str() {
-            "text" => println!("{}", item.text),
+            "text" => out!("{}", item.text),
             "resource" if !item.text.is_empty() => {
-                println!("[resource {}]\n{}", item.uri, item.text)
+                out!("[resource {}]\n{}", item.uri, item.text)
             }
-            "resource" | "resource_link" => println!("[{} {}]", item.r#type, item.uri),
-            other => println!("[{other} {}, {} bytes]", item.mime_type, item.data.len()),
+            "resource" | "resource_link" => out!("[{} {}]", item.r#type, item.uri),
+            other => out!("[{other} {}, {} bytes]", item.mime_type, item.data.len()),
         }
     }
     if result.is_error {
@@ -136,7 +137,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                 .map_err(status_error)?
                 .into_inner();
             let engram = stored.engram.unwrap_or_default();
-            println!("{}", engram.id);
+            out!("{}", engram.id);
         }
         MemoryAction::Search {
             query,
@@ -161,7 +162,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             }
             for hit in hits {
                 let engram = hit.engram.unwrap_or_default();
-                println!(
+                out!(
                     "{:.3}  {}  [{}]  {}",
                     hit.similarity,
                     engram.id,
@@ -183,27 +184,28 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                 .delete(DeleteRequest { id: id.clone() })
                 .await
                 .map_err(status_error)?;
-            println!("deleted {id}");
+            out!("deleted {id}");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn print_engram(engram: &Engram) {
-    println!("id:           {}", engram.id);
-    println!("category:     {}", category_name(engram));
-    println!("importance:   {}", engram.importance);
-    println!(
+    out!("id:           {}", engram.id);
+    out!("category:     {}", category_name(engram));
+    out!("importance:   {}", engram.importance);
+    out!(
         "embedder:     {} ({} dimensions)",
-        engram.embedder, engram.dimension
+        engram.embedder,
+        engram.dimension
     );
-    println!(
+    out!(
         "created:      {} ms since the epoch",
         engram.created_at_unix_ms
     );
-    println!("accessed:     {} times", engram.access_count);
-    println!("metadata:     {}", engram.metadata_json);
-    println!("content:      {}", engram.content);
+    out!("accessed:     {} times", engram.access_count);
+    out!("metadata:     {}", engram.metadata_json);
+    out!("content:      {}", engram.content);
 }
 
 fn category_name(engram: &Engram) -> &'static str {
@@ -238,7 +240,7 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
         .map_err(status_error)?
         .into_inner()
         .instances;
-    println!(
+    out!(
         "{:<11} {:<14} {:<9} {:>7} {:>9} {:>5} {:>7} {:>8} {:>8} {:>6}  GAUGES",
         "SERVICE",
         "HOST",
@@ -266,7 +268,7 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
                 )
             })
             .collect();
-        println!(
+        out!(
             "{:<11} {:<14} {:<9} {:>7} {:>9.1} {:>5} {:>7} {:>8} {:>8.0} {:>6.1}  {}",
             id.service,
             truncate(&id.host, 14),
@@ -294,6 +296,12 @@ fn truncate(text: &str, max: usize) -> &str {
     }
 }
 
+/// The one line a failed call prints: the status code, then the server's message. A
+/// deadline that passes on the client's side (tonic says CANCELLED "Timeout expired") is
+/// named for what it is.
 fn status_error(status: tonic::Status) -> anyhow::Error {
+    if status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired" {
+        return anyhow::anyhow!("DeadlineExceeded: no answer within the deadline (--timeout-ms)");
+    }
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod output;
 mod run;
 mod settings;
 
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run_command(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -46,7 +47,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let settings = cli.settings.or(file).resolve()?;
     if cli.print_config {
-        print!("{}", settings.to_toml());
+        output::line(format_args!("{}", settings.to_toml().trim_end()));
         return Ok(ExitCode::SUCCESS);
     }
     let Some(command) = cli.command else {
@@ -64,6 +65,19 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools { action } => client::tools(&settings, action).await,
         Command::Status => client::status(&settings).await,
     }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the message before
+/// it already quotes (many errors include their source's text).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line
 }
 
 /// Logs go to stderr, filtered by `MIMO_LOG` (e.g. `debug`, `mimo_skill_host=trace`).

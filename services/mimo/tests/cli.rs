@@ -522,6 +522,37 @@ fn cli_tour_lists_and_calls_tools_remembers_and_reports_status() {
         }
     });
     println!("{status}");
+
+    // A reader that stops reading (`mimo status | head -0`) ends the command quietly.
+    let mut command = mimo_command(mimo.folder.path());
+    command
+        .args(["status", "--telemetry-address", &mimo.addresses.telemetry])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut closed_early = command.spawn().expect("spawn mimo status");
+    drop(closed_early.stdout.take());
+    let output = closed_early.wait_with_output().expect("mimo status ends");
+    let stderr = text(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("panicked"),
+        "{}: {stderr}",
+        output.status
+    );
+
+    // A deadline that passes on the client's side is called a deadline, not a cancel.
+    let late = mimo.client_fails_with(
+        &[
+            "tools",
+            "call",
+            "everything_trigger-long-running-operation",
+            "--args",
+            r#"{"duration": 30, "steps": 2}"#,
+            "--timeout-ms",
+            "300",
+        ],
+        "DeadlineExceeded",
+    );
+    println!("{late}");
 }
 
 #[test]

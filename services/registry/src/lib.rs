@@ -6,6 +6,7 @@
 
 mod catalog;
 mod config;
+mod endpoint;
 mod error;
 mod leases;
 mod naming;

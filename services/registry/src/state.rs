@@ -120,11 +120,9 @@ impl RegistryState {
         tools: Vec<Tool>,
     ) -> Result<Vec<String>, RegistryError> {
         validate_name("skill", skill)?;
-        if endpoint.trim().is_empty() {
-            return Err(RegistryError::InvalidArgument(format!(
-                "skill {skill:?}: endpoint is empty; give the skill-host's gRPC address"
-            )));
-        }
+        let endpoint = &crate::endpoint::normalize_endpoint(endpoint).map_err(|reason| {
+            RegistryError::InvalidArgument(format!("skill {skill:?}: endpoint {reason}"))
+        })?;
         validate_tools(skill, &tools)?;
         let mut tables = self.tables();
         if tables.leases.time_to_live(lease, Instant::now()).is_none() {

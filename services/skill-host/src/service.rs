@@ -158,15 +158,19 @@ async fn reload_on_hangup(service: SkillHostService, shutdown: CancellationToken
     }
 }
 
+/// This host's address for the registry, as `host:port`.
 fn advertised_endpoint(config: &SkillHostConfig, listener: &TcpListener) -> String {
     if let Some(address) = &config.advertise_address {
-        return mimo_proto::connect::normalize_address(address);
+        return address
+            .strip_prefix("http://")
+            .unwrap_or(address)
+            .to_string();
     }
     match listener.local_addr() {
         Ok(address) if address.ip().is_unspecified() => {
-            format!("http://{}:{}", mimo_reporter::host_name(), address.port())
+            format!("{}:{}", mimo_reporter::host_name(), address.port())
         }
-        Ok(address) => format!("http://{address}"),
+        Ok(address) => address.to_string(),
         Err(_) => String::new(),
     }
 }

@@ -78,6 +78,13 @@ async fn invalid_store_requests_are_invalid_arguments() -> anyhow::Result<()> {
         Code::InvalidArgument,
         "category 42 is unknown",
     );
+    for wordless in ["!!! ???", "\u{1F525}\u{1F525}", "\u{200B}\u{200B}"] {
+        assert_refused(
+            store.store(store_request(wordless)).await,
+            Code::InvalidArgument,
+            "content has nothing the embedder builtin-hash-v1 can index (its vector is all zeros); give text with words",
+        );
+    }
     assert_eq!(store.counts().engrams, 0, "nothing refused was stored");
     Ok(())
 }
@@ -119,6 +126,11 @@ async fn invalid_search_requests_are_invalid_arguments() -> anyhow::Result<()> {
         Code::InvalidArgument,
         "query is empty",
     );
+    assert_refused(
+        store.search(search_request("?!")).await,
+        Code::InvalidArgument,
+        "query has nothing the embedder builtin-hash-v1 can index (its vector is all zeros); give text with words",
+    );
     Ok(())
 }
 
@@ -128,6 +140,12 @@ async fn empty_and_unknown_ids_are_refused() -> anyhow::Result<()> {
     let store = &memory.store;
     assert_refused(store.get("").await, Code::InvalidArgument, "id is empty");
     assert_refused(store.delete("").await, Code::InvalidArgument, "id is empty");
+    let huge = "x".repeat(3_000_000);
+    assert_refused(
+        store.get(&huge).await,
+        Code::InvalidArgument,
+        "id is 3000000 bytes; the limit is 128",
+    );
     let unknown = uuid::Uuid::now_v7().to_string();
     assert!(matches!(
         store.get(&unknown).await,
