@@ -48,6 +48,7 @@ fn server(command_key: &str, args_key: &str) -> SkillSpec {
         args,
         env: BTreeMap::new(),
         cwd: None,
+        lazy: false,
     }
 }
 

@@ -208,6 +208,7 @@ async fn a_skill_that_fails_to_start_is_reported_and_the_others_run() {
         args: vec![],
         env: BTreeMap::new(),
         cwd: None,
+        lazy: false,
     };
     let exits_at_once = SkillSpec {
         command: "sh".into(),
@@ -217,6 +218,7 @@ async fn a_skill_that_fails_to_start_is_reported_and_the_others_run() {
         ],
         env: BTreeMap::new(),
         cwd: None,
+        lazy: false,
     };
     let cluster = ClusterBuilder::default()
         .skill("missing", missing)

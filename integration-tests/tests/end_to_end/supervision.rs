@@ -22,6 +22,7 @@ fn misbehaving(args: &[&str]) -> SkillSpec {
         args: args.iter().map(|arg| arg.to_string()).collect(),
         env: BTreeMap::new(),
         cwd: None,
+        lazy: false,
     }
 }
 
@@ -485,5 +486,59 @@ async fn reloading_the_skills_file_applies_only_the_difference() {
         broken.message()
     );
     assert_eq!(status(&host, "keep").await.unwrap().pid, kept.pid);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lazy_skill_serves_its_manifest_starts_on_a_call_and_stops_when_idle() {
+    let state = tempfile::tempdir().unwrap();
+    let lazy = SkillSpec {
+        lazy: true,
+        ..misbehaving(&[])
+    };
+    let start = |state_dir: std::path::PathBuf| {
+        ClusterBuilder::default()
+            .skill("lazy", lazy.clone())
+            .configure_skill_host(move |config| {
+                config.state_dir = Some(state_dir);
+                config.lazy_idle_timeout = Duration::from_millis(500);
+            })
+            .start()
+    };
+    // First run: no manifest yet, so the skill starts once to discover its tools.
+    let cluster = start(state.path().to_path_buf()).await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "lazy", SkillState::Ready).await;
+    let idle = wait_for_state(&host, "lazy", SkillState::Idle).await;
+    assert_eq!(idle.pid, 0, "an idle lazy skill runs no process");
+    assert!(idle.tools.iter().any(|tool| tool.name == "echo"));
+    cluster.stop().await;
+
+    // Second run: tools come from the stored manifest; nothing runs until the first call.
+    let cluster = start(state.path().to_path_buf()).await;
+    let host = cluster.skill_host().await;
+    let idle = wait_for_state(&host, "lazy", SkillState::Idle).await;
+    assert_eq!(idle.pid, 0);
+    assert!(idle.last_exit.is_empty(), "never started in this run");
+    wait_until("the manifest's tools are registered", PATIENCE, || async {
+        registered_tools(&cluster, "lazy")
+            .await
+            .contains(&"lazy_echo".to_string())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(echo(&host, "lazy", "wake up").await, "wake up");
+    let stopped = wait_for_state(&host, "lazy", SkillState::Idle).await;
+    assert!(!stopped.last_exit.is_empty(), "it ran and was stopped");
+    assert_eq!(stopped.restarts, 0, "going idle is not a failure");
+    let unknown = call_on(&host, "lazy", "no_such_tool", "{}", PATIENCE)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(
+        status(&host, "lazy").await.unwrap().state,
+        SkillState::Idle as i32,
+        "a call of an unknown tool does not start the skill"
+    );
     cluster.stop().await;
 }

@@ -42,6 +42,8 @@ pub struct SkillHostConfig {
     pub restart_backoff: Duration,
     /// Longest wait before a restart.
     pub restart_backoff_max: Duration,
+    /// How long a lazy skill may go without a call before it is stopped.
+    pub lazy_idle_timeout: Duration,
     /// Most skills on this host; adding one more answers RESOURCE_EXHAUSTED.
     pub max_skills: usize,
     /// Folder for what outlives a run (the process groups of running skills); `None` keeps
@@ -75,6 +77,7 @@ impl Default for SkillHostConfig {
             restart_window: Duration::from_secs(30),
             restart_backoff: Duration::from_millis(250),
             restart_backoff_max: Duration::from_secs(10),
+            lazy_idle_timeout: Duration::from_secs(300),
             max_skills: 100,
             state_dir: None,
             drain_timeout: Duration::from_secs(10),

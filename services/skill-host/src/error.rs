@@ -25,6 +25,14 @@ pub enum SkillHostError {
         /// Why, with a leading ": " when known.
         reason: String,
     },
+    /// The call's deadline passed while the skill was starting.
+    #[error("skill {skill:?} was not ready before the call's deadline (it is {state})")]
+    NotReadyInTime {
+        /// The skill.
+        skill: String,
+        /// Its state then.
+        state: &'static str,
+    },
     /// The skill has no tool by that name.
     #[error("skill {skill:?} has no tool {tool:?}; its tools: {tools}")]
     ToolNotFound {
@@ -89,6 +97,7 @@ impl From<SkillHostError> for Status {
                 Code::NotFound
             }
             SkillHostError::SkillUnavailable { .. } => Code::Unavailable,
+            SkillHostError::NotReadyInTime { .. } => Code::DeadlineExceeded,
             SkillHostError::InvalidArguments(_) | SkillHostError::InvalidEntry(_) => {
                 Code::InvalidArgument
             }

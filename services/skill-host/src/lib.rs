@@ -7,6 +7,7 @@ mod deadline;
 mod error;
 mod framing;
 mod group_records;
+mod manifest;
 mod mcp;
 mod process;
 mod registrar;

@@ -15,7 +15,7 @@ const MAX_TOOL_PAGES: usize = 100;
 pub const MAX_TOOLS_PER_SKILL: usize = 1_000;
 
 /// What a skill said about itself at `initialize`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerInfo {
     /// `serverInfo.name`.
     pub name: String,

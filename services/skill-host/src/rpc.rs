@@ -102,6 +102,8 @@ pub struct Connection {
     closed: CancellationToken,
     /// Why the skill ended, once it has: given to requests that arrive after.
     ended: Mutex<Option<RpcError>>,
+    /// When a request last started or finished.
+    last_activity: Mutex<Instant>,
     close_stdin: CancellationToken,
     tools_changed: Arc<Notify>,
     counters: Arc<RpcCounters>,
@@ -132,6 +134,7 @@ impl Connection {
             waiting: AtomicUsize::new(0),
             closed: CancellationToken::new(),
             ended: Mutex::new(None),
+            last_activity: Mutex::new(Instant::now()),
             close_stdin: CancellationToken::new(),
             tools_changed: Arc::new(Notify::new()),
             counters: Arc::default(),
@@ -158,6 +161,8 @@ impl Connection {
         if let Some(ended) = self.ended() {
             return Err(ended);
         }
+        self.touch();
+        let _activity = ActivityGuard(self);
         let _permit = self.enter_window(deadline).await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (waiter, mut answer) = oneshot::channel();
@@ -252,6 +257,21 @@ impl Connection {
     /// Requests now waiting for a place in flight.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// How long no request has been waiting, running or finishing; zero while any is.
+    pub fn idle_for(&self) -> std::time::Duration {
+        if self.in_flight() > 0 || self.waiting() > 0 {
+            return std::time::Duration::ZERO;
+        }
+        self.last_activity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    fn touch(&self) {
+        *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 
     /// Fires when the skill's stdout has closed.
@@ -376,6 +396,15 @@ impl Connection {
             bytes: length,
             limit: self.limits.max_line_bytes,
         }));
+    }
+}
+
+/// Marks the connection active again when a request ends, however it ends.
+struct ActivityGuard<'a>(&'a Connection);
+
+impl Drop for ActivityGuard<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
     }
 }
 

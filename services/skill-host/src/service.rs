@@ -74,6 +74,10 @@ pub async fn serve(
     let runtime = SkillRuntime {
         config: config.clone(),
         records,
+        manifests: config
+            .state_dir
+            .as_deref()
+            .map(crate::manifest::ManifestStore::new),
         catalog_changed: catalog_changed.clone(),
     };
     let supervisor = Arc::new(Supervisor::new(runtime, background.child_token()));
@@ -287,7 +291,7 @@ impl SkillHost for SkillHostService {
         let deadline = Instant::now() + timeout;
         let request = request.into_inner();
         let skill = self.supervisor.get(&request.skill)?;
-        let connection = skill.connection_for(&request.tool)?;
+        let connection = skill.connection_for_call(&request.tool, deadline).await?;
         let arguments = parse_arguments(&request.arguments_json)?;
         let started = Instant::now();
         let result = mcp::call_tool(&connection, &request.tool, arguments, deadline).await;

@@ -5,6 +5,7 @@ use crate::config::SkillHostConfig;
 use crate::error::SkillHostError;
 use crate::framing::{BoundedLines, Frame};
 use crate::group_records::GroupRecords;
+use crate::manifest::{Manifest, ManifestStore};
 use crate::mcp::{self, ServerInfo};
 use crate::process::SkillProcess;
 use crate::rpc::{Connection, RpcError};
@@ -15,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::process::ChildStderr;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -50,18 +51,44 @@ pub struct Skill {
     name: String,
     spec: SkillSpec,
     status: Mutex<Status>,
+    /// The state, for callers waiting for the skill to be ready.
+    states: watch::Sender<SkillState>,
+    /// The catalogue of the last discovery (this run's or a stored one), served while the
+    /// skill is idle or starting.
+    manifest: Mutex<Option<Manifest>>,
+    /// Woken by a call to an idle lazy skill.
+    wake: Notify,
     stderr: Mutex<VecDeque<String>>,
     last_stderr_at: Mutex<Option<Instant>>,
     stderr_lines_kept: usize,
 }
 
 impl Skill {
-    /// Returns a skill that has not started yet.
-    pub fn new(name: &str, spec: SkillSpec, stderr_lines_kept: usize) -> Self {
+    /// Returns a skill that has not started yet, knowing the tools of `manifest` if given.
+    pub fn new(
+        name: &str,
+        spec: SkillSpec,
+        manifest: Option<Manifest>,
+        stderr_lines_kept: usize,
+    ) -> Self {
+        let status = Status {
+            tools: manifest
+                .as_ref()
+                .map(|m| m.tools.clone())
+                .unwrap_or_default(),
+            info: manifest
+                .as_ref()
+                .map(|m| m.info.clone())
+                .unwrap_or_default(),
+            ..Status::default()
+        };
         Self {
             name: name.to_string(),
             spec,
-            status: Mutex::new(Status::default()),
+            status: Mutex::new(status),
+            states: watch::Sender::new(SkillState::Unspecified),
+            manifest: Mutex::new(manifest),
+            wake: Notify::new(),
             stderr: Mutex::new(VecDeque::new()),
             last_stderr_at: Mutex::new(None),
             stderr_lines_kept,
@@ -114,10 +141,81 @@ impl Skill {
         self.status().state
     }
 
-    /// The tool catalogue while the skill is ready.
+    /// The tool catalogue to register: the live one while the skill is ready, the one of
+    /// its last discovery while it is idle, starting or about to restart; none once it has
+    /// failed or stopped.
     pub fn catalog(&self) -> Option<Vec<Tool>> {
         let status = self.status();
-        (status.state == SkillState::Ready).then(|| status.tools.clone())
+        match status.state {
+            SkillState::Ready => Some(status.tools.clone()),
+            SkillState::Failed | SkillState::Stopped => None,
+            SkillState::Unspecified
+            | SkillState::Starting
+            | SkillState::Backoff
+            | SkillState::Idle => self.manifest_tools(),
+        }
+    }
+
+    fn manifest_tools(&self) -> Option<Vec<Tool>> {
+        self.manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|manifest| manifest.tools.clone())
+    }
+
+    fn has_manifest(&self) -> bool {
+        self.manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// The connection for a call of `tool`, once the skill is ready: a call to an idle lazy
+    /// skill starts it, and a call to a skill that is starting or about to restart waits
+    /// for it, until `deadline`.
+    pub async fn connection_for_call(
+        &self,
+        tool: &str,
+        deadline: Instant,
+    ) -> Result<Arc<Connection>, SkillHostError> {
+        let mut states = self.states.subscribe();
+        loop {
+            let state = *states.borrow_and_update();
+            if matches!(
+                state,
+                SkillState::Ready | SkillState::Failed | SkillState::Stopped
+            ) {
+                return self.connection_for(tool);
+            }
+            // Not running yet: a tool the last discovery did not list starts nothing.
+            if let Some(tools) = self.manifest_tools() {
+                if !tools.iter().any(|t| t.name == tool) {
+                    return Err(SkillHostError::ToolNotFound {
+                        skill: self.name.clone(),
+                        tool: tool.to_string(),
+                        tools: tools
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+            if state == SkillState::Idle {
+                self.wake.notify_one();
+            }
+            match tokio::time::timeout_at(deadline, states.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return self.connection_for(tool),
+                Err(_) => {
+                    return Err(SkillHostError::NotReadyInTime {
+                        skill: self.name.clone(),
+                        state: state_word(self.state()),
+                    })
+                }
+            }
+        }
     }
 
     /// The current connection's counters, if the skill is running.
@@ -158,7 +256,24 @@ impl Skill {
     }
 
     fn set(&self, update: impl FnOnce(&mut Status)) {
-        update(&mut self.status());
+        let state = {
+            let mut status = self.status();
+            update(&mut status);
+            status.state
+        };
+        self.states.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+    }
+
+    /// Records what discovery found, for later starts and for the registry meanwhile.
+    fn remember(&self, manifest: Manifest, runtime: &SkillRuntime) {
+        if let Some(store) = &runtime.manifests {
+            store.save(&self.name, &self.spec, &manifest);
+        }
+        *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
     }
 
     fn fail(&self, error: String) {
@@ -217,6 +332,7 @@ fn state_word(state: SkillState) -> &'static str {
         SkillState::Failed => "failed",
         SkillState::Stopped => "stopped",
         SkillState::Backoff => "waiting to restart",
+        SkillState::Idle => "idle",
     }
 }
 
@@ -228,6 +344,8 @@ pub struct SkillRuntime {
     pub config: Arc<SkillHostConfig>,
     /// Records of running process groups, when the host keeps state.
     pub records: Option<Arc<GroupRecords>>,
+    /// Stored tool manifests, when the host keeps state.
+    pub manifests: Option<ManifestStore>,
     /// Woken at every change the registry should hear of.
     pub catalog_changed: Arc<Notify>,
 }
@@ -236,6 +354,8 @@ pub struct SkillRuntime {
 enum RunEnd {
     /// Stopped on purpose.
     Stopped,
+    /// A lazy skill stopped after its idle time.
+    Idle,
     /// Failed to start or ended on its own; the reason.
     Failed(String),
 }
@@ -247,8 +367,27 @@ pub async fn supervise_skill(skill: Arc<Skill>, runtime: SkillRuntime, stop: Can
     let config = runtime.config.clone();
     let mut recent_restarts: VecDeque<Instant> = VecDeque::new();
     loop {
+        if skill.spec.lazy && skill.has_manifest() {
+            skill.set(|s| {
+                s.state = SkillState::Idle;
+                s.pid = 0;
+                s.connection = None;
+            });
+            runtime.catalog_changed.notify_one();
+            tokio::select! {
+                () = stop.cancelled() => {
+                    skill.set(|s| s.state = SkillState::Stopped);
+                    runtime.catalog_changed.notify_one();
+                    return;
+                }
+                () = skill.wake.notified() => {
+                    tracing::info!(skill = %skill.name, "lazy skill called; starting it");
+                }
+            }
+        }
         let reason = match run_once(&skill, &runtime, &stop).await {
             RunEnd::Stopped => return,
+            RunEnd::Idle => continue,
             RunEnd::Failed(reason) => reason,
         };
         runtime.catalog_changed.notify_one();
@@ -336,11 +475,11 @@ async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &Cancellatio
     };
     let outcome = tokio::select! {
         () = stop.cancelled() => None,
-        outcome = handshake => Some(outcome.map_err(|error| format!("MCP handshake failed: {error}"))),
-        () = start_timeout(skill, config, started) => Some(Err(format!(
+        outcome = handshake => Some(outcome.map_err(|error| ServeEnd::Failed(format!("MCP handshake failed: {error}")))),
+        () = start_timeout(skill, config, started) => Some(Err(ServeEnd::Failed(format!(
             "MCP handshake failed: no answer to initialize within {:?} (the start timeout; stderr activity extends it up to {:?})",
             config.initialize_timeout, config.initialize_timeout_max
-        ))),
+        )))),
     };
     let failure = match outcome {
         None => None,
@@ -348,6 +487,13 @@ async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &Cancellatio
         Some(Ok((info, tools))) => {
             tracing::info!(skill = %skill.name, pid, server = %info.name, version = %info.version,
                 protocol = %info.protocol_version, tools = tools.len(), "skill ready");
+            skill.remember(
+                Manifest {
+                    info: info.clone(),
+                    tools: tools.clone(),
+                },
+                runtime,
+            );
             skill.set(|s| {
                 s.state = SkillState::Ready;
                 s.error.clear();
@@ -359,15 +505,27 @@ async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &Cancellatio
             serve_until_exit(skill, &connection, &mut process, runtime, stop).await
         }
     };
+    let went_idle = matches!(failure, Some(ServeEnd::Idle));
+    let failure = match failure {
+        Some(ServeEnd::Failed(reason)) => Some(reason),
+        Some(ServeEnd::Idle) | None => None,
+    };
     connection.close_stdin();
     let exit = describe_exit(process.stop(config.stop_grace).await);
     skill.set(|s| {
         s.connection = None;
         s.pid = 0;
         s.last_exit = exit.clone();
+        if went_idle {
+            s.state = SkillState::Idle;
+        }
     });
     let Some(failure) = failure else {
         connection.fail_all_pending(&RpcError::Exited(format!("the skill was stopped; {exit}")));
+        if went_idle {
+            tracing::info!(skill = %skill.name, pid, %exit, "lazy skill idle; stopped");
+            return RunEnd::Idle;
+        }
         tracing::info!(skill = %skill.name, pid, %exit, "skill stopped");
         skill.set(|s| s.state = SkillState::Stopped);
         runtime.catalog_changed.notify_one();
@@ -395,24 +553,47 @@ async fn start_timeout(skill: &Skill, config: &SkillHostConfig, started: Instant
     }
 }
 
-/// Serves a ready skill until `stop` (returns `None`) or until its process exits or its
-/// stdout closes (returns why).
+/// Why a ready skill stopped serving.
+enum ServeEnd {
+    /// A lazy skill had no call for its idle time.
+    Idle,
+    /// Its process exited or its stdout closed; why.
+    Failed(String),
+}
+
+/// Serves a ready skill until `stop` (returns `None`), until its process exits or its stdout
+/// closes, or, for a lazy skill, until it has been idle for `lazy_idle_timeout`.
 async fn serve_until_exit(
     skill: &Skill,
     connection: &Connection,
     process: &mut SkillProcess,
     runtime: &SkillRuntime,
     stop: &CancellationToken,
-) -> Option<String> {
+) -> Option<ServeEnd> {
     let tools_changed = connection.tools_changed();
+    let idle_timeout = runtime.config.lazy_idle_timeout;
     loop {
+        let idle_check = async {
+            if !skill.spec.lazy {
+                return std::future::pending().await;
+            }
+            let idle = connection.idle_for();
+            if idle < idle_timeout {
+                tokio::time::sleep(idle_timeout - idle).await;
+            }
+        };
         tokio::select! {
             () = stop.cancelled() => return None,
             status = process.wait() => {
-                return Some(format!("exited unexpectedly ({})", describe_exit(status)));
+                return Some(ServeEnd::Failed(format!("exited unexpectedly ({})", describe_exit(status))));
             }
             () = connection.closed().cancelled() => {
-                return Some("closed its stdout while running".to_string());
+                return Some(ServeEnd::Failed("closed its stdout while running".to_string()));
+            }
+            () = idle_check => {
+                if connection.idle_for() >= idle_timeout {
+                    return Some(ServeEnd::Idle);
+                }
             }
             () = tools_changed.notified() => {
                 let deadline = Instant::now() + runtime.config.initialize_timeout;
@@ -421,6 +602,8 @@ async fn serve_until_exit(
                         let changed = skill.status().tools != tools;
                         if changed {
                             tracing::info!(skill = %skill.name, tools = tools.len(), "skill's tools changed");
+                            let info = skill.status().info.clone();
+                            skill.remember(Manifest { info, tools: tools.clone() }, runtime);
                             skill.set(|s| s.tools = tools);
                             runtime.catalog_changed.notify_one();
                         }

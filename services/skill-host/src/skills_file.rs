@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub const MAX_SKILL_NAME_LEN: usize = 64;
 
 /// How to start one skill.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SkillSpec {
     /// Program to run (looked up in `PATH` when it has no slash).
     pub command: String,
@@ -20,6 +20,9 @@ pub struct SkillSpec {
     pub env: BTreeMap<String, String>,
     /// Working directory, when set.
     pub cwd: Option<PathBuf>,
+    /// Started on its first call and stopped when idle; its tools are served meanwhile from
+    /// the manifest of its last discovery (Mimo's `"lazy": true` key).
+    pub lazy: bool,
 }
 
 /// Why a skills file was refused.
@@ -71,6 +74,9 @@ struct RawEntry {
     /// Some clients mark entries `"disabled": true`; such skills are skipped.
     #[serde(default)]
     disabled: bool,
+    /// Mimo's own key: start on the first call, stop when idle.
+    #[serde(default)]
+    lazy: bool,
 }
 
 /// Reads and parses a skills file; see [`parse_skills`].
@@ -147,6 +153,7 @@ pub fn parse_skills(
                 args: raw.args,
                 env,
                 cwd: raw.cwd,
+                lazy: raw.lazy,
             },
         );
     }
@@ -227,6 +234,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(skills.keys().collect::<Vec<_>>(), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn lazy_is_read_and_defaults_to_false() {
+        let skills = parse_skills(
+            json!({"a": {"command": "x", "lazy": true}, "b": {"command": "y"}}),
+            env,
+        )
+        .unwrap();
+        assert!(skills["a"].lazy);
+        assert!(!skills["b"].lazy);
+        let wrong = parse_skills(json!({"a": {"command": "x", "lazy": "yes"}}), env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong.contains("\"a\"") && wrong.contains("boolean"),
+            "{wrong}"
+        );
     }
 
     #[test]

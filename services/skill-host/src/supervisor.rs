@@ -99,9 +99,15 @@ impl Supervisor {
         if table.len() >= limit {
             return Err(SkillHostError::TooManySkills { limit });
         }
+        let manifest = self
+            .runtime
+            .manifests
+            .as_ref()
+            .and_then(|store| store.load(name, &spec));
         let skill = Arc::new(Skill::new(
             name,
             spec,
+            manifest,
             self.runtime.config.stderr_lines_kept,
         ));
         let stop = self.shutdown.child_token();
