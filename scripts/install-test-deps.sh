@@ -11,6 +11,8 @@ set -euo pipefail
 
 EVERYTHING_PKG="@modelcontextprotocol/server-everything"
 EVERYTHING_VERSION="2026.8.31"
+FILESYSTEM_PKG="@modelcontextprotocol/server-filesystem"
+FILESYSTEM_VERSION="2026.8.31"
 TIME_PKG="mcp-server-time"
 TIME_VERSION="2026.10.19"
 # SDK used by mcp-server-time (it only requires mcp>=2.3,<3); pinned for reproducibility.
@@ -31,21 +33,26 @@ command -v python3 >/dev/null || { log "python3 not found in PATH"; exit 1; }
 NODE_BIN="$(command -v node)"
 NODE_BIN="$(readlink -f "$NODE_BIN")"
 
-# --- server-everything (npm) -------------------------------------------------
-EVERYTHING_DIR="$NPM_DIR/node_modules/$EVERYTHING_PKG"
-EVERYTHING_ENTRY="$EVERYTHING_DIR/dist/index.js"
-installed_everything=""
-if [[ -f "$EVERYTHING_DIR/package.json" ]]; then
-  installed_everything="$("$NODE_BIN" -p 'require(process.argv[1]).version' "$EVERYTHING_DIR/package.json" 2>/dev/null || true)"
-fi
-if [[ "$installed_everything" == "$EVERYTHING_VERSION" && -f "$EVERYTHING_ENTRY" ]]; then
-  log "$EVERYTHING_PKG@$EVERYTHING_VERSION already installed"
+# --- server-everything, server-filesystem (npm) ------------------------------
+# Checks that `$1@$2` is installed under $NPM_DIR with its entry point `$3`.
+npm_installed() {
+  local dir="$NPM_DIR/node_modules/$1" version=""
+  [[ -f "$dir/package.json" && -f "$3" ]] || return 1
+  version="$("$NODE_BIN" -p 'require(process.argv[1]).version' "$dir/package.json" 2>/dev/null || true)"
+  [[ "$version" == "$2" ]]
+}
+EVERYTHING_ENTRY="$NPM_DIR/node_modules/$EVERYTHING_PKG/dist/index.js"
+FILESYSTEM_ENTRY="$NPM_DIR/node_modules/$FILESYSTEM_PKG/dist/index.js"
+if npm_installed "$EVERYTHING_PKG" "$EVERYTHING_VERSION" "$EVERYTHING_ENTRY" \
+  && npm_installed "$FILESYSTEM_PKG" "$FILESYSTEM_VERSION" "$FILESYSTEM_ENTRY"; then
+  log "$EVERYTHING_PKG@$EVERYTHING_VERSION, $FILESYSTEM_PKG@$FILESYSTEM_VERSION already installed"
 else
-  log "installing $EVERYTHING_PKG@$EVERYTHING_VERSION into $NPM_DIR"
+  log "installing $EVERYTHING_PKG@$EVERYTHING_VERSION $FILESYSTEM_PKG@$FILESYSTEM_VERSION into $NPM_DIR"
   mkdir -p "$NPM_DIR"
-  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error \
-    --save-exact "$EVERYTHING_PKG@$EVERYTHING_VERSION" >&2
+  npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error --save-exact \
+    "$EVERYTHING_PKG@$EVERYTHING_VERSION" "$FILESYSTEM_PKG@$FILESYSTEM_VERSION" >&2
   [[ -f "$EVERYTHING_ENTRY" ]] || { log "missing $EVERYTHING_ENTRY after install"; exit 1; }
+  [[ -f "$FILESYSTEM_ENTRY" ]] || { log "missing $FILESYSTEM_ENTRY after install"; exit 1; }
 fi
 
 # --- mcp-server-time + grpcio-tools (venv) -----------------------------------
@@ -83,6 +90,8 @@ tmp="$(mktemp "$CACHE/env.sh.XXXXXX")"
   echo "export MIMO_TEST_CACHE=$(sq "$CACHE")"
   echo "export MIMO_TEST_EVERYTHING_COMMAND=$(sq "$NODE_BIN")"
   echo "export MIMO_TEST_EVERYTHING_ARGS_JSON=$(sq "$(json_array "$EVERYTHING_ENTRY" stdio)")"
+  echo "export MIMO_TEST_FILESYSTEM_COMMAND=$(sq "$NODE_BIN")"
+  echo "export MIMO_TEST_FILESYSTEM_ENTRY=$(sq "$FILESYSTEM_ENTRY")"
   echo "export MIMO_TEST_TIME_COMMAND=$(sq "$VENV/bin/mcp-server-time")"
   echo "export MIMO_TEST_TIME_ARGS_JSON=$(sq "$(json_array --local-timezone UTC)")"
   echo "export MIMO_TEST_PYTHON=$(sq "$PY")"

@@ -7,5 +7,5 @@ mod servers;
 mod wait;
 
 pub use cluster::{Cluster, ClusterBuilder};
-pub use servers::{everything_server, test_data, time_server};
+pub use servers::{everything_server, filesystem_server, test_data, time_server};
 pub use wait::wait_until;

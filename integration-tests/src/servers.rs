@@ -16,6 +16,25 @@ pub fn everything_server() -> SkillSpec {
     )
 }
 
+/// `@modelcontextprotocol/server-filesystem` (npm) over stdio, allowed to use `root` only.
+pub fn filesystem_server(root: &std::path::Path) -> SkillSpec {
+    let variables = test_variables();
+    let command = required(&variables, "MIMO_TEST_FILESYSTEM_COMMAND");
+    let entry = required(&variables, "MIMO_TEST_FILESYSTEM_ENTRY");
+    SkillSpec {
+        command,
+        args: vec![entry, root.to_string_lossy().into_owned()],
+        ..SkillSpec::default()
+    }
+}
+
+fn required(variables: &HashMap<String, String>, key: &str) -> String {
+    variables
+        .get(key)
+        .unwrap_or_else(|| panic!("{key} is not set; {HOW_TO_INSTALL}"))
+        .clone()
+}
+
 /// `mcp-server-time` (PyPI), started over stdio.
 pub fn time_server() -> SkillSpec {
     server("MIMO_TEST_TIME_COMMAND", "MIMO_TEST_TIME_ARGS_JSON")

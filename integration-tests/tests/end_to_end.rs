@@ -17,6 +17,8 @@ use tonic::Code;
 /// Generous: a cold `node` or Python start on a loaded 2-core machine can take seconds.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+#[path = "end_to_end/interop.rs"]
+mod interop;
 #[path = "end_to_end/supervision.rs"]
 mod supervision;
 

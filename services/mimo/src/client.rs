@@ -89,7 +89,7 @@ fn print_call_result(result: &CallToolResponse, json: bool) {
         let content: Vec<serde_json::Value> = result
             .content
             .iter()
-            .map(|item| serde_json::from_str(&item.raw_json).unwrap_or_default())
+            .map(mimo_skill_host::original_item)
             .collect();
         let mut whole = serde_json::json!({"content": content, "isError": result.is_error});
         if let Ok(structured) =

@@ -20,6 +20,7 @@ mod supervisor;
 pub use config::SkillHostConfig;
 pub use error::SkillHostError;
 pub use group_records::GroupRecordsError;
+pub use mcp::original_item;
 pub use process::{kill_every_skill_group, RUN_MARKER_VARIABLE};
 pub use service::{serve, ServeError, SkillHostService};
 pub use skills_file::{

@@ -171,17 +171,20 @@ fn parse_tool(tool: &Value) -> Result<Tool, McpError> {
 }
 
 /// Calls `tool` with `arguments` and returns the skill's result as Mimo's message.
+/// Progress notifications go to `progress` when given.
 pub async fn call_tool(
     connection: &Connection,
     tool: &str,
     arguments: Map<String, Value>,
     deadline: Instant,
+    progress: Option<tokio::sync::mpsc::Sender<crate::rpc::Progress>>,
 ) -> Result<CallToolResponse, McpError> {
     let result = connection
-        .request(
+        .request_with_progress(
             "tools/call",
             json!({"name": tool, "arguments": arguments}),
             deadline,
+            progress,
         )
         .await
         .map_err(|source| McpError::Rpc {
@@ -212,6 +215,9 @@ pub fn call_result(result: &Value) -> CallToolResponse {
     }
 }
 
+/// Converts one MCP content item. `raw_json` keeps every field of the item except the
+/// text and the binary data moved into `text` and `data` (so a large result is not carried
+/// twice); a field that cannot be decoded stays in `raw_json` as sent.
 fn content_item(item: &Value) -> ContentItem {
     let text = |value: Option<&Value>, key: &str| {
         value
@@ -220,29 +226,48 @@ fn content_item(item: &Value) -> ContentItem {
             .unwrap_or_default()
             .to_string()
     };
-    let decode = |encoded: String| {
+    let decode = |value: Option<&Value>, key: &str| {
+        let encoded = value?.get(key)?.as_str()?;
         base64::engine::general_purpose::STANDARD
             .decode(encoded.as_bytes())
-            .unwrap_or_default()
+            .ok()
     };
     let kind = text(Some(item), "type");
+    let mut rest = item.clone();
     let mut converted = ContentItem {
         r#type: kind.clone(),
-        raw_json: item.to_string(),
         ..ContentItem::default()
     };
+    let remove = |value: &mut Value, key: &str| {
+        if let Some(object) = value.as_object_mut() {
+            object.remove(key);
+        }
+    };
     match kind.as_str() {
-        "text" => converted.text = text(Some(item), "text"),
+        "text" => {
+            converted.text = text(Some(item), "text");
+            remove(&mut rest, "text");
+        }
         "image" | "audio" => {
-            converted.data = decode(text(Some(item), "data"));
             converted.mime_type = text(Some(item), "mimeType");
+            if let Some(data) = decode(Some(item), "data") {
+                converted.data = data;
+                remove(&mut rest, "data");
+            }
         }
         "resource" => {
             let resource = item.get("resource");
             converted.uri = text(resource, "uri");
             converted.mime_type = text(resource, "mimeType");
             converted.text = text(resource, "text");
-            converted.data = decode(text(resource, "blob"));
+            let blob = decode(resource, "blob");
+            if let Some(inner) = rest.get_mut("resource") {
+                remove(inner, "text");
+                if blob.is_some() {
+                    remove(inner, "blob");
+                }
+            }
+            converted.data = blob.unwrap_or_default();
         }
         "resource_link" => {
             converted.uri = text(Some(item), "uri");
@@ -251,7 +276,39 @@ fn content_item(item: &Value) -> ContentItem {
         }
         _ => {}
     }
+    converted.raw_json = rest.to_string();
     converted
+}
+
+/// The MCP content item `item` came from, whole again: `raw_json` with `text` and `data`
+/// put back where the item had them.
+pub fn original_item(item: &ContentItem) -> Value {
+    let mut original: Value = serde_json::from_str(&item.raw_json).unwrap_or_else(|_| json!({}));
+    let encoded = || base64::engine::general_purpose::STANDARD.encode(&item.data);
+    let Some(object) = original.as_object_mut() else {
+        return original;
+    };
+    match item.r#type.as_str() {
+        "text" => {
+            object.insert("text".into(), json!(item.text));
+        }
+        "image" | "audio" if !object.contains_key("data") => {
+            object.insert("data".into(), json!(encoded()));
+        }
+        "resource" => {
+            if let Some(resource) = object.get_mut("resource").and_then(Value::as_object_mut) {
+                if resource.contains_key("blob") {
+                    // Kept as sent: it could not be decoded.
+                } else if !item.data.is_empty() {
+                    resource.insert("blob".into(), json!(encoded()));
+                } else {
+                    resource.insert("text".into(), json!(item.text));
+                }
+            }
+        }
+        _ => {}
+    }
+    original
 }
 
 #[cfg(test)]
@@ -279,8 +336,20 @@ mod tests {
         assert_eq!(converted.content[2].uri, "file:///a");
         assert_eq!(converted.content[2].text, "body");
         assert_eq!(converted.content[3].r#type, "resource_link");
+        // Text and data are carried once; the raw JSON holds the rest, and together they
+        // give back every item exactly.
         let raw: Value = serde_json::from_str(&converted.content[1].raw_json).unwrap();
-        assert_eq!(raw["data"], "aGk=");
+        assert_eq!(raw, json!({"type": "image", "mimeType": "image/png"}));
+        let items = result["content"].as_array().unwrap();
+        for (item, original) in converted.content.iter().zip(items) {
+            assert_eq!(&original_item(item), original);
+        }
+        // Data that is not base64 stays as sent.
+        let broken = call_result(
+            &json!({"content": [{"type": "image", "data": "%%", "mimeType": "image/png"}]}),
+        );
+        assert!(broken.content[0].data.is_empty());
+        assert_eq!(original_item(&broken.content[0])["data"], "%%");
     }
 
     #[test]

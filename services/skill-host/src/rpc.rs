@@ -76,6 +76,17 @@ pub enum RpcError {
 
 type Waiter = oneshot::Sender<Result<Value, RpcError>>;
 
+/// One `notifications/progress` of a request, as the skill sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Progress so far.
+    pub progress: f64,
+    /// The total, when known.
+    pub total: Option<f64>,
+    /// The skill's message, if any.
+    pub message: String,
+}
+
 /// Counters of one connection's life.
 #[derive(Debug, Default)]
 pub struct RpcCounters {
@@ -87,6 +98,8 @@ pub struct RpcCounters {
     pub oversized_lines: AtomicU64,
     /// Requests refused because the window and the wait queue were full.
     pub overloaded: AtomicU64,
+    /// Progress notifications dropped because their caller read too slowly or had gone.
+    pub progress_dropped: AtomicU64,
 }
 
 /// A JSON-RPC connection to one running skill.
@@ -95,6 +108,8 @@ pub struct Connection {
     skill: String,
     outbound: mpsc::Sender<String>,
     pending: Arc<Mutex<HashMap<u64, Waiter>>>,
+    /// Where each request that asked for progress wants it, by request id (its token).
+    progress_routes: Mutex<HashMap<u64, mpsc::Sender<Progress>>>,
     next_id: AtomicU64,
     window: Semaphore,
     limits: ConnectionLimits,
@@ -128,6 +143,7 @@ impl Connection {
             skill: skill.to_string(),
             outbound,
             pending: Arc::default(),
+            progress_routes: Mutex::default(),
             next_id: AtomicU64::new(1),
             window: Semaphore::new(limits.in_flight),
             limits,
@@ -158,6 +174,20 @@ impl Connection {
         params: Value,
         deadline: Instant,
     ) -> Result<Value, RpcError> {
+        self.request_with_progress(method, params, deadline, None)
+            .await
+    }
+
+    /// [`Connection::request`], asking the skill for progress (`_meta.progressToken`, the
+    /// request's id) and sending each `notifications/progress` to `progress` while the
+    /// request runs; updates the caller is not ready for are dropped and counted.
+    pub async fn request_with_progress(
+        &self,
+        method: &str,
+        mut params: Value,
+        deadline: Instant,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<Value, RpcError> {
         if let Some(ended) = self.ended() {
             return Err(ended);
         }
@@ -172,6 +202,12 @@ impl Connection {
             id,
             armed: true,
         };
+        if let Some(progress) = progress {
+            if let Some(object) = params.as_object_mut() {
+                object.insert("_meta".into(), json!({ "progressToken": id }));
+            }
+            self.lock_progress().insert(id, progress);
+        }
         let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         tokio::time::timeout_at(deadline, self.outbound.send(message.to_string()))
             .await
@@ -288,6 +324,40 @@ impl Connection {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lock_progress(&self) -> std::sync::MutexGuard<'_, HashMap<u64, mpsc::Sender<Progress>>> {
+        self.progress_routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn progress_arrived(&self, params: Option<&Value>) {
+        let Some(params) = params else { return };
+        let token = params.get("progressToken");
+        let token = token
+            .and_then(Value::as_u64)
+            .or_else(|| token.and_then(Value::as_str).and_then(|t| t.parse().ok()));
+        let Some(route) = token.and_then(|token| self.lock_progress().get(&token).cloned()) else {
+            return;
+        };
+        let update = Progress {
+            progress: params
+                .get("progress")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0),
+            total: params.get("total").and_then(Value::as_f64),
+            message: params
+                .get("message")
+                .and_then(Value::as_str)
+                .map(|m| truncate(m, 1000).to_string())
+                .unwrap_or_default(),
+        };
+        if route.try_send(update).is_err() {
+            self.counters
+                .progress_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn dispatch(&self, line: &[u8]) {
         let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(line) else {
             let count = self.counters.bad_lines.fetch_add(1, Ordering::Relaxed) + 1;
@@ -353,6 +423,7 @@ impl Connection {
     fn notification_arrived(&self, method: &str, params: Option<&Value>) {
         match method {
             "notifications/tools/list_changed" => self.tools_changed.notify_one(),
+            "notifications/progress" => self.progress_arrived(params),
             "notifications/message" => {
                 let level = params
                     .and_then(|p| p.get("level"))
@@ -418,6 +489,7 @@ struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
+        self.connection.lock_progress().remove(&self.id);
         if !self.armed || self.connection.lock_pending().remove(&self.id).is_none() {
             return;
         }

@@ -6,14 +6,17 @@ use crate::error::SkillHostError;
 use crate::group_records::GroupRecords;
 use crate::mcp;
 use crate::registrar::{run_registrar, Registration};
+use crate::rpc::Progress;
 use crate::skill::SkillRuntime;
 use crate::skills_file::{load_skills_file, parse_skills};
 use crate::supervisor::Supervisor;
+use mimo_proto::v1::call_tool_event::Event;
 use mimo_proto::v1::skill_host_server::SkillHost;
 use mimo_proto::v1::{
-    AddSkillRequest, CallToolRequest, CallToolResponse, Gauge, GetSkillRequest, ListSkillsRequest,
-    ListSkillsResponse, ReloadSkillsRequest, ReloadSkillsResponse, RemoveSkillRequest,
-    RemoveSkillResponse, RestartSkillRequest, SkillState, SkillStatus,
+    AddSkillRequest, CallToolEvent, CallToolRequest, CallToolResponse, Gauge, GetSkillRequest,
+    ListSkillsRequest, ListSkillsResponse, ReloadSkillsRequest, ReloadSkillsResponse,
+    RemoveSkillRequest, RemoveSkillResponse, RestartSkillRequest, SkillState, SkillStatus,
+    ToolProgress,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
 use prost::Message;
@@ -21,9 +24,10 @@ use serde_json::{Map, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -237,7 +241,69 @@ fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
     })
 }
 
+/// Progress updates and the result buffered per streamed call.
+const STREAM_BUFFER: usize = 32;
+
+fn progress_event(update: Progress) -> CallToolEvent {
+    CallToolEvent {
+        event: Some(Event::Progress(ToolProgress {
+            progress: update.progress,
+            total: update.total,
+            message: update.message,
+        })),
+    }
+}
+
 impl SkillHostService {
+    /// The deadline of a call: the caller's, else the default, never past the maximum.
+    fn deadline(&self, metadata: &tonic::metadata::MetadataMap) -> Instant {
+        let timeout = call_timeout(
+            metadata,
+            self.config.default_call_timeout,
+            self.config.max_call_timeout,
+        );
+        Instant::now() + timeout
+    }
+
+    /// Runs one tool call until `deadline`, sending progress to `progress` when given.
+    async fn run_call(
+        &self,
+        request: CallToolRequest,
+        deadline: Instant,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<CallToolResponse, SkillHostError> {
+        let skill = self.supervisor.get(&request.skill)?;
+        let arguments = parse_arguments(&request.arguments_json)?;
+        let connection = skill.connection_for_call(&request.tool, deadline).await?;
+        let started = Instant::now();
+        let result =
+            mcp::call_tool(&connection, &request.tool, arguments, deadline, progress).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(response) => {
+                tracing::debug!(skill = %request.skill, tool = %request.tool, elapsed_ms, is_error = response.is_error, "tool called");
+                let bytes = response.encoded_len();
+                if bytes > mimo_proto::MAX_MESSAGE_BYTES {
+                    return Err(SkillHostError::ResultTooLarge {
+                        skill: request.skill,
+                        tool: request.tool,
+                        bytes,
+                        limit: mimo_proto::MAX_MESSAGE_BYTES,
+                    });
+                }
+                Ok(response)
+            }
+            Err(source) => {
+                tracing::warn!(skill = %request.skill, tool = %request.tool, elapsed_ms, error = %source, "tool call failed");
+                Err(SkillHostError::CallFailed {
+                    skill: request.skill,
+                    tool: request.tool,
+                    source,
+                })
+            }
+        }
+    }
+
     /// Reads the skills file again and applies the difference.
     async fn reload(&self) -> Result<crate::supervisor::ReloadSummary, SkillHostError> {
         let Some(path) = &self.config.skills_file else {
@@ -283,44 +349,50 @@ impl SkillHost for SkillHostService {
         &self,
         request: Request<CallToolRequest>,
     ) -> Result<Response<CallToolResponse>, Status> {
-        let timeout = call_timeout(
-            request.metadata(),
-            self.config.default_call_timeout,
-            self.config.max_call_timeout,
-        );
-        let deadline = Instant::now() + timeout;
+        let deadline = self.deadline(request.metadata());
+        let response = self.run_call(request.into_inner(), deadline, None).await?;
+        Ok(Response::new(response))
+    }
+
+    type CallToolStreamStream = ReceiverStream<Result<CallToolEvent, Status>>;
+
+    async fn call_tool_stream(
+        &self,
+        request: Request<CallToolRequest>,
+    ) -> Result<Response<Self::CallToolStreamStream>, Status> {
+        let deadline = self.deadline(request.metadata());
         let request = request.into_inner();
-        let skill = self.supervisor.get(&request.skill)?;
-        let connection = skill.connection_for_call(&request.tool, deadline).await?;
-        let arguments = parse_arguments(&request.arguments_json)?;
-        let started = Instant::now();
-        let result = mcp::call_tool(&connection, &request.tool, arguments, deadline).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        match result {
-            Ok(response) => {
-                tracing::debug!(skill = %request.skill, tool = %request.tool, elapsed_ms, is_error = response.is_error, "tool called");
-                let bytes = response.encoded_len();
-                if bytes > mimo_proto::MAX_MESSAGE_BYTES {
-                    return Err(SkillHostError::ResultTooLarge {
-                        skill: request.skill,
-                        tool: request.tool,
-                        bytes,
-                        limit: mimo_proto::MAX_MESSAGE_BYTES,
+        // Refuse what cannot run before the stream opens.
+        self.supervisor.get(&request.skill)?;
+        parse_arguments(&request.arguments_json)?;
+        let (events, receiver) = mpsc::channel(STREAM_BUFFER);
+        let service = self.clone();
+        tokio::spawn(async move {
+            let (progress, mut updates) = mpsc::channel(STREAM_BUFFER);
+            let call = service.run_call(request, deadline, Some(progress));
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    // The caller closed the stream: dropping the call cancels it at the skill.
+                    () = events.closed() => return,
+                    Some(update) = updates.recv() => {
+                        // A caller that reads too slowly misses updates, never the result.
+                        let _ = events.try_send(Ok(progress_event(update)));
                     }
-                    .into());
+                    outcome = &mut call => {
+                        while let Ok(update) = updates.try_recv() {
+                            let _ = events.try_send(Ok(progress_event(update)));
+                        }
+                        let last = outcome
+                            .map(|result| CallToolEvent { event: Some(Event::Result(result)) })
+                            .map_err(Status::from);
+                        let _ = events.send(last).await;
+                        return;
+                    }
                 }
-                Ok(Response::new(response))
             }
-            Err(source) => {
-                tracing::warn!(skill = %request.skill, tool = %request.tool, elapsed_ms, error = %source, "tool call failed");
-                Err(SkillHostError::CallFailed {
-                    skill: request.skill,
-                    tool: request.tool,
-                    source,
-                }
-                .into())
-            }
-        }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
     async fn list_skills(
