@@ -542,3 +542,20 @@ async fn a_lazy_skill_serves_its_manifest_starts_on_a_call_and_stops_when_idle()
     );
     cluster.stop().await;
 }
+
+#[test]
+fn a_short_soak_of_crashes_and_faulty_calls_leaks_nothing() {
+    // In its own process, so that other tests' descriptors and children do not count.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_skill-host-soak"))
+        .args(["--cycles", "50", "--calls", "500", "--seed", "7"])
+        .output()
+        .expect("run the soak");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("soak: ok, nothing leaked"),
+        "{}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("crash cycle: 50"), "{stdout}");
+}

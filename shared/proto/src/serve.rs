@@ -24,13 +24,24 @@ pub fn server() -> Server {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains in-flight calls.
+/// Every accepted connection gets `TCP_NODELAY`: the builder's own setting applies only to
+/// listeners tonic binds itself, and without it a response of several segments waits out
+/// the peer's delayed ACK (about 40 ms).
 pub async fn serve_router(
     router: Router,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    use tokio_stream::StreamExt;
+    let incoming = TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY on a connection");
+            }
+        })
+    });
     router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned())
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await
 }
 
