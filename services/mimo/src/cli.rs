@@ -59,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         action: ToolsAction,
     },
+    /// List, add, remove, restart or reload the skills of a skill-host
+    Skills {
+        #[command(subcommand)]
+        action: SkillsAction,
+    },
     /// Show every service instance's latest resource report
     Status,
 }
@@ -89,6 +94,42 @@ pub enum ToolsAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Skill commands, sent to the skill-host at --skill-host-address.
+#[derive(Debug, Subcommand)]
+pub enum SkillsAction {
+    /// List the host's skills: state, pid, restarts, tools, and why a skill failed
+    List {
+        /// Print each skill's whole status as JSON lines
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one skill, with its recent stderr lines
+    Show {
+        /// Skill name
+        name: String,
+    },
+    /// Start a new skill from an entry in the skills-file format
+    Add {
+        /// Skill name
+        name: String,
+        /// The entry as JSON, e.g. '{"command": "npx", "args": ["-y", "pkg"]}'
+        #[arg(long)]
+        entry: String,
+    },
+    /// Stop a skill (its whole process group) and remove it
+    Remove {
+        /// Skill name
+        name: String,
+    },
+    /// Stop a skill and start it again
+    Restart {
+        /// Skill name
+        name: String,
+    },
+    /// Read the host's skills file again and apply only the difference
+    Reload,
 }
 
 /// Memory client commands.

@@ -1,6 +1,6 @@
 //! Client commands: talk to running services over gRPC and print for people (or JSON).
 
-use crate::cli::{CategoryArg, MemoryAction, ToolsAction};
+use crate::cli::{CategoryArg, MemoryAction, SkillsAction, ToolsAction};
 use crate::output::out;
 use crate::settings::Effective;
 use anyhow::Context;
@@ -45,7 +45,7 @@ pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<
                 }
             }
             if tools.is_empty() && !json {
-                eprintln!("no live tools: no skill is ready on any skill-host (a skill that failed to start is listed by the skill-host's ListSkills; see its log)");
+                eprintln!("no live tools: no skill is ready on any skill-host; `mimo skills list` shows each skill's state and why one failed");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -82,6 +82,134 @@ pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<
             })
         }
     }
+}
+
+/// Runs a `mimo skills` command against the skill-host.
+pub async fn skills(settings: &Effective, action: SkillsAction) -> anyhow::Result<ExitCode> {
+    use mimo_proto::v1::{
+        AddSkillRequest, GetSkillRequest, ListSkillsRequest, ReloadSkillsRequest,
+        RemoveSkillRequest, RestartSkillRequest,
+    };
+    let mut host = connect::skill_host(connect::channel(&settings.skill_host_address).await?);
+    match action {
+        SkillsAction::List { json } => {
+            let skills = host
+                .list_skills(ListSkillsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .skills;
+            if json {
+                for skill in &skills {
+                    out!("{}", skill_json(skill));
+                }
+            } else {
+                out!(
+                    "{:<24} {:<10} {:>8} {:>8} {:>6}  ERROR",
+                    "SKILL",
+                    "STATE",
+                    "PID",
+                    "RESTARTS",
+                    "TOOLS"
+                );
+                for skill in &skills {
+                    let line = format!(
+                        "{:<24} {:<10} {:>8} {:>8} {:>6}  {}",
+                        skill.name,
+                        state_name(skill.state),
+                        skill.pid,
+                        skill.restarts,
+                        skill.tools.len(),
+                        truncate(&skill.error, 200)
+                    );
+                    out!("{}", line.trim_end());
+                }
+            }
+            if skills.is_empty() {
+                eprintln!("this skill-host runs no skill");
+            }
+        }
+        SkillsAction::Show { name } => {
+            let skill = host
+                .get_skill(GetSkillRequest { skill: name })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            out!("{}", serde_json::to_string_pretty(&skill_json(&skill))?);
+        }
+        SkillsAction::Add { name, entry } => {
+            let skill = host
+                .add_skill(AddSkillRequest {
+                    name,
+                    entry_json: entry,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            out!("added {}", skill.name);
+        }
+        SkillsAction::Remove { name } => {
+            host.remove_skill(RemoveSkillRequest {
+                skill: name.clone(),
+            })
+            .await
+            .map_err(status_error)?;
+            out!("removed {name}");
+        }
+        SkillsAction::Restart { name } => {
+            host.restart_skill(RestartSkillRequest {
+                skill: name.clone(),
+            })
+            .await
+            .map_err(status_error)?;
+            out!("restarted {name}");
+        }
+        SkillsAction::Reload => {
+            let summary = host
+                .reload_skills(ReloadSkillsRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            out!(
+                "added: {:?}; removed: {:?}; changed: {:?}; unchanged: {}",
+                summary.added,
+                summary.removed,
+                summary.changed,
+                summary.unchanged.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn state_name(state: i32) -> &'static str {
+    use mimo_proto::v1::SkillState;
+    match SkillState::try_from(state).unwrap_or(SkillState::Unspecified) {
+        SkillState::Unspecified => "new",
+        SkillState::Starting => "starting",
+        SkillState::Ready => "ready",
+        SkillState::Failed => "failed",
+        SkillState::Stopped => "stopped",
+        SkillState::Backoff => "backoff",
+        SkillState::Idle => "idle",
+    }
+}
+
+fn skill_json(skill: &mimo_proto::v1::SkillStatus) -> serde_json::Value {
+    serde_json::json!({
+        "name": skill.name,
+        "state": state_name(skill.state),
+        "pid": skill.pid,
+        "restarts": skill.restarts,
+        "error": skill.error,
+        "last_exit": skill.last_exit,
+        "server": format!("{} {}", skill.server_name, skill.server_version),
+        "protocol_version": skill.protocol_version,
+        "tools": skill.tools.iter().map(|tool| tool.name.clone()).collect::<Vec<_>>(),
+        "calls_in_flight": skill.calls_in_flight,
+        "calls_waiting": skill.calls_waiting,
+        "recent_stderr": skill.recent_stderr,
+    })
 }
 
 fn print_call_result(result: &CallToolResponse, json: bool) {

@@ -63,6 +63,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             action: Some(action),
         } => client::memory(&settings, action).await,
         Command::Tools { action } => client::tools(&settings, action).await,
+        Command::Skills { action } => client::skills(&settings, action).await,
         Command::Status => client::status(&settings).await,
     }
 }

@@ -55,6 +55,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_address: Option<String>,
 
+    /// Skill-host address that `mimo skills` dials [default: the advertised address, else the skill-host listen address]
+    #[arg(long, env = "MIMO_SKILL_HOST_ADDRESS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_host_address: Option<String>,
+
     /// Telemetry address that services report to and clients dial [default: the telemetry listen address]
     #[arg(long, env = "MIMO_TELEMETRY_ADDRESS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -102,6 +107,8 @@ pub struct Effective {
     pub registry_address: String,
     /// Memory address to dial.
     pub memory_address: String,
+    /// Skill-host address to dial.
+    pub skill_host_address: String,
     /// Telemetry address to dial.
     pub telemetry_address: String,
     /// Skill-host's advertised address, if set.
@@ -135,6 +142,7 @@ impl Settings {
             telemetry_listen: self.telemetry_listen.or(lower.telemetry_listen),
             registry_address: self.registry_address.or(lower.registry_address),
             memory_address: self.memory_address.or(lower.memory_address),
+            skill_host_address: self.skill_host_address.or(lower.skill_host_address),
             telemetry_address: self.telemetry_address.or(lower.telemetry_address),
             advertise_address: self.advertise_address.or(lower.advertise_address),
             report_interval_ms: self.report_interval_ms.or(lower.report_interval_ms),
@@ -180,6 +188,10 @@ impl Settings {
                 .registry_address
                 .unwrap_or_else(|| registry_listen.clone()),
             memory_address: self.memory_address.unwrap_or_else(|| memory_listen.clone()),
+            skill_host_address: self
+                .skill_host_address
+                .or_else(|| self.advertise_address.clone())
+                .unwrap_or_else(|| skill_host_listen.clone()),
             telemetry_address: self
                 .telemetry_address
                 .unwrap_or_else(|| telemetry_listen.clone()),
@@ -218,6 +230,7 @@ impl Effective {
             telemetry_listen: Some(self.telemetry_listen.clone()),
             registry_address: Some(self.registry_address.clone()),
             memory_address: Some(self.memory_address.clone()),
+            skill_host_address: Some(self.skill_host_address.clone()),
             telemetry_address: Some(self.telemetry_address.clone()),
             advertise_address: self.advertise_address.clone(),
             report_interval_ms: Some(self.report_interval.as_millis() as u64),

@@ -168,6 +168,7 @@ fn test_python() -> String {
 #[derive(Debug, Clone)]
 struct Addresses {
     registry: String,
+    skill_host: String,
     memory: String,
     telemetry: String,
 }
@@ -233,6 +234,7 @@ impl Mimo {
             exit: None,
             addresses: Addresses {
                 registry: String::new(),
+                skill_host: String::new(),
                 memory: String::new(),
                 telemetry: String::new(),
             },
@@ -257,6 +259,7 @@ impl Mimo {
         );
         mimo.addresses = Addresses {
             registry: address("registry"),
+            skill_host: address("skill_host"),
             memory: address("memory"),
             telemetry: address("telemetry"),
         };
@@ -295,6 +298,7 @@ impl Mimo {
         command
             .args(args)
             .args(["--registry-address", &self.addresses.registry])
+            .args(["--skill-host-address", &self.addresses.skill_host])
             .args(["--memory-address", &self.addresses.memory])
             .args(["--telemetry-address", &self.addresses.telemetry]);
         run(command)
@@ -391,6 +395,28 @@ fn still_running(pid: u32, seen: &ProcessInfo) -> bool {
 #[test]
 fn cli_tour_lists_and_calls_tools_remembers_and_reports_status() {
     let mimo = Mimo::start();
+
+    let skills = mimo.client_ok(&["skills", "list"]);
+    let ready: Vec<&str> = skills
+        .lines()
+        .skip(1)
+        .filter(|line| line.split_whitespace().nth(1) == Some("ready"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(ready, ["everything", "time"], "{skills}");
+    let shown = mimo.client_ok(&["skills", "show", "time"]);
+    assert!(shown.contains("\"get_current_time\""), "{shown}");
+    let bad_entry = mimo.client_fails_with(
+        &[
+            "skills",
+            "add",
+            "broken",
+            "--entry",
+            r#"{"command": "x", "argz": []}"#,
+        ],
+        "InvalidArgument",
+    );
+    assert!(bad_entry.contains("argz"), "{bad_entry}");
 
     let listed = mimo.client_ok(&["tools", "list"]);
     let names: Vec<&str> = listed
