@@ -68,6 +68,7 @@ fn server(command_key: &str, args_key: &str) -> SkillSpec {
         env: BTreeMap::new(),
         cwd: None,
         lazy: false,
+        instances: 1,
     }
 }
 

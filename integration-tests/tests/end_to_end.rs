@@ -211,6 +211,7 @@ async fn a_skill_that_fails_to_start_is_reported_and_the_others_run() {
         env: BTreeMap::new(),
         cwd: None,
         lazy: false,
+        instances: 1,
     };
     let exits_at_once = SkillSpec {
         command: "sh".into(),
@@ -221,6 +222,7 @@ async fn a_skill_that_fails_to_start_is_reported_and_the_others_run() {
         env: BTreeMap::new(),
         cwd: None,
         lazy: false,
+        instances: 1,
     };
     let cluster = ClusterBuilder::default()
         .skill("missing", missing)

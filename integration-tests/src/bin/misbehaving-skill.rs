@@ -12,7 +12,8 @@
 //! Tools: `echo {text}`, `sleep {ms}` (answers later, so answers come out of order),
 //! `big {bytes}` (one answer line of that size), `exit {code}` (exits without answering),
 //! `spawn` (starts a grandchild that ignores SIGTERM; answers with its pid),
-//! `ping_host` (sends the host a `ping` request and answers with the host's reply).
+//! `ping_host` (sends the host a `ping` request and answers with the host's reply),
+//! `pid` (answers with this process's id, to tell instances apart).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
@@ -84,6 +85,7 @@ fn tools() -> Value {
         {"name": "exit", "description": "Exits without answering", "inputSchema": object(json!({"code": {"type": "number"}}))},
         {"name": "spawn", "description": "Starts a grandchild that ignores SIGTERM", "inputSchema": object(json!({}))},
         {"name": "ping_host", "description": "Pings the host", "inputSchema": object(json!({}))},
+        {"name": "pid", "description": "Answers with its process id", "inputSchema": object(json!({}))},
     ])
 }
 
@@ -182,6 +184,7 @@ fn main() {
                         });
                         continue;
                     }
+                    "pid" => output.send(&text_result(&id, std::process::id().to_string())),
                     "big" => output.send(&text_result(&id, "x".repeat(number("bytes") as usize))),
                     "exit" => {
                         let code = number("code") as i32;

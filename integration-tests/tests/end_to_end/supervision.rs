@@ -23,6 +23,7 @@ fn misbehaving(args: &[&str]) -> SkillSpec {
         env: BTreeMap::new(),
         cwd: None,
         lazy: false,
+        instances: 1,
     }
 }
 
@@ -558,4 +559,92 @@ fn a_short_soak_of_crashes_and_faulty_calls_leaks_nothing() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("crash cycle: 50"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_spread_over_a_skills_instances_and_each_instance_is_supervised() {
+    let pooled = SkillSpec {
+        instances: 3,
+        ..misbehaving(&[])
+    };
+    let cluster = ClusterBuilder::default()
+        .skill("pooled", pooled)
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    let all_ready = wait_until("three ready instances", PATIENCE, || async {
+        let status = status(&host, "pooled").await?;
+        let ready = status
+            .instances
+            .iter()
+            .filter(|i| i.state == SkillState::Ready as i32)
+            .count();
+        (ready == 3).then_some(status)
+    })
+    .await;
+    let mut pids: Vec<u32> = all_ready.instances.iter().map(|i| i.pid).collect();
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "three processes: {pids:?}");
+
+    // Idle instances take turns.
+    let mut answered = Vec::new();
+    for _ in 0..6 {
+        let answer = call_on(&host, "pooled", "pid", "{}", PATIENCE)
+            .await
+            .unwrap();
+        answered.push(answer.content[0].text.parse::<u32>().unwrap());
+    }
+    answered.sort();
+    answered.dedup();
+    assert_eq!(answered, pids, "every instance answered");
+
+    // Busy instances are avoided: three long calls land on three instances.
+    let long = Duration::from_secs(3600);
+    let sleepers: Vec<_> = (0..3)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(
+                async move { call_on(&host, "pooled", "sleep", r#"{"ms": 3000}"#, long).await },
+            )
+        })
+        .collect();
+    wait_until("one call on each instance", PATIENCE, || async {
+        let status = status(&host, "pooled").await?;
+        status
+            .instances
+            .iter()
+            .all(|i| i.calls_in_flight == 1)
+            .then_some(())
+    })
+    .await;
+    for sleeper in sleepers {
+        sleeper.await.unwrap().unwrap();
+    }
+
+    // One instance killed from outside is restarted; the others serve meanwhile.
+    let victim = pids[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let answer = call_on(&host, "pooled", "pid", "{}", PATIENCE)
+            .await
+            .unwrap();
+        assert_ne!(answer.content[0].text, victim.to_string());
+    }
+    let recovered = wait_until("the killed instance restarted", PATIENCE, || async {
+        let status = status(&host, "pooled").await?;
+        let restarted = status
+            .instances
+            .iter()
+            .any(|i| i.restarts == 1 && i.state == SkillState::Ready as i32 && i.pid != victim);
+        restarted.then_some(status)
+    })
+    .await;
+    assert_eq!(recovered.restarts, 1);
+    assert_eq!(recovered.state, SkillState::Ready as i32);
+    cluster.stop().await;
 }

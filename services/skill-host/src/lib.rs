@@ -9,6 +9,7 @@ mod framing;
 mod group_records;
 mod manifest;
 mod mcp;
+mod pool;
 mod process;
 mod registrar;
 mod rpc;

@@ -185,7 +185,11 @@ fn advertised_endpoint(config: &SkillHostConfig, listener: &TcpListener) -> Stri
 
 fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
     Arc::new(move || {
-        let skills = supervisor.skills();
+        let pools = supervisor.skills();
+        let skills: Vec<_> = pools
+            .iter()
+            .flat_map(|pool| pool.instances().iter().cloned())
+            .collect();
         let count = |state: SkillState| skills.iter().filter(|s| s.state() == state).count();
         let connections: Vec<_> = skills.iter().filter_map(|s| s.connection()).collect();
         let total = |counter: fn(&crate::rpc::RpcCounters) -> u64| {
@@ -199,7 +203,8 @@ fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
             value,
         };
         vec![
-            gauge("skill_host.skills", skills.len() as f64),
+            gauge("skill_host.skills", pools.len() as f64),
+            gauge("skill_host.instances", skills.len() as f64),
             gauge("skill_host.skills_ready", count(SkillState::Ready) as f64),
             gauge("skill_host.skills_failed", count(SkillState::Failed) as f64),
             gauge(
@@ -272,9 +277,9 @@ impl SkillHostService {
         deadline: Instant,
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<CallToolResponse, SkillHostError> {
-        let skill = self.supervisor.get(&request.skill)?;
+        let pool = self.supervisor.get(&request.skill)?;
         let arguments = parse_arguments(&request.arguments_json)?;
-        let connection = skill.connection_for_call(&request.tool, deadline).await?;
+        let connection = pool.connection_for_call(&request.tool, deadline).await?;
         let started = Instant::now();
         let result =
             mcp::call_tool(&connection, &request.tool, arguments, deadline, progress).await;

@@ -95,16 +95,6 @@ impl Skill {
         }
     }
 
-    /// The skill's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// How the skill is started.
-    pub fn spec(&self) -> &SkillSpec {
-        &self.spec
-    }
-
     fn status(&self) -> MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -133,6 +123,7 @@ impl Skill {
                 .as_ref()
                 .map_or(0, |c| c.in_flight() as u32),
             calls_waiting: status.connection.as_ref().map_or(0, |c| c.waiting() as u32),
+            instances: Vec::new(),
         }
     }
 
@@ -240,19 +231,27 @@ impl Skill {
                 })
             }
         };
-        if !status.tools.iter().any(|t| t.name == tool) {
-            return Err(SkillHostError::ToolNotFound {
-                skill: self.name.clone(),
-                tool: tool.to_string(),
-                tools: status
-                    .tools
-                    .iter()
-                    .map(|t| t.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
+        drop(status);
+        self.check_tool(tool)?;
         Ok(connection)
+    }
+
+    /// Refuses a tool the skill does not list.
+    pub fn check_tool(&self, tool: &str) -> Result<(), SkillHostError> {
+        let status = self.status();
+        if status.tools.iter().any(|t| t.name == tool) {
+            return Ok(());
+        }
+        Err(SkillHostError::ToolNotFound {
+            skill: self.name.clone(),
+            tool: tool.to_string(),
+            tools: status
+                .tools
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
     }
 
     fn set(&self, update: impl FnOnce(&mut Status)) {

@@ -23,7 +23,13 @@ pub struct SkillSpec {
     /// Started on its first call and stopped when idle; its tools are served meanwhile from
     /// the manifest of its last discovery (Mimo's `"lazy": true` key).
     pub lazy: bool,
+    /// Identical processes run for the skill, calls spread across them (Mimo's
+    /// `"instances": N` key); 0 is read as 1.
+    pub instances: u32,
 }
+
+/// Most instances one skill may ask for.
+pub const MAX_INSTANCES: u32 = 32;
 
 /// Why a skills file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +83,9 @@ struct RawEntry {
     /// Mimo's own key: start on the first call, stop when idle.
     #[serde(default)]
     lazy: bool,
+    /// Mimo's own key: identical processes to run, calls spread across them.
+    #[serde(default)]
+    instances: Option<u32>,
 }
 
 /// Reads and parses a skills file; see [`parse_skills`].
@@ -140,6 +149,12 @@ pub fn parse_skills(
         if raw.command.trim().is_empty() {
             return Err(fail("field \"command\" is empty".into()));
         }
+        let instances = raw.instances.unwrap_or(1);
+        if !(1..=MAX_INSTANCES).contains(&instances) {
+            return Err(fail(format!(
+                "field \"instances\" is {instances}; give 1..={MAX_INSTANCES}"
+            )));
+        }
         let mut env = BTreeMap::new();
         for (key, template) in raw.env {
             let filled = expand_variables(&template, &lookup_env)
@@ -154,6 +169,7 @@ pub fn parse_skills(
                 env,
                 cwd: raw.cwd,
                 lazy: raw.lazy,
+                instances,
             },
         );
     }
@@ -234,6 +250,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(skills.keys().collect::<Vec<_>>(), vec!["a", "c"]);
+    }
+
+    #[test]
+    fn instances_default_to_one_and_are_bounded() {
+        let skills = parse_skills(
+            json!({"a": {"command": "x", "instances": 4}, "b": {"command": "y"}}),
+            env,
+        )
+        .unwrap();
+        assert_eq!((skills["a"].instances, skills["b"].instances), (4, 1));
+        for bad in [0, 33] {
+            let error = parse_skills(json!({"a": {"command": "x", "instances": bad}}), env)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("\"instances\"") && error.contains("1..=32"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

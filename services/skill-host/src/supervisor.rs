@@ -2,6 +2,7 @@
 //! restarted and reloaded while the others run untouched, and all stopped at shutdown.
 
 use crate::error::SkillHostError;
+use crate::pool::SkillPool;
 use crate::skill::{supervise_skill, Skill, SkillRuntime};
 use crate::skills_file::SkillSpec;
 use std::collections::BTreeMap;
@@ -10,9 +11,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 struct Supervised {
-    skill: Arc<Skill>,
+    pool: Arc<SkillPool>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// One supervision task per instance.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 /// What a reload changed, by skill name.
@@ -63,8 +65,8 @@ impl Supervisor {
     }
 
     /// Every skill now, in name order.
-    pub fn skills(&self) -> Vec<Arc<Skill>> {
-        self.table().values().map(|s| s.skill.clone()).collect()
+    pub fn skills(&self) -> Vec<Arc<SkillPool>> {
+        self.table().values().map(|s| s.pool.clone()).collect()
     }
 
     /// The names of every skill, in order.
@@ -73,10 +75,10 @@ impl Supervisor {
     }
 
     /// The skill called `name`.
-    pub fn get(&self, name: &str) -> Result<Arc<Skill>, SkillHostError> {
+    pub fn get(&self, name: &str) -> Result<Arc<SkillPool>, SkillHostError> {
         let table = self.table();
         match table.get(name) {
-            Some(supervised) => Ok(supervised.skill.clone()),
+            Some(supervised) => Ok(supervised.pool.clone()),
             None => Err(SkillHostError::SkillNotFound {
                 skill: name.to_string(),
                 configured: table.keys().cloned().collect::<Vec<_>>().join(", "),
@@ -85,12 +87,12 @@ impl Supervisor {
     }
 
     /// Starts a new skill; refuses a name in use and a host already at its skill limit.
-    pub async fn add(&self, name: &str, spec: SkillSpec) -> Result<Arc<Skill>, SkillHostError> {
+    pub async fn add(&self, name: &str, spec: SkillSpec) -> Result<Arc<SkillPool>, SkillHostError> {
         let _change = self.changes.lock().await;
         self.add_locked(name, spec)
     }
 
-    fn add_locked(&self, name: &str, spec: SkillSpec) -> Result<Arc<Skill>, SkillHostError> {
+    fn add_locked(&self, name: &str, spec: SkillSpec) -> Result<Arc<SkillPool>, SkillHostError> {
         let mut table = self.table();
         if table.contains_key(name) {
             return Err(SkillHostError::SkillExists(name.to_string()));
@@ -104,27 +106,37 @@ impl Supervisor {
             .manifests
             .as_ref()
             .and_then(|store| store.load(name, &spec));
-        let skill = Arc::new(Skill::new(
-            name,
-            spec,
-            manifest,
-            self.runtime.config.stderr_lines_kept,
-        ));
         let stop = self.shutdown.child_token();
-        let task = tokio::spawn(supervise_skill(
-            skill.clone(),
-            self.runtime.clone(),
-            stop.clone(),
-        ));
+        let instances: Vec<Arc<Skill>> = (0..spec.instances.max(1))
+            .map(|_| {
+                Arc::new(Skill::new(
+                    name,
+                    spec.clone(),
+                    manifest.clone(),
+                    self.runtime.config.stderr_lines_kept,
+                ))
+            })
+            .collect();
+        let tasks = instances
+            .iter()
+            .map(|instance| {
+                tokio::spawn(supervise_skill(
+                    instance.clone(),
+                    self.runtime.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        let pool = Arc::new(SkillPool::new(name, spec, instances));
         table.insert(
             name.to_string(),
             Supervised {
-                skill: skill.clone(),
+                pool: pool.clone(),
                 stop,
-                task,
+                tasks,
             },
         );
-        Ok(skill)
+        Ok(pool)
     }
 
     /// Stops a skill (its whole process group) and forgets it.
@@ -141,14 +153,16 @@ impl Supervisor {
                 .expect_err("the skill was just found missing"));
         };
         supervised.stop.cancel();
-        let _ = supervised.task.await;
+        for task in supervised.tasks {
+            let _ = task.await;
+        }
         self.runtime.catalog_changed.notify_one();
         tracing::info!(skill = name, "skill removed");
         Ok(())
     }
 
     /// Stops a skill and starts it again with the same spec and a fresh restart budget.
-    pub async fn restart(&self, name: &str) -> Result<Arc<Skill>, SkillHostError> {
+    pub async fn restart(&self, name: &str) -> Result<Arc<SkillPool>, SkillHostError> {
         let _change = self.changes.lock().await;
         let spec = self.get(name)?.spec().clone();
         self.remove_locked(name).await?;
@@ -167,7 +181,7 @@ impl Supervisor {
         let current: BTreeMap<String, SkillSpec> = self
             .table()
             .iter()
-            .map(|(name, s)| (name.clone(), s.skill.spec().clone()))
+            .map(|(name, s)| (name.clone(), s.pool.spec().clone()))
             .collect();
         let mut summary = ReloadSummary::default();
         for (name, spec) in &current {
@@ -211,7 +225,9 @@ impl Supervisor {
         self.shutdown.cancel();
         let running: Vec<Supervised> = std::mem::take(&mut *self.table()).into_values().collect();
         for supervised in running {
-            let _ = supervised.task.await;
+            for task in supervised.tasks {
+                let _ = task.await;
+            }
         }
     }
 }
