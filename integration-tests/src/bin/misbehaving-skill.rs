@@ -13,7 +13,10 @@
 //! `big {bytes}` (one answer line of that size), `exit {code}` (exits without answering),
 //! `spawn` (starts a grandchild that ignores SIGTERM; answers with its pid),
 //! `ping_host` (sends the host a `ping` request and answers with the host's reply),
-//! `pid` (answers with this process's id, to tell instances apart).
+//! `pid` (answers with this process's id, to tell instances apart), `ask_host {method}`
+//! (sends the host a request of that method and answers with the host's reply),
+//! `grow` (adds a tool `extra`, then tells the host with `notifications/tools/list_changed`),
+//! `cancellations` (answers with the request ids the host has cancelled so far).
 
 use serde_json::{json, Value};
 use std::io::{BufRead, Write};
@@ -86,6 +89,9 @@ fn tools() -> Value {
         {"name": "spawn", "description": "Starts a grandchild that ignores SIGTERM", "inputSchema": object(json!({}))},
         {"name": "ping_host", "description": "Pings the host", "inputSchema": object(json!({}))},
         {"name": "pid", "description": "Answers with its process id", "inputSchema": object(json!({}))},
+        {"name": "ask_host", "description": "Sends the host a request", "inputSchema": object(json!({"method": {"type": "string"}}))},
+        {"name": "grow", "description": "Adds a tool", "inputSchema": object(json!({}))},
+        {"name": "cancellations", "description": "Lists cancelled request ids", "inputSchema": object(json!({}))},
     ])
 }
 
@@ -121,6 +127,8 @@ fn main() {
     // Answers from the host to our own requests (ping_host), by id.
     let host_answers: HostAnswers = Arc::default();
     let next_own_id = AtomicU64::new(1_000_000);
+    let grown = std::sync::atomic::AtomicBool::new(false);
+    let cancelled: Mutex<Vec<Value>> = Mutex::new(Vec::new());
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -156,7 +164,18 @@ fn main() {
                     "serverInfo": {"name": "misbehaving-skill", "version": "1.0.0"}
                 }}));
             }
-            "tools/list" => output.send(&json!({"jsonrpc": "2.0", "id": id, "result": {"tools": tools()}})),
+            "tools/list" => {
+                let mut listed = tools();
+                if grown.load(Ordering::SeqCst) {
+                    listed.as_array_mut().unwrap().push(json!({"name": "extra", "description": "Added at run time", "inputSchema": {"type": "object"}}));
+                }
+                output.send(&json!({"jsonrpc": "2.0", "id": id, "result": {"tools": listed}}));
+            }
+            "notifications/cancelled" => {
+                if let Some(request) = message.get("params").and_then(|p| p.get("requestId")) {
+                    cancelled.lock().unwrap().push(request.clone());
+                }
+            }
             "tools/call" => {
                 if let Some(limit) = faults.crash_after {
                     if answered.load(Ordering::SeqCst) >= limit {
@@ -184,6 +203,15 @@ fn main() {
                         });
                         continue;
                     }
+                    "grow" => {
+                        grown.store(true, Ordering::SeqCst);
+                        output.send(&text_result(&id, "grown".to_string()));
+                        output.send(&json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+                    }
+                    "cancellations" => {
+                        let ids = cancelled.lock().unwrap().clone();
+                        output.send(&text_result(&id, Value::from(ids).to_string()));
+                    }
                     "pid" => output.send(&text_result(&id, std::process::id().to_string())),
                     "big" => output.send(&text_result(&id, "x".repeat(number("bytes") as usize))),
                     "exit" => {
@@ -202,11 +230,12 @@ fn main() {
                             .expect("spawn grandchild");
                         output.send(&text_result(&id, child.id().to_string()));
                     }
-                    "ping_host" => {
+                    "ping_host" | "ask_host" => {
+                        let asked = arguments.get("method").and_then(Value::as_str).unwrap_or("ping").to_string();
                         let own = next_own_id.fetch_add(1, Ordering::SeqCst) as i64;
                         let (sender, receiver) = mpsc::channel();
                         host_answers.lock().unwrap().push((own, sender));
-                        output.send(&json!({"jsonrpc": "2.0", "id": own, "method": "ping"}));
+                        output.send(&json!({"jsonrpc": "2.0", "id": own, "method": asked}));
                         let output = output.clone();
                         std::thread::spawn(move || {
                             let reply = receiver.recv_timeout(Duration::from_secs(10)).unwrap_or_default();

@@ -648,3 +648,71 @@ async fn calls_spread_over_a_skills_instances_and_each_instance_is_supervised() 
     assert_eq!(recovered.state, SkillState::Ready as i32);
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_answers_the_skills_requests_follows_its_tool_changes_and_cancels_late_calls() {
+    let cluster = ClusterBuilder::default()
+        .skill("talker", misbehaving(&[]))
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "talker", SkillState::Ready).await;
+
+    let ask = |method: &str| {
+        let host = host.clone();
+        let arguments = serde_json::json!({ "method": method }).to_string();
+        async move {
+            let answer = call_on(&host, "talker", "ask_host", &arguments, PATIENCE)
+                .await
+                .unwrap();
+            serde_json::from_str::<serde_json::Value>(&answer.content[0].text).unwrap()
+        }
+    };
+    let pong = ask("ping").await;
+    assert_eq!(pong["result"], serde_json::json!({}), "{pong}");
+    let refused = ask("sampling/createMessage").await;
+    assert_eq!(refused["error"]["code"], -32601, "{refused}");
+
+    // A tool list change reaches the host and the registry.
+    call_on(&host, "talker", "grow", "{}", PATIENCE)
+        .await
+        .unwrap();
+    wait_until("the new tool is registered", PATIENCE, || async {
+        registered_tools(&cluster, "talker")
+            .await
+            .contains(&"talker_extra".to_string())
+            .then_some(())
+    })
+    .await;
+    assert!(status(&host, "talker")
+        .await
+        .unwrap()
+        .tools
+        .iter()
+        .any(|tool| tool.name == "extra"));
+
+    // A call whose deadline passes is cancelled at the skill.
+    let late = call_on(
+        &host,
+        "talker",
+        "sleep",
+        r#"{"ms": 2000}"#,
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(late.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{late:?}"
+    );
+    let cancelled = wait_until("the skill hears of the cancel", PATIENCE, || async {
+        let answer = call_on(&host, "talker", "cancellations", "{}", PATIENCE)
+            .await
+            .ok()?;
+        let ids: Vec<serde_json::Value> = serde_json::from_str(&answer.content[0].text).ok()?;
+        (!ids.is_empty()).then_some(ids)
+    })
+    .await;
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    cluster.stop().await;
+}
