@@ -716,3 +716,39 @@ async fn the_host_answers_the_skills_requests_follows_its_tool_changes_and_cance
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_calls_only_as_long_as_the_drain_timeout() {
+    let mut cluster = ClusterBuilder::default()
+        .skill("slow", misbehaving(&[]))
+        .configure_skill_host(|config| config.drain_timeout = Duration::from_millis(500))
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "slow", SkillState::Ready).await;
+    let caller = host.clone();
+    let long_call = tokio::spawn(async move {
+        call_on(
+            &caller,
+            "slow",
+            "sleep",
+            r#"{"ms": 3600000}"#,
+            Duration::from_secs(3600),
+        )
+        .await
+    });
+    wait_until("the call is running", PATIENCE, || async {
+        (status(&host, "slow").await?.calls_in_flight == 1).then_some(())
+    })
+    .await;
+    // Stops within the cluster's bound although the call would run for an hour.
+    cluster.stop_skill_host().await;
+    let ended = tokio::time::timeout(PATIENCE, long_call)
+        .await
+        .expect("the call ends at shutdown")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(ended.code(), Code::Unavailable, "{ended:?}");
+    assert!(ended.message().contains("stopped"), "{}", ended.message());
+    cluster.stop().await;
+}
