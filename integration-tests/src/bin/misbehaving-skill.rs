@@ -11,7 +11,8 @@
 //!
 //! Tools: `echo {text}`, `sleep {ms}` (answers later, so answers come out of order),
 //! `big {bytes}` (one answer line of that size), `exit {code}` (exits without answering),
-//! `spawn` (starts a grandchild that ignores SIGTERM; answers with its pid),
+//! `spawn` (starts a grandchild that ignores SIGTERM; answers with its pid), `spawn_detached`
+//! (the same, in a session of its own, outside the skill's process group),
 //! `ping_host` (sends the host a `ping` request and answers with the host's reply),
 //! `pid` (answers with this process's id, to tell instances apart), `ask_host {method}`
 //! (sends the host a request of that method and answers with the host's reply),
@@ -87,6 +88,7 @@ fn tools() -> Value {
         {"name": "big", "description": "Answers with a text of the given size", "inputSchema": object(json!({"bytes": {"type": "number"}}))},
         {"name": "exit", "description": "Exits without answering", "inputSchema": object(json!({"code": {"type": "number"}}))},
         {"name": "spawn", "description": "Starts a grandchild that ignores SIGTERM", "inputSchema": object(json!({}))},
+        {"name": "spawn_detached", "description": "Starts a grandchild outside the process group", "inputSchema": object(json!({}))},
         {"name": "ping_host", "description": "Pings the host", "inputSchema": object(json!({}))},
         {"name": "pid", "description": "Answers with its process id", "inputSchema": object(json!({}))},
         {"name": "ask_host", "description": "Sends the host a request", "inputSchema": object(json!({"method": {"type": "string"}}))},
@@ -219,10 +221,12 @@ fn main() {
                         eprintln!("exiting with status {code} in the middle of a call");
                         std::process::exit(code);
                     }
-                    "spawn" => {
+                    "spawn" | "spawn_detached" => {
+                        let (program, prefix): (&str, &[&str]) = if name == "spawn" { ("sh", &[]) } else { ("setsid", &["sh"]) };
                         // Left running on purpose: the host must end it with the group.
                         #[allow(clippy::zombie_processes)]
-                        let child = std::process::Command::new("sh")
+                        let child = std::process::Command::new(program)
+                            .args(prefix)
                             .args(["-c", "trap '' TERM; while true; do sleep 1; done"])
                             .stdin(std::process::Stdio::null())
                             .stdout(std::process::Stdio::null())

@@ -549,6 +549,28 @@ fn cli_tour_lists_and_calls_tools_remembers_and_reports_status() {
     });
     println!("{status}");
 
+    // SIGHUP reloads the skills file and leaves the host serving.
+    let hangup = Command::new("kill")
+        .args(["-HUP", &mimo.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(hangup.success());
+    wait_until("the reload in the log", PATIENCE, || {
+        if mimo.log().contains("skills file reloaded") {
+            Ok(())
+        } else {
+            Err(mimo.log())
+        }
+    });
+    let still = mimo.client_ok(&[
+        "tools",
+        "call",
+        "everything_echo",
+        "--args",
+        r#"{"message":"after HUP"}"#,
+    ]);
+    assert_eq!(still.trim(), "Echo: after HUP");
+
     // A reader that stops reading (`mimo status | head -0`) ends the command quietly.
     let mut command = mimo_command(mimo.folder.path());
     command

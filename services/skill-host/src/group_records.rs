@@ -62,14 +62,9 @@ impl GroupRecords {
         }
         Ok(Self {
             folder,
-            run_id: uuid::Uuid::now_v7().to_string(),
+            run_id: crate::process::run_id().to_string(),
             _lock: lock,
         })
-    }
-
-    /// This run's id, put in every skill's environment.
-    pub fn run_id(&self) -> &str {
-        &self.run_id
     }
 
     /// Records that `pid` leads the process group of `skill`.
@@ -97,7 +92,7 @@ impl GroupRecords {
             let path = entry.path();
             if let Ok(text) = fs::read_to_string(&path) {
                 if let Some(run) = text.lines().next().filter(|run| *run != self.run_id) {
-                    old_runs.push(format!("{RUN_MARKER_VARIABLE}={run}"));
+                    old_runs.push(format!("{RUN_MARKER_VARIABLE}={run}."));
                     leftovers.records += 1;
                     let _ = fs::remove_file(&path);
                 }
@@ -108,7 +103,7 @@ impl GroupRecords {
         }
         old_runs.sort();
         old_runs.dedup();
-        leftovers.killed = processes_marked_by(&old_runs);
+        leftovers.killed = processes_marked_by(&old_runs, true);
         for pid in &leftovers.killed {
             if let Ok(pid) = i32::try_from(*pid) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -118,8 +113,9 @@ impl GroupRecords {
     }
 }
 
-/// The processes whose environment holds one of `markers` (`NAME=value` entries).
-fn processes_marked_by(markers: &[String]) -> Vec<u32> {
+/// The processes whose environment holds one of `markers` (`NAME=value` entries), or, with
+/// `prefix`, an entry that starts with one.
+pub(crate) fn processes_marked_by(markers: &[String], prefix: bool) -> Vec<u32> {
     let Ok(processes) = procfs::process::all_processes() else {
         return Vec::new();
     };
@@ -131,7 +127,13 @@ fn processes_marked_by(markers: &[String]) -> Vec<u32> {
             process.environ().is_ok_and(|environment| {
                 environment.iter().any(|(name, value)| {
                     let entry = format!("{}={}", name.to_string_lossy(), value.to_string_lossy());
-                    markers.contains(&entry)
+                    markers.iter().any(|marker| {
+                        if prefix {
+                            entry.starts_with(marker.as_str())
+                        } else {
+                            entry == *marker
+                        }
+                    })
                 })
             })
         })

@@ -70,7 +70,10 @@ impl SkillPool {
             .clone()
             .filter_map(|instance| {
                 let connection = instance.connection()?;
-                (instance.state() == SkillState::Ready).then_some((instance, connection))
+                // An instance whose stdout just closed is about to be restarted: skip it.
+                let serving =
+                    instance.state() == SkillState::Ready && !connection.closed().is_cancelled();
+                serving.then_some((instance, connection))
             })
             .min_by_key(|(_, connection)| connection.in_flight() + connection.waiting());
         if let Some((instance, connection)) = least_busy {

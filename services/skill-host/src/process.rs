@@ -10,9 +10,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
-/// Environment variable set in every skill's environment to the host run's id, so that a
-/// later run can tell its own leftover processes from anyone else's.
+/// Environment variable set in every skill's environment to `RUN.N`: this host run's id and
+/// the spawn's number. Every process the skill starts inherits it, even one that leaves the
+/// process group (`setsid`), so the host can find and end them when the skill stops, and a
+/// later run can tell a killed run's leftovers from anyone else's processes.
 pub const RUN_MARKER_VARIABLE: &str = "MIMO_SKILL_HOST_RUN";
+
+/// This process's run id, in every marker it hands out.
+pub fn run_id() -> &'static str {
+    static RUN_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN_ID.get_or_init(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// The marker of the next spawn.
+fn next_marker() -> String {
+    static SPAWNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let spawn = SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.{spawn}", run_id())
+}
 
 /// Process groups of every skill running in this process, for [`kill_every_skill_group`].
 static LIVE_GROUPS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
@@ -39,6 +54,8 @@ pub fn kill_every_skill_group() -> usize {
 pub struct SkillProcess {
     child: Child,
     pid: u32,
+    /// `RUN_MARKER_VARIABLE=RUN.N`, as it appears in the environment of its processes.
+    marker: String,
     records: Option<Arc<GroupRecords>>,
     reaped: bool,
 }
@@ -71,9 +88,8 @@ impl SkillProcess {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        if let Some(records) = &records {
-            command.env(RUN_MARKER_VARIABLE, records.run_id());
-        }
+        let marker = next_marker();
+        command.env(RUN_MARKER_VARIABLE, &marker);
         if let Some(cwd) = &spec.cwd {
             command.current_dir(cwd);
         }
@@ -94,6 +110,7 @@ impl SkillProcess {
         let process = Self {
             child,
             pid,
+            marker: format!("{RUN_MARKER_VARIABLE}={marker}"),
             records,
             reaped: false,
         };
@@ -130,9 +147,17 @@ impl SkillProcess {
         status
     }
 
-    /// SIGKILLs what is left of the group once its leader is reaped and forgets the record.
+    /// SIGKILLs what is left of the group once its leader is reaped, and any process that
+    /// left the group but carries this spawn's marker; forgets the record.
     fn end_group(&mut self) {
         self.signal_group(Signal::SIGKILL);
+        for pid in
+            crate::group_records::processes_marked_by(std::slice::from_ref(&self.marker), false)
+        {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
         self.reaped = true;
         live_groups().remove(&self.pid);
         if let Some(records) = &self.records {

@@ -17,8 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages queued for the skill's stdin at most.
 const OUTBOUND_CAPACITY: usize = 256;
-/// How long a request whose skill closed its stdout waits for the exit report.
-const EXIT_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Most "not JSON-RPC" lines logged per connection; later ones are only counted.
 const BAD_LINES_LOGGED: u64 = 20;
 
@@ -197,6 +195,12 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (waiter, mut answer) = oneshot::channel();
         self.lock_pending().insert(id, waiter);
+        // `fail_all_pending` records the end before it drains: a request that missed the
+        // drain sees the record here.
+        if let Some(ended) = self.ended() {
+            self.lock_pending().remove(&id);
+            return Err(ended);
+        }
         let mut guard = PendingGuard {
             connection: self,
             id,
@@ -219,15 +223,10 @@ impl Connection {
                 answer = &mut answer => answer,
                 // Stdout closed: the skill's task soon fails every pending request with the
                 // exit status and the stderr tail; wait a little for that report.
-                () = self.closed.cancelled() => {
-                    if let Some(ended) = self.ended() {
-                        return Ok(Err(ended));
-                    }
-                    match tokio::time::timeout(EXIT_REPORT_WAIT, &mut answer).await {
-                        Ok(answer) => answer,
-                        Err(_) => Ok(Err(self.ended().unwrap_or(RpcError::Closed))),
-                    }
-                }
+                // Stdout closed: the skill's task stops the process and then fails every
+                // pending request with the exit status and the stderr tail (bounded by its
+                // stop grace); the answer channel brings that report.
+                () = self.closed.cancelled() => answer.await,
             }
         };
         match tokio::time::timeout_at(deadline, answered).await {

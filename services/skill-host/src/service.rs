@@ -58,6 +58,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    // Listen for SIGHUP before anything else, so that it never ends the host.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let endpoint = advertised_endpoint(&config, &listener);
     let records = match &config.state_dir {
         Some(state_dir) => {
@@ -85,11 +87,7 @@ pub async fn serve(
         catalog_changed: catalog_changed.clone(),
     };
     let supervisor = Arc::new(Supervisor::new(runtime, background.child_token()));
-    for (name, spec) in &config.skills {
-        if let Err(error) = supervisor.add(name, spec.clone()).await {
-            tracing::error!(skill = %name, %error, "skill not started");
-        }
-    }
+    supervisor.add_from_file(&config.skills).await;
     let mut tasks = JoinSet::new();
     if let Some(registry_address) = &config.registry_address {
         let registration = Registration {
@@ -111,8 +109,15 @@ pub async fn serve(
         supervisor: supervisor.clone(),
         config: config.clone(),
     };
-    if config.skills_file.is_some() {
-        tasks.spawn(reload_on_hangup(service.clone(), background.clone()));
+    match hangups {
+        Ok(hangups) => {
+            tasks.spawn(reload_on_hangup(
+                hangups,
+                service.clone(),
+                background.clone(),
+            ));
+        }
+        Err(error) => tracing::error!(%error, "cannot listen for SIGHUP; reload with ReloadSkills"),
     }
     tracing::info!(%endpoint, skills = config.skills.len(), "skill-host serving");
     // Calls in flight get `drain_timeout` after shutdown begins; then their skills stop.
@@ -140,22 +145,22 @@ pub async fn serve(
     Ok(result?)
 }
 
-/// Reloads the skills file at each SIGHUP until `shutdown`.
-async fn reload_on_hangup(service: SkillHostService, shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(hangups) => hangups,
-        Err(error) => {
-            tracing::error!(%error, "cannot listen for SIGHUP; reload with ReloadSkills");
-            return;
-        }
-    };
+/// Reloads the skills file at each SIGHUP until `shutdown` (a host without one logs it).
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    service: SkillHostService,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             received = hangups.recv() => {
                 if received.is_none() {
                     return;
+                }
+                if service.config.skills_file.is_none() {
+                    tracing::warn!("SIGHUP ignored: this host was started without a skills file");
+                    continue;
                 }
                 tracing::info!("SIGHUP: reloading the skills file");
                 if let Err(error) = service.reload().await {

@@ -194,7 +194,7 @@ impl Skill {
                 }
             }
             if state == SkillState::Idle {
-                self.wake.notify_one();
+                self.wake.notify_waiters();
             }
             match tokio::time::timeout_at(deadline, states.changed()).await {
                 Ok(Ok(())) => {}
@@ -367,6 +367,11 @@ pub async fn supervise_skill(skill: Arc<Skill>, runtime: SkillRuntime, stop: Can
     let mut recent_restarts: VecDeque<Instant> = VecDeque::new();
     loop {
         if skill.spec.lazy && skill.has_manifest() {
+            // Listen before showing Idle, so that no caller's wake-up falls in between; wake-ups
+            // go only to a listener (never stored), so a burst of callers starts one run.
+            let wake = skill.wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
             skill.set(|s| {
                 s.state = SkillState::Idle;
                 s.pid = 0;
@@ -379,7 +384,7 @@ pub async fn supervise_skill(skill: Arc<Skill>, runtime: SkillRuntime, stop: Can
                     runtime.catalog_changed.notify_one();
                     return;
                 }
-                () = skill.wake.notified() => {
+                () = &mut wake => {
                     tracing::info!(skill = %skill.name, "lazy skill called; starting it");
                 }
             }
@@ -475,6 +480,9 @@ async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &Cancellatio
     let outcome = tokio::select! {
         () = stop.cancelled() => None,
         outcome = handshake => Some(outcome.map_err(|error| ServeEnd::Failed(format!("MCP handshake failed: {error}")))),
+        status = process.wait() => Some(Err(ServeEnd::Failed(format!(
+            "exited during the MCP handshake ({})", describe_exit(status)
+        )))),
         () = start_timeout(skill, config, started) => Some(Err(ServeEnd::Failed(format!(
             "MCP handshake failed: no answer to initialize within {:?} (the start timeout; stderr activity extends it up to {:?})",
             config.initialize_timeout, config.initialize_timeout_max
@@ -517,6 +525,10 @@ async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &Cancellatio
         s.last_exit = exit.clone();
         if went_idle {
             s.state = SkillState::Idle;
+        } else if failure.is_some() {
+            // Not ready from this moment on; the supervisor decides between a restart and
+            // giving up.
+            s.state = SkillState::Backoff;
         }
     });
     let Some(failure) = failure else {

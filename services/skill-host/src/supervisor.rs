@@ -36,6 +36,9 @@ pub struct Supervisor {
     /// Parent of every skill's stop token: cancelled at shutdown.
     shutdown: CancellationToken,
     skills: Mutex<BTreeMap<String, Supervised>>,
+    /// The skills that came from the skills file (at start or by a reload); a reload
+    /// changes only these, never a skill added at runtime under another name.
+    from_file: Mutex<std::collections::BTreeSet<String>>,
     /// Serialises add, remove, restart and reload, so that each sees the table it changes.
     changes: tokio::sync::Mutex<()>,
 }
@@ -56,6 +59,7 @@ impl Supervisor {
             runtime,
             shutdown,
             skills: Mutex::new(BTreeMap::new()),
+            from_file: Mutex::default(),
             changes: tokio::sync::Mutex::new(()),
         }
     }
@@ -84,6 +88,24 @@ impl Supervisor {
                 configured: table.keys().cloned().collect::<Vec<_>>().join(", "),
             }),
         }
+    }
+
+    /// Starts the skills of the skills file read at start; one that cannot start is logged
+    /// and the others go on.
+    pub async fn add_from_file(&self, skills: &BTreeMap<String, SkillSpec>) {
+        let _change = self.changes.lock().await;
+        for (name, spec) in skills {
+            match self.add_locked(name, spec.clone()) {
+                Ok(_) => {
+                    self.file_names().insert(name.clone());
+                }
+                Err(error) => tracing::error!(skill = %name, %error, "skill not started"),
+            }
+        }
+    }
+
+    fn file_names(&self) -> MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.from_file.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a new skill; refuses a name in use and a host already at its skill limit.
@@ -183,22 +205,30 @@ impl Supervisor {
             .iter()
             .map(|(name, s)| (name.clone(), s.pool.spec().clone()))
             .collect();
+        let from_file = self.file_names().clone();
         let mut summary = ReloadSummary::default();
-        for (name, spec) in &current {
-            match desired.get(name) {
-                None => summary.removed.push(name.clone()),
-                Some(new) if new != spec => summary.changed.push(name.clone()),
+        for (name, spec) in &desired {
+            match current.get(name) {
+                None => summary.added.push(name.clone()),
+                // A runtime skill of the same name is taken over by the file's entry.
+                Some(running) if running != spec || !from_file.contains(name) => {
+                    summary.changed.push(name.clone())
+                }
                 Some(_) => summary.unchanged.push(name.clone()),
             }
         }
-        summary.added = desired
-            .keys()
-            .filter(|name| !current.contains_key(*name))
+        summary.removed = from_file
+            .iter()
+            .filter(|name| !desired.contains_key(*name) && current.contains_key(*name))
             .cloned()
             .collect();
-        for name in summary.removed.iter().chain(&summary.changed) {
-            self.remove_locked(name).await?;
-        }
+        let stopping: Vec<String> = summary
+            .removed
+            .iter()
+            .chain(&summary.changed)
+            .cloned()
+            .collect();
+        self.remove_all_locked(&stopping).await;
         let mut refused = None;
         for name in summary.changed.iter().chain(&summary.added) {
             if let Err(error) = self.add_locked(name, desired[name].clone()) {
@@ -206,12 +236,31 @@ impl Supervisor {
                 refused.get_or_insert(error);
             }
         }
+        *self.file_names() = desired.keys().cloned().collect();
         tracing::info!(added = ?summary.added, removed = ?summary.removed, changed = ?summary.changed,
             unchanged = summary.unchanged.len(), "skills file reloaded");
         match refused {
             Some(error) => Err(error),
             None => Ok(summary),
         }
+    }
+
+    /// Stops the named skills all at once and waits until each is gone.
+    async fn remove_all_locked(&self, names: &[String]) {
+        let removed: Vec<Supervised> = {
+            let mut table = self.table();
+            names.iter().filter_map(|name| table.remove(name)).collect()
+        };
+        for supervised in &removed {
+            supervised.stop.cancel();
+        }
+        for supervised in removed {
+            for task in supervised.tasks {
+                let _ = task.await;
+            }
+            tracing::info!(skill = supervised.pool.name(), "skill removed");
+        }
+        self.runtime.catalog_changed.notify_one();
     }
 
     /// Starts stopping every skill without waiting (calls still open on them fail).
