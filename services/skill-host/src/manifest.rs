@@ -71,6 +71,10 @@ impl ManifestStore {
         if file.version != MANIFEST_VERSION || file.spec_hash != spec_hash(spec) {
             return None;
         }
+        if let Err(reason) = check_tools(&file.tools) {
+            tracing::warn!(skill, %reason, "ignoring a tool manifest that is not valid");
+            return None;
+        }
         Some(Manifest {
             info: ServerInfo {
                 name: file.server_name,
@@ -121,6 +125,25 @@ impl ManifestStore {
             tracing::warn!(skill, %error, path = %path.display(), "could not store the tool manifest");
         }
     }
+}
+
+/// Refuses what discovery never produces: nameless or repeated tools, schemas that are not
+/// JSON objects (a manifest edited or damaged on disk).
+fn check_tools(tools: &[ToolEntry]) -> Result<(), String> {
+    let mut names = std::collections::BTreeSet::new();
+    for tool in tools {
+        if tool.name.is_empty() || !names.insert(tool.name.as_str()) {
+            return Err(format!("tool name {:?} is empty or repeated", tool.name));
+        }
+        let schema: Result<serde_json::Value, _> = serde_json::from_str(&tool.input_schema_json);
+        if !matches!(schema, Ok(serde_json::Value::Object(_))) {
+            return Err(format!(
+                "tool {:?} has a schema that is not a JSON object",
+                tool.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A stable hash (FNV-1a, 64 bits) of everything that decides which server runs.
@@ -182,5 +205,12 @@ mod tests {
         assert_eq!(store.load("a/b c", &spec("x")), Some(manifest));
         assert_eq!(store.load("a/b c", &spec("y")), None, "another command");
         assert_eq!(store.load("other", &spec("x")), None, "another skill");
+        // A manifest damaged on disk is ignored, not served.
+        let path = store.path("a/b c");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(r#"{\"type\":\"object\"}"#, "[1]")).unwrap();
+        assert_eq!(store.load("a/b c", &spec("x")), None);
+        std::fs::write(&path, "not json").unwrap();
+        assert_eq!(store.load("a/b c", &spec("x")), None);
     }
 }

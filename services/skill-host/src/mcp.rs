@@ -116,7 +116,13 @@ pub async fn list_tools(connection: &Connection, deadline: Instant) -> Result<Ve
                     reason: "answer has no tools array".into(),
                 })?;
         for tool in listed {
-            tools.push(parse_tool(tool)?);
+            let tool = parse_tool(tool)?;
+            // A name listed twice would make the registry refuse the whole catalogue.
+            if tools.iter().any(|known: &Tool| known.name == tool.name) {
+                tracing::warn!(tool = %tool.name, "skill lists a tool name twice; the first is kept");
+                continue;
+            }
+            tools.push(tool);
         }
         if tools.len() > MAX_TOOLS_PER_SKILL {
             return Err(McpError::Protocol {
