@@ -244,83 +244,104 @@ impl Host {
     }
 }
 
-/// Resident memory of a separate `mimo skill-host` process (the `mimo` binary beside this
-/// one) running `skills` ready copies of the skill and no calls.
-async fn host_process_rss(skills: usize) -> Result<u64, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mimo = exe.with_file_name("mimo");
-    if !mimo.exists() {
-        return Err(format!(
-            "{} is missing; cargo build --release -p mimo",
-            mimo.display()
-        ));
-    }
-    let folder = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let entries: serde_json::Map<String, Value> = (0..skills)
-        .map(|index| {
-            (
-                format!("skill{index}"),
-                json!({"command": skill_spec().command}),
-            )
+/// A separate `mimo skill-host` process (the `mimo` binary beside this one) running
+/// `skills` ready copies of the skill.
+struct HostProcess {
+    child: Child,
+    address: String,
+    _folder: tempfile::TempDir,
+}
+
+impl HostProcess {
+    async fn start(skills: usize) -> Result<HostProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mimo = exe.with_file_name("mimo");
+        if !mimo.exists() {
+            return Err(format!(
+                "{} is missing; cargo build --release -p mimo",
+                mimo.display()
+            ));
+        }
+        let folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let entries: serde_json::Map<String, Value> = (0..skills)
+            .map(|index| {
+                (
+                    format!("skill{index}"),
+                    json!({"command": skill_spec().command}),
+                )
+            })
+            .collect();
+        let skills_file = folder.path().join("skills.json");
+        std::fs::write(&skills_file, json!({"mcpServers": entries}).to_string())
+            .map_err(|e| e.to_string())?;
+        // The port is chosen here and bound by the child: fine for a benchmark, not for tests.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let child = Command::new(&mimo)
+            .arg("skill-host")
+            .arg("--skills")
+            .arg(&skills_file)
+            .arg("--data-dir")
+            .arg(folder.path())
+            .args(["--skill-host-listen", &address])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        loop {
+            let ready = async {
+                let channel = mimo_proto::connect::channel(&address).await.ok()?;
+                let listed = mimo_proto::connect::skill_host(channel)
+                    .list_skills(ListSkillsRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                let ready = listed
+                    .skills
+                    .iter()
+                    .filter(|s| s.state == SkillState::Ready as i32)
+                    .count();
+                (ready == skills).then_some(())
+            };
+            if ready.await.is_some() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err("the host's skills were not ready within 120 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(HostProcess {
+            child,
+            address,
+            _folder: folder,
         })
-        .collect();
-    let skills_file = folder.path().join("skills.json");
-    std::fs::write(&skills_file, json!({"mcpServers": entries}).to_string())
-        .map_err(|e| e.to_string())?;
-    // The port is chosen here and bound by the child: fine for a benchmark, not for tests.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let mut child = Command::new(&mimo)
-        .arg("skill-host")
-        .arg("--skills")
-        .arg(&skills_file)
-        .arg("--data-dir")
-        .arg(folder.path())
-        .args(["--skill-host-listen", &address])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    loop {
-        let ready = async {
-            let channel = mimo_proto::connect::channel(&address).await.ok()?;
-            let listed = mimo_proto::connect::skill_host(channel)
-                .list_skills(ListSkillsRequest {})
-                .await
-                .ok()?
-                .into_inner();
-            let ready = listed
-                .skills
-                .iter()
-                .filter(|s| s.state == SkillState::Ready as i32)
-                .count();
-            (ready == skills).then_some(())
-        };
-        if ready.await.is_some() {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            return Err("the host's skills were not ready within 120 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    fn rss(&self) -> Result<u64, String> {
+        let pid = self.child.id().ok_or("the host exited")?;
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+        let rss_kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.split_whitespace().next()?.parse().ok())
+            .ok_or("no VmRSS")?;
+        Ok(rss_kib * 1024)
+    }
+}
+
+/// Resident memory of a `mimo skill-host` process with `skills` idle, ready skills.
+async fn host_process_rss(skills: usize) -> Result<u64, String> {
+    let host = HostProcess::start(skills).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid = child.id().ok_or("the host exited")?;
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
-    let rss_kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .ok_or("no VmRSS")?;
-    let _ = child.kill().await;
-    Ok(rss_kib * 1024)
+    host.rss()
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -380,6 +401,22 @@ async fn bench(plan: Plan) {
     eprintln!("bench: starting the skill directly and through a host");
     let direct = Arc::new(DirectSkill::start().await);
     let host = Host::start(1).await;
+    let separate = match HostProcess::start(1).await {
+        Ok(separate) => Some(separate),
+        Err(error) => {
+            eprintln!("bench: no separate host process: {error}");
+            None
+        }
+    };
+    let separate_client = match &separate {
+        Some(process) => Some(mimo_proto::connect::skill_host(
+            mimo_proto::connect::channel(&process.address)
+                .await
+                .expect("connect to the host process"),
+        )),
+        None => None,
+    };
+    let (mut separate_p50, mut separate_p99) = (Vec::new(), Vec::new());
     // Warm both paths.
     sequential(200, || direct.echo()).await;
     sequential(200, || Host::echo(&host.client)).await;
@@ -397,6 +434,11 @@ async fn bench(plan: Plan) {
         let (p50, p99) = sequential(plan.calls, || Host::get_skill(&host.client)).await;
         floor_p50.push(micros(p50));
         floor_p99.push(micros(p99));
+        if let Some(client) = &separate_client {
+            let (p50, p99) = sequential(plan.calls, || Host::echo(client)).await;
+            separate_p50.push(micros(p50));
+            separate_p99.push(micros(p99));
+        }
         let total = plan.calls * 10;
         let skill = direct.clone();
         direct_rate.push(
@@ -417,6 +459,8 @@ async fn bench(plan: Plan) {
         eprintln!("bench: round {round}/{} done", plan.rounds);
     }
     host.stop().await;
+    drop(separate_client);
+    drop(separate);
 
     eprintln!("bench: memory per idle skill ({} skills)", plan.idle_skills);
     let per_skill_kib = match (
@@ -436,6 +480,12 @@ async fn bench(plan: Plan) {
     let (h50, h99) = (median(&mut host_p50), median(&mut host_p99));
     let (drate, hrate) = (median(&mut direct_rate), median(&mut host_rate));
     let (f50, f99) = (median(&mut floor_p50), median(&mut floor_p99));
+    let separate_row = if separate_p50.is_empty() {
+        String::new()
+    } else {
+        let (s50, s99) = (median(&mut separate_p50), median(&mut separate_p99));
+        format!("| gRPC CallTool through a separate `mimo skill-host` process | {s50:.1} | {s99:.1} | |\n")
+    };
     println!(
         "skill-host bench: {} rounds x {} sequential calls; throughput with {} callers; medians of rounds",
         plan.rounds, plan.calls, plan.concurrency
@@ -450,6 +500,7 @@ async fn bench(plan: Plan) {
     println!(
         "| gRPC GetSkill on the same host (no skill process involved) | {f50:.1} | {f99:.1} | |"
     );
+    print!("{separate_row}");
     println!(
         "added by the host: p50 {:.1} µs, p99 {:.1} µs; host/direct throughput ratio {:.2}",
         h50 - d50,
