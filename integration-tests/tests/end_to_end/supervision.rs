@@ -775,3 +775,28 @@ async fn shutdown_waits_for_calls_only_as_long_as_the_drain_timeout() {
     assert!(ended.message().contains("stopped"), "{}", ended.message());
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_working_directory_is_named_as_the_reason() {
+    let cluster = ClusterBuilder::default()
+        .skill(
+            "lost",
+            SkillSpec {
+                cwd: Some("/nonexistent/folder".into()),
+                ..misbehaving(&[])
+            },
+        )
+        .configure_skill_host(|config| config.max_restarts = 0)
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    let failed = wait_for_state(&host, "lost", SkillState::Failed).await;
+    assert!(
+        failed
+            .error
+            .contains("working directory (cwd) /nonexistent/folder is not a folder"),
+        "{}",
+        failed.error
+    );
+    cluster.stop().await;
+}

@@ -94,6 +94,11 @@ impl ManifestStore {
         })
     }
 
+    /// Forgets the manifest of a skill removed from the host.
+    pub fn forget(&self, skill: &str) {
+        let _ = std::fs::remove_file(self.path(skill));
+    }
+
     /// Stores the manifest of `skill` (whole, or not at all).
     pub fn save(&self, skill: &str, spec: &SkillSpec, manifest: &Manifest) {
         let file = ManifestFile {

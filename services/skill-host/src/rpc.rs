@@ -213,10 +213,14 @@ impl Connection {
             self.lock_progress().insert(id, progress);
         }
         let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        tokio::time::timeout_at(deadline, self.outbound.send(message.to_string()))
+        let sent = tokio::time::timeout_at(deadline, self.outbound.send(message.to_string()))
             .await
-            .map_err(|_| RpcError::DeadlineExceeded)?
-            .map_err(|_| RpcError::Closed)?;
+            .map_err(|_| RpcError::DeadlineExceeded)?;
+        if sent.is_err() {
+            // The writer is gone: the skill is ending, and its exit report reaches this
+            // request through `answer` like every other pending one.
+            tracing::debug!(skill = %self.skill, id, "request not sent: the skill's stdin is closed");
+        }
         let answered = async {
             tokio::select! {
                 biased;

@@ -59,6 +59,8 @@ pub struct Skill {
     /// Woken by a call to an idle lazy skill.
     wake: Notify,
     stderr: Mutex<VecDeque<String>>,
+    /// Stderr lines seen over every run, to tell this run's lines from earlier ones.
+    stderr_seen: std::sync::atomic::AtomicU64,
     last_stderr_at: Mutex<Option<Instant>>,
     stderr_lines_kept: usize,
 }
@@ -90,6 +92,7 @@ impl Skill {
             manifest: Mutex::new(manifest),
             wake: Notify::new(),
             stderr: Mutex::new(VecDeque::new()),
+            stderr_seen: std::sync::atomic::AtomicU64::new(0),
             last_stderr_at: Mutex::new(None),
             stderr_lines_kept,
         }
@@ -285,23 +288,31 @@ impl Skill {
         });
     }
 
-    /// "; last stderr lines: a | b" once the skill's stderr has been read to its end (or
-    /// after [`STDERR_DRAIN_TIMEOUT`]), so that a failure names what the skill said last.
-    async fn stderr_tail(&self, stderr_closed: &CancellationToken) -> String {
+    /// "; last stderr lines: a | b" of this run (whose first line was number `first_line`),
+    /// once the skill's stderr has been read to its end (or after [`STDERR_DRAIN_TIMEOUT`]),
+    /// so that a failure names what the skill said last.
+    async fn stderr_tail(&self, stderr_closed: &CancellationToken, first_line: u64) -> String {
         let _ = tokio::time::timeout(STDERR_DRAIN_TIMEOUT, stderr_closed.cancelled()).await;
+        let this_run = self
+            .stderr_seen
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_sub(first_line) as usize;
         let lines = self.stderr_lines();
-        if lines.is_empty() {
+        let quoted = this_run.min(STDERR_LINES_REPORTED).min(lines.len());
+        if quoted == 0 {
             return String::new();
         }
         let tail: Vec<&str> = lines
             .iter()
-            .skip(lines.len().saturating_sub(STDERR_LINES_REPORTED))
+            .skip(lines.len() - quoted)
             .map(String::as_str)
             .collect();
         format!("; last stderr lines: {}", tail.join(" | "))
     }
 
     fn keep_stderr_line(&self, line: String) {
+        self.stderr_seen
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self
             .last_stderr_at
             .lock()
@@ -443,6 +454,14 @@ fn restart_delay(config: &SkillHostConfig, restarts_in_window: usize) -> Duratio
 async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &CancellationToken) -> RunEnd {
     let config = &runtime.config;
     let mut io = JoinSet::new();
+    if let Some(cwd) = skill.spec.cwd.as_ref().filter(|cwd| !cwd.is_dir()) {
+        return RunEnd::Failed(format!(
+            "cannot start {:?}: its working directory (cwd) {} is not a folder",
+            skill.spec.command,
+            cwd.display()
+        ));
+    }
+    let first_stderr_line = skill.stderr_seen.load(std::sync::atomic::Ordering::Relaxed);
     let spawned = SkillProcess::spawn(&skill.name, &skill.spec, runtime.records.clone());
     let (mut process, pipes) = match spawned {
         Ok(spawned) => spawned,
@@ -542,7 +561,7 @@ async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &Cancellatio
         runtime.catalog_changed.notify_one();
         return RunEnd::Stopped;
     };
-    let stderr = skill.stderr_tail(&stderr_closed).await;
+    let stderr = skill.stderr_tail(&stderr_closed, first_stderr_line).await;
     let report = format!("{failure} (process {exit}){stderr}");
     connection.fail_all_pending(&RpcError::Exited(format!("{exit}{stderr}")));
     RunEnd::Failed(report)

@@ -164,7 +164,16 @@ impl Supervisor {
     /// Stops a skill (its whole process group) and forgets it.
     pub async fn remove(&self, name: &str) -> Result<(), SkillHostError> {
         let _change = self.changes.lock().await;
-        self.remove_locked(name).await
+        self.remove_locked(name).await?;
+        self.forget_manifest(name);
+        Ok(())
+    }
+
+    /// Drops the stored manifest of a skill that is gone for good.
+    fn forget_manifest(&self, name: &str) {
+        if let Some(store) = &self.runtime.manifests {
+            store.forget(name);
+        }
     }
 
     async fn remove_locked(&self, name: &str) -> Result<(), SkillHostError> {
@@ -229,6 +238,9 @@ impl Supervisor {
             .cloned()
             .collect();
         self.remove_all_locked(&stopping).await;
+        for name in &summary.removed {
+            self.forget_manifest(name);
+        }
         let mut refused = None;
         for name in summary.changed.iter().chain(&summary.added) {
             if let Err(error) = self.add_locked(name, desired[name].clone()) {
