@@ -7,6 +7,7 @@ use mimo_integration_tests::{everything_server, filesystem_server, wait_until, C
 use mimo_proto::v1::call_tool_event::Event;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{CallToolRequest, CallToolResponse, GetSkillRequest, SkillState};
+use serde_json::json;
 use tonic::transport::Channel;
 
 async fn ready_tools(host: &SkillHostClient<Channel>, skill: &str) -> Vec<String> {
@@ -254,5 +255,143 @@ async fn progress_of_a_long_running_tool_streams_before_its_result() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::NotFound);
+    cluster.stop().await;
+}
+
+/// Calls `tool` of `skill` on the host and returns its result, which must not be an error.
+async fn call_skill(
+    host: &SkillHostClient<Channel>,
+    skill: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+) -> CallToolResponse {
+    let mut request = tonic::Request::new(CallToolRequest {
+        skill: skill.into(),
+        tool: tool.into(),
+        arguments_json: arguments.to_string(),
+    });
+    request.set_timeout(PATIENCE);
+    let response = host
+        .clone()
+        .call_tool(request)
+        .await
+        .unwrap_or_else(|status| panic!("{skill}/{tool}: {status:?}"))
+        .into_inner();
+    assert!(
+        !response.is_error,
+        "{skill}/{tool} reported an error: {response:?}"
+    );
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tool_of_the_everything_and_time_servers_answers() {
+    let cluster = ClusterBuilder::default()
+        .skill("everything", everything_server())
+        .skill("time", mimo_integration_tests::time_server())
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    let mut everything = ready_tools(&host, "everything").await;
+    let mut time = ready_tools(&host, "time").await;
+    everything.sort();
+    time.sort();
+    let calls = [
+        ("echo", json!({"message": "hi"})),
+        (
+            "get-annotated-message",
+            json!({"messageType": "success", "includeImage": true}),
+        ),
+        ("get-env", json!({})),
+        ("get-resource-links", json!({"count": 2})),
+        (
+            "get-resource-reference",
+            json!({"resourceType": "Text", "resourceId": 1}),
+        ),
+        ("get-structured-content", json!({"location": "Chicago"})),
+        ("get-sum", json!({"a": 2, "b": 3})),
+        ("get-tiny-image", json!({})),
+        // A data URI: the default would fetch a file from the network.
+        (
+            "gzip-file-as-resource",
+            json!({"name": "hello.gz", "data": "data:text/plain;base64,aGVsbG8gbWltbw=="}),
+        ),
+        ("toggle-simulated-logging", json!({})),
+        ("toggle-subscriber-updates", json!({})),
+        (
+            "trigger-long-running-operation",
+            json!({"duration": 1, "steps": 2}),
+        ),
+    ];
+    let mut called: Vec<String> = Vec::new();
+    for (tool, arguments) in calls {
+        let response = call_skill(&host, "everything", tool, arguments).await;
+        assert!(
+            !response.content.is_empty() || !response.structured_content_json.is_empty(),
+            "{tool}: {response:?}"
+        );
+        called.push(tool.to_string());
+    }
+    let sum = call_skill(&host, "everything", "get-sum", json!({"a": 2, "b": 3})).await;
+    assert!(
+        sum.content[0].text.contains('5'),
+        "{:?}",
+        sum.content[0].text
+    );
+    let structured = call_skill(
+        &host,
+        "everything",
+        "get-structured-content",
+        json!({"location": "Chicago"}),
+    )
+    .await;
+    assert!(
+        structured.structured_content_json.contains("temperature"),
+        "{}",
+        structured.structured_content_json
+    );
+    // MCP task augmentation (`taskSupport: "required"`) is not supported by Mimo: the tool
+    // answers with its own error, passed through unchanged.
+    let mut request = tonic::Request::new(CallToolRequest {
+        skill: "everything".into(),
+        tool: "simulate-research-query".into(),
+        arguments_json: json!({"topic": "process groups"}).to_string(),
+    });
+    request.set_timeout(PATIENCE);
+    let unsupported = host.clone().call_tool(request).await.unwrap().into_inner();
+    assert!(unsupported.is_error);
+    assert!(
+        unsupported.content[0].text.contains("task augmentation"),
+        "{:?}",
+        unsupported.content[0].text
+    );
+    called.push("simulate-research-query".into());
+    called.sort();
+    assert_eq!(
+        called, everything,
+        "every tool the everything server lists was called"
+    );
+
+    let now = call_skill(
+        &host,
+        "time",
+        "get_current_time",
+        json!({"timezone": "Europe/Paris"}),
+    )
+    .await;
+    assert!(now.content[0].text.contains("Europe/Paris"));
+    let converted = call_skill(
+        &host,
+        "time",
+        "convert_time",
+        json!({"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}),
+    )
+    .await;
+    assert!(
+        converted.content[0].text.contains("21:00"),
+        "{}",
+        converted.content[0].text
+    );
+    assert_eq!(time, ["convert_time", "get_current_time"]);
     cluster.stop().await;
 }
