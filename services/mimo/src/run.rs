@@ -204,6 +204,10 @@ fn skill_host_config(settings: &Effective) -> anyhow::Result<SkillHostConfig> {
         advertise_address: settings.advertise_address.clone(),
         lease_ttl: settings.lease_ttl,
         initialize_timeout: settings.skill_init_timeout,
+        max_restarts: settings.skill_max_restarts,
+        restart_window: settings.skill_restart_window,
+        lazy_idle_timeout: settings.skill_lazy_idle,
+        max_skills: settings.max_skills,
         ..SkillHostConfig::default()
     })
 }

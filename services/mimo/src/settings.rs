@@ -84,6 +84,26 @@ pub struct Settings {
     #[arg(long, env = "MIMO_SKILL_INIT_TIMEOUT_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skill_init_timeout_ms: Option<u64>,
+
+    /// Restarts of a failed skill allowed within --skill-restart-window-ms before it stays failed [default: 3]
+    #[arg(long, env = "MIMO_SKILL_MAX_RESTARTS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_max_restarts: Option<u32>,
+
+    /// The window over which a skill's restarts are counted, in milliseconds [default: 30000]
+    #[arg(long, env = "MIMO_SKILL_RESTART_WINDOW_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_restart_window_ms: Option<u64>,
+
+    /// How long a lazy skill may go without a call before it is stopped, in milliseconds [default: 300000]
+    #[arg(long, env = "MIMO_SKILL_LAZY_IDLE_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_lazy_idle_ms: Option<u64>,
+
+    /// Most skills one skill-host runs [default: 100]
+    #[arg(long, env = "MIMO_MAX_SKILLS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_skills: Option<usize>,
 }
 
 /// Settings with every default applied.
@@ -119,6 +139,14 @@ pub struct Effective {
     pub lease_ttl: Duration,
     /// Skill start timeout.
     pub skill_init_timeout: Duration,
+    /// Restart budget of a skill.
+    pub skill_max_restarts: u32,
+    /// Window of the restart budget.
+    pub skill_restart_window: Duration,
+    /// Idle time before a lazy skill stops.
+    pub skill_lazy_idle: Duration,
+    /// Most skills per skill-host.
+    pub max_skills: usize,
 }
 
 impl Settings {
@@ -148,6 +176,12 @@ impl Settings {
             report_interval_ms: self.report_interval_ms.or(lower.report_interval_ms),
             lease_ttl_ms: self.lease_ttl_ms.or(lower.lease_ttl_ms),
             skill_init_timeout_ms: self.skill_init_timeout_ms.or(lower.skill_init_timeout_ms),
+            skill_max_restarts: self.skill_max_restarts.or(lower.skill_max_restarts),
+            skill_restart_window_ms: self
+                .skill_restart_window_ms
+                .or(lower.skill_restart_window_ms),
+            skill_lazy_idle_ms: self.skill_lazy_idle_ms.or(lower.skill_lazy_idle_ms),
+            max_skills: self.max_skills.or(lower.max_skills),
         }
     }
 
@@ -183,6 +217,16 @@ impl Settings {
         }
         let skill_init_timeout =
             positive_ms("skill_init_timeout_ms", self.skill_init_timeout_ms, 30_000)?;
+        let skill_restart_window = positive_ms(
+            "skill_restart_window_ms",
+            self.skill_restart_window_ms,
+            30_000,
+        )?;
+        let skill_lazy_idle = positive_ms("skill_lazy_idle_ms", self.skill_lazy_idle_ms, 300_000)?;
+        let max_skills = self.max_skills.unwrap_or(100);
+        if max_skills == 0 {
+            anyhow::bail!("max_skills must be greater than 0");
+        }
         Ok(Effective {
             registry_address: self
                 .registry_address
@@ -206,6 +250,10 @@ impl Settings {
             report_interval,
             lease_ttl,
             skill_init_timeout,
+            skill_max_restarts: self.skill_max_restarts.unwrap_or(3),
+            skill_restart_window,
+            skill_lazy_idle,
+            max_skills,
         })
     }
 }
@@ -236,6 +284,10 @@ impl Effective {
             report_interval_ms: Some(self.report_interval.as_millis() as u64),
             lease_ttl_ms: Some(self.lease_ttl.as_millis() as u64),
             skill_init_timeout_ms: Some(self.skill_init_timeout.as_millis() as u64),
+            skill_max_restarts: Some(self.skill_max_restarts),
+            skill_restart_window_ms: Some(self.skill_restart_window.as_millis() as u64),
+            skill_lazy_idle_ms: Some(self.skill_lazy_idle.as_millis() as u64),
+            max_skills: Some(self.max_skills),
         };
         toml::to_string(&settings).unwrap_or_default()
     }
@@ -281,5 +333,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("lease_ttl_ms"));
+        for (bad, name) in [
+            (
+                Settings {
+                    skill_restart_window_ms: Some(0),
+                    ..Settings::default()
+                },
+                "skill_restart_window_ms",
+            ),
+            (
+                Settings {
+                    max_skills: Some(0),
+                    ..Settings::default()
+                },
+                "max_skills",
+            ),
+        ] {
+            assert!(bad.resolve().unwrap_err().to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn skill_host_limits_reach_the_effective_settings() {
+        let file: Settings =
+            toml::from_str("skill_max_restarts = 7\nskill_lazy_idle_ms = 1500\nmax_skills = 9\n")
+                .unwrap();
+        let effective = Settings::default().or(file).resolve().unwrap();
+        assert_eq!(effective.skill_max_restarts, 7);
+        assert_eq!(effective.skill_lazy_idle, Duration::from_millis(1500));
+        assert_eq!(effective.max_skills, 9);
+        assert_eq!(effective.skill_restart_window, Duration::from_secs(30));
     }
 }
