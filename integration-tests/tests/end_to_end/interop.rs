@@ -31,20 +31,7 @@ async fn call(
     tool: &str,
     arguments: serde_json::Value,
 ) -> CallToolResponse {
-    let mut request = tonic::Request::new(CallToolRequest {
-        skill: "files".into(),
-        tool: tool.into(),
-        arguments_json: arguments.to_string(),
-    });
-    request.set_timeout(PATIENCE);
-    let response = host
-        .clone()
-        .call_tool(request)
-        .await
-        .unwrap_or_else(|status| panic!("{tool}: {status:?}"))
-        .into_inner();
-    assert!(!response.is_error, "{tool} reported an error: {response:?}");
-    response
+    call_skill(host, "files", tool, arguments).await
 }
 
 fn text_of(response: &CallToolResponse) -> String {
