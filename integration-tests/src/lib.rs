@@ -7,5 +7,8 @@ mod servers;
 mod wait;
 
 pub use cluster::{Cluster, ClusterBuilder};
-pub use servers::{everything_server, filesystem_server, test_data, time_server};
+pub use servers::{
+    everything_server, filesystem_server, misbehaving_skill_beside_this_program, test_data,
+    time_server,
+};
 pub use wait::wait_until;

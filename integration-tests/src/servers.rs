@@ -40,6 +40,20 @@ pub fn time_server() -> SkillSpec {
     server("MIMO_TEST_TIME_COMMAND", "MIMO_TEST_TIME_ARGS_JSON")
 }
 
+/// The workspace's `misbehaving-skill` (faults chosen by `args`), found beside the running
+/// program: for the bench and soak binaries, which cargo builds into the same folder.
+pub fn misbehaving_skill_beside_this_program(args: &[&str]) -> SkillSpec {
+    let exe = std::env::current_exe().expect("own path");
+    SkillSpec {
+        command: exe
+            .with_file_name("misbehaving-skill")
+            .to_string_lossy()
+            .into_owned(),
+        args: args.iter().map(|arg| arg.to_string()).collect(),
+        ..SkillSpec::default()
+    }
+}
+
 /// Path of a file under `integration-tests/data`.
 pub fn test_data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

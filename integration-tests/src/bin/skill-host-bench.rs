@@ -58,14 +58,7 @@ fn parse_plan() -> Result<Plan, String> {
 }
 
 fn skill_spec() -> SkillSpec {
-    let exe = std::env::current_exe().expect("own path");
-    SkillSpec {
-        command: exe
-            .with_file_name("misbehaving-skill")
-            .to_string_lossy()
-            .into_owned(),
-        ..SkillSpec::default()
-    }
+    mimo_integration_tests::misbehaving_skill_beside_this_program(&[])
 }
 
 /// A minimal JSON-RPC client over a skill's stdio: the "direct" side of the comparison.
@@ -191,28 +184,7 @@ impl Host {
             .await
             .expect("connect");
         let client = mimo_proto::connect::skill_host(channel);
-        let started = Instant::now();
-        loop {
-            let listed = client
-                .clone()
-                .list_skills(ListSkillsRequest {})
-                .await
-                .expect("list skills")
-                .into_inner();
-            let ready = listed
-                .skills
-                .iter()
-                .filter(|s| s.state == SkillState::Ready as i32)
-                .count();
-            if ready == count {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "skills not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_all_ready(&address, count).await.expect("skills ready");
         Host {
             client,
             shutdown,
@@ -241,6 +213,34 @@ impl Host {
         drop(self.client);
         self.shutdown.cancel();
         let _ = self.task.await;
+    }
+}
+
+/// Waits (up to 120 s) until the host at `address` lists `count` skills, all ready.
+async fn wait_all_ready(address: &str, count: usize) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let ready = async {
+            let channel = mimo_proto::connect::channel(address).await.ok()?;
+            let listed = mimo_proto::connect::skill_host(channel)
+                .list_skills(ListSkillsRequest {})
+                .await
+                .ok()?
+                .into_inner();
+            let ready = listed
+                .skills
+                .iter()
+                .filter(|s| s.state == SkillState::Ready as i32)
+                .count();
+            (ready == count).then_some(())
+        };
+        if ready.await.is_some() {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err("the host's skills were not ready within 120 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -293,30 +293,7 @@ impl HostProcess {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        loop {
-            let ready = async {
-                let channel = mimo_proto::connect::channel(&address).await.ok()?;
-                let listed = mimo_proto::connect::skill_host(channel)
-                    .list_skills(ListSkillsRequest {})
-                    .await
-                    .ok()?
-                    .into_inner();
-                let ready = listed
-                    .skills
-                    .iter()
-                    .filter(|s| s.state == SkillState::Ready as i32)
-                    .count();
-                (ready == skills).then_some(())
-            };
-            if ready.await.is_some() {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(120) {
-                return Err("the host's skills were not ready within 120 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_all_ready(&address, skills).await?;
         Ok(HostProcess {
             child,
             address,

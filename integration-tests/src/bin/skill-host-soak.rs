@@ -64,15 +64,7 @@ impl Random {
 }
 
 fn misbehaving(args: &[&str]) -> SkillSpec {
-    let exe = std::env::current_exe().expect("own path");
-    SkillSpec {
-        command: exe
-            .with_file_name("misbehaving-skill")
-            .to_string_lossy()
-            .into_owned(),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        ..SkillSpec::default()
-    }
+    mimo_integration_tests::misbehaving_skill_beside_this_program(args)
 }
 
 async fn wait_ready(host: &SkillHostClient<Channel>, skill: &str) {

@@ -218,10 +218,7 @@ fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
             ),
             gauge(
                 "skill_host.restarts",
-                skills
-                    .iter()
-                    .map(|s| f64::from(s.snapshot().restarts))
-                    .sum(),
+                skills.iter().map(|s| f64::from(s.restarts())).sum(),
             ),
             gauge(
                 "skill_host.calls_in_flight",

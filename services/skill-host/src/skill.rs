@@ -130,6 +130,11 @@ impl Skill {
         }
     }
 
+    /// Restarts after failures since the skill was added.
+    pub fn restarts(&self) -> u32 {
+        self.status().restarts
+    }
+
     /// The skill's state.
     pub fn state(&self) -> SkillState {
         self.status().state
