@@ -517,6 +517,15 @@ async fn a_lease_not_kept_alive_expires_with_its_tools_and_one_kept_alive_stays(
         .await
         .unwrap()
         .into_inner();
+    // Read answers as they come, so that the registry never waits on this test.
+    let (answer_sender, mut received) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Ok(Some(answer)) = answers.message().await {
+            if answer_sender.send(answer).await.is_err() {
+                return;
+            }
+        }
+    });
     let expired = wait_until(
         "the unkept lease's tool to go",
         Duration::from_secs(30),
@@ -540,9 +549,38 @@ async fn a_lease_not_kept_alive_expires_with_its_tools_and_one_kept_alive_stays(
     )
     .await;
     assert_eq!(expired, vec!["kept_t".to_string()]);
-    let answer = answers.message().await.unwrap().unwrap();
+    let answer = received.recv().await.unwrap();
     assert_eq!(answer.lease_id, kept);
     assert_eq!(answer.ttl_ms, 1000);
+    assert!(!answer.expired);
+
+    // The expired lease is answered as such, and the same stream keeps the other alive.
+    beats
+        .send(KeepAliveRequest { lease_id: left })
+        .await
+        .unwrap();
+    beats
+        .send(KeepAliveRequest { lease_id: kept })
+        .await
+        .unwrap();
+    let mut last_two = Vec::new();
+    while let Some(answer) = received.recv().await {
+        last_two.push(answer);
+        if last_two.len() > 2 {
+            last_two.remove(0);
+        }
+        if last_two.len() == 2 && last_two[0].lease_id == left && last_two[1].lease_id == kept {
+            break;
+        }
+    }
+    assert!(
+        last_two[0].expired && last_two[0].ttl_ms == 0,
+        "{last_two:?}"
+    );
+    assert!(
+        !last_two[1].expired && last_two[1].ttl_ms == 1000,
+        "{last_two:?}"
+    );
 
     let gone = registry
         .register_skill(register(left, "left"))

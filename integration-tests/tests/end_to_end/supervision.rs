@@ -6,8 +6,9 @@ use super::PATIENCE;
 use mimo_integration_tests::{wait_until, Cluster, ClusterBuilder};
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{
-    AddSkillRequest, CallToolRequest, CallToolResponse, GetSkillRequest, ListToolsRequest,
-    ReloadSkillsRequest, RemoveSkillRequest, RestartSkillRequest, SkillState, SkillStatus,
+    AddSkillRequest, AlertState, CallToolRequest, CallToolResponse, GetSkillRequest,
+    ListAlertsRequest, ListRegisteredSkillsRequest, ListToolsRequest, ReloadSkillsRequest,
+    RemoveSkillRequest, RestartSkillRequest, SkillState, SkillStatus, TimeToLiveRequest,
 };
 use mimo_skill_host::SkillSpec;
 use std::collections::BTreeMap;
@@ -89,6 +90,24 @@ async fn registered_tools(cluster: &Cluster, skill: &str) -> Vec<String> {
     }
 }
 
+/// The lease each registered skill lives under, by skill name.
+async fn registered_leases(cluster: &Cluster) -> BTreeMap<String, u64> {
+    match cluster
+        .registry()
+        .await
+        .list_skills(ListRegisteredSkillsRequest {})
+        .await
+    {
+        Ok(response) => response
+            .into_inner()
+            .skills
+            .into_iter()
+            .map(|skill| (skill.skill, skill.lease_id))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
 fn is_gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
@@ -103,6 +122,7 @@ fn is_gone(pid: u32) -> bool {
 async fn a_crashed_skill_is_restarted_until_its_restart_budget_is_spent() {
     let cluster = ClusterBuilder::default()
         .skill("crashy", misbehaving(&["--crash-after", "1"]))
+        .skill("steady", misbehaving(&[]))
         .configure_skill_host(|config| {
             config.max_restarts = 2;
             config.restart_backoff = Duration::from_millis(50);
@@ -110,9 +130,14 @@ async fn a_crashed_skill_is_restarted_until_its_restart_budget_is_spent() {
         .start()
         .await;
     let host = cluster.skill_host().await;
+    let mut last_lease = 0;
     for round in 0..=2u32 {
         let ready = wait_for_state(&host, "crashy", SkillState::Ready).await;
         assert_eq!(ready.restarts, round);
+        last_lease = wait_until("crashy registered", PATIENCE, || async {
+            registered_leases(&cluster).await.get("crashy").copied()
+        })
+        .await;
         assert_eq!(echo(&host, "crashy", "first").await, "first");
         let crashed = call_on(&host, "crashy", "echo", r#"{"text":"second"}"#, PATIENCE)
             .await
@@ -140,6 +165,74 @@ async fn a_crashed_skill_is_restarted_until_its_restart_budget_is_spent() {
             .then_some(())
     })
     .await;
+    let leases = registered_leases(&cluster).await;
+    assert!(!leases.contains_key("crashy"), "{leases:?}");
+    let steady_lease = leases["steady"];
+    let mut registry = cluster.registry().await;
+    let revoked = registry
+        .time_to_live(TimeToLiveRequest {
+            lease_id: last_lease,
+        })
+        .await
+        .expect_err("the failed skill's lease is revoked");
+    assert_eq!(revoked.code(), Code::NotFound, "{revoked:?}");
+    let steady = registry
+        .time_to_live(TimeToLiveRequest {
+            lease_id: steady_lease,
+        })
+        .await
+        .expect("the healthy skill keeps its own lease")
+        .into_inner();
+    assert_eq!(steady.skills, ["steady"]);
+
+    // The failure raises an alert in telemetry, which resolves once the skill is restarted.
+    let telemetry = cluster.telemetry().await;
+    let alert = wait_until("a skill_failed alert for crashy", PATIENCE, || {
+        let mut telemetry = telemetry.clone();
+        async move {
+            let alerts = telemetry
+                .list_alerts(ListAlertsRequest::default())
+                .await
+                .ok()?
+                .into_inner();
+            alerts
+                .firing
+                .into_iter()
+                .find(|alert| alert.name == "skill_failed" && alert.subject == "crashy")
+        }
+    })
+    .await;
+    assert_eq!(alert.state, AlertState::Firing as i32);
+    assert!(alert.message.contains("not restarted again"), "{alert:?}");
+    assert_eq!(alert.instance.as_ref().unwrap().service, "skill-host");
+    host.clone()
+        .restart_skill(RestartSkillRequest {
+            skill: "crashy".into(),
+        })
+        .await
+        .expect("restart");
+    wait_until("the alert to resolve after a restart", PATIENCE, || {
+        let mut telemetry = telemetry.clone();
+        async move {
+            let alerts = telemetry
+                .list_alerts(ListAlertsRequest {
+                    service: "skill-host".into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            let resolved = alerts.recent.iter().any(|alert| {
+                alert.subject == "crashy" && alert.state == AlertState::Resolved as i32
+            });
+            (alerts.firing.is_empty() && resolved).then_some(())
+        }
+    })
+    .await;
+    let crashy_lease = wait_until("crashy under a new lease", PATIENCE, || async {
+        registered_leases(&cluster).await.get("crashy").copied()
+    })
+    .await;
+    assert_ne!(crashy_lease, steady_lease);
     cluster.stop().await;
 }
 

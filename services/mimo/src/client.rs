@@ -7,7 +7,8 @@ use anyhow::Context;
 use mimo_proto::connect;
 use mimo_proto::v1::{
     CallToolRequest, CallToolResponse, Category, DeleteRequest, Engram, GetRequest,
-    ListInstancesRequest, ListToolsRequest, ResolveToolRequest, SearchRequest, StoreRequest,
+    ListAlertsRequest, ListInstancesRequest, ListToolsRequest, ResolveToolRequest, SearchRequest,
+    StoreRequest,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -413,6 +414,27 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
     }
     if instances.is_empty() {
         eprintln!("no service has reported yet");
+    }
+    let firing = telemetry
+        .list_alerts(ListAlertsRequest::default())
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .firing;
+    if !firing.is_empty() {
+        out!("");
+        out!("ALERTS FIRING");
+        for alert in &firing {
+            let id = alert.instance.clone().unwrap_or_default();
+            out!(
+                "{} {} on {}/{}: {}",
+                alert.name,
+                alert.subject,
+                id.service,
+                id.host,
+                alert.message
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

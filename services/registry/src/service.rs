@@ -123,15 +123,19 @@ impl Registry for RegistryService {
                         return;
                     }
                 };
-                let reply = state
-                    .keep_alive(request.lease_id)
-                    .map(|ttl| KeepAliveResponse {
+                let reply = match state.keep_alive(request.lease_id) {
+                    Ok(ttl) => KeepAliveResponse {
                         lease_id: request.lease_id,
                         ttl_ms: ttl.as_millis() as u64,
-                    })
-                    .map_err(Status::from);
-                let unknown_lease = reply.is_err();
-                if sender.send(reply).await.is_err() || unknown_lease {
+                        expired: false,
+                    },
+                    Err(_) => KeepAliveResponse {
+                        lease_id: request.lease_id,
+                        ttl_ms: 0,
+                        expired: true,
+                    },
+                };
+                if sender.send(Ok(reply)).await.is_err() {
                     return;
                 }
             }

@@ -1,13 +1,13 @@
-//! Keeps the registry's view of this host true: one lease for the host, kept alive by
-//! heartbeats, and each ready skill's catalogue registered under it. When the lease is lost
-//! (registry restarted, long pause, network cut) it grants a new one and registers again.
+//! Keeps the registry's view of this host true: each ready skill's catalogue registered
+//! under a lease of its own, all kept alive by heartbeats on one stream. A skill that fails,
+//! stops or is removed has its lease revoked; a lease the registry no longer knows (registry
+//! restarted, long pause, network cut) is replaced by a new one and the skill registers again.
 
 use crate::supervisor::Supervisor;
 use mimo_proto::connect;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
     GrantLeaseRequest, KeepAliveRequest, RegisterSkillRequest, RevokeLeaseRequest, Tool,
-    UnregisterSkillRequest,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ use tonic::transport::Channel;
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Heartbeats queued on the keep-alive stream at most (one per skill per beat).
+const BEAT_QUEUE: usize = 1024;
 
 /// Where to register and how.
 #[derive(Debug, Clone)]
@@ -35,7 +37,7 @@ pub struct Registration {
 }
 
 /// Registers the ready skills among `skills` and keeps them registered until `shutdown`,
-/// then revokes the lease.
+/// then revokes their leases.
 pub async fn run_registrar(
     registration: Registration,
     skills: Arc<Supervisor>,
@@ -49,13 +51,16 @@ pub async fn run_registrar(
             return;
         }
     };
+    // Kept across sessions: after a broken stream, the first heartbeats tell which leases
+    // survived, and only the skills whose leases are gone register again.
+    let mut registered = BTreeMap::new();
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let session = Session {
+        let mut session = Session {
             client: connect::registry(channel.clone()),
             registration: &registration,
             skills: &skills,
-            registered: BTreeMap::new(),
+            registered: &mut registered,
         };
         match session.run(&catalog_changed, &shutdown).await {
             SessionEnd::Shutdown => return,
@@ -64,7 +69,7 @@ pub async fn run_registrar(
                     backoff = FIRST_BACKOFF;
                 }
                 tracing::warn!(registry = %registration.registry_address, %reason,
-                    retry_in_ms = backoff.as_millis() as u64, "registry session ended; registering again");
+                    retry_in_ms = backoff.as_millis() as u64, "registry session ended; connecting again");
             }
         }
         tokio::select! {
@@ -80,35 +85,23 @@ enum SessionEnd {
     Lost { reason: String, was_up: bool },
 }
 
+/// A skill's registration: the lease it lives under and the catalogue registered.
+#[derive(Debug)]
+struct Registered {
+    lease: u64,
+    tools: Vec<Tool>,
+}
+
 struct Session<'a> {
     client: RegistryClient<Channel>,
     registration: &'a Registration,
     skills: &'a Supervisor,
-    registered: BTreeMap<String, Vec<Tool>>,
+    registered: &'a mut BTreeMap<String, Registered>,
 }
 
 impl Session<'_> {
-    async fn run(mut self, catalog_changed: &Notify, shutdown: &CancellationToken) -> SessionEnd {
-        let lost = |reason: String| SessionEnd::Lost {
-            reason,
-            was_up: false,
-        };
-        let ttl_ms = self.registration.lease_ttl.as_millis() as u64;
-        let granted = tokio::time::timeout(
-            RPC_TIMEOUT,
-            self.client.grant_lease(GrantLeaseRequest { ttl_ms }),
-        )
-        .await;
-        let lease = match granted {
-            Ok(Ok(response)) => response.into_inner().lease_id,
-            Ok(Err(status)) => return lost(format!("grant lease: {}", status.message())),
-            Err(_) => return lost("grant lease: timed out".into()),
-        };
-        tracing::info!(lease, ttl_ms, "registry lease granted");
-        if let Err(reason) = self.sync(lease).await {
-            return lost(reason);
-        }
-        let (beats, beat_receiver) = mpsc::channel(1);
+    async fn run(&mut self, catalog_changed: &Notify, shutdown: &CancellationToken) -> SessionEnd {
+        let (beats, beat_receiver) = mpsc::channel(BEAT_QUEUE);
         let opened = tokio::time::timeout(
             RPC_TIMEOUT,
             self.client.keep_alive(ReceiverStream::new(beat_receiver)),
@@ -116,49 +109,96 @@ impl Session<'_> {
         .await;
         let mut answers = match opened {
             Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => return lost(format!("keep-alive: {}", status.message())),
-            Err(_) => return lost("keep-alive: timed out".into()),
+            Ok(Err(status)) => {
+                return SessionEnd::Lost {
+                    reason: format!("keep-alive: {}", status.message()),
+                    was_up: false,
+                }
+            }
+            Err(_) => {
+                return SessionEnd::Lost {
+                    reason: "keep-alive: timed out".into(),
+                    was_up: false,
+                }
+            }
         };
-        let mut ticker = tokio::time::interval(self.registration.lease_ttl / 3);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_answer = Instant::now();
-        let up = |reason: String| SessionEnd::Lost {
+        let lost = |reason: String| SessionEnd::Lost {
             reason,
             was_up: true,
         };
+        if let Err(reason) = self.sync().await {
+            return lost(reason);
+        }
+        let mut ticker = tokio::time::interval(self.registration.lease_ttl / 3);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_answer = Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    let revoke = self.client.revoke_lease(RevokeLeaseRequest { lease_id: lease });
-                    match tokio::time::timeout(RPC_TIMEOUT, revoke).await {
-                        Ok(Ok(_)) => tracing::info!(lease, "registry lease revoked"),
-                        _ => tracing::warn!(lease, "could not revoke the registry lease; it will expire"),
-                    }
+                    self.revoke_all().await;
                     return SessionEnd::Shutdown;
                 }
                 _ = ticker.tick() => {
-                    if last_answer.elapsed() > self.registration.lease_ttl {
-                        return up("no keep-alive answer within the lease TTL".into());
+                    if self.registered.is_empty() {
+                        last_answer = Instant::now();
+                        continue;
                     }
-                    // A full queue means the previous heartbeat is still unanswered: skip.
-                    let _ = beats.try_send(KeepAliveRequest { lease_id: lease });
+                    if last_answer.elapsed() > self.registration.lease_ttl {
+                        return lost("no keep-alive answer within the lease TTL".into());
+                    }
+                    for registered in self.registered.values() {
+                        // A full queue means earlier heartbeats are still unsent: skip.
+                        if beats.try_send(KeepAliveRequest { lease_id: registered.lease }).is_err() {
+                            tracing::debug!("keep-alive queue full; heartbeats skipped");
+                            break;
+                        }
+                    }
                 }
                 answer = answers.message() => match answer {
-                    Ok(Some(_)) => last_answer = Instant::now(),
-                    Ok(None) => return up("registry closed the keep-alive stream".into()),
-                    Err(status) => return up(format!("keep-alive: {}", status.message())),
+                    Ok(Some(answer)) => {
+                        last_answer = Instant::now();
+                        if answer.expired && self.forget_lease(answer.lease_id) {
+                            if let Err(reason) = self.sync().await {
+                                return lost(reason);
+                            }
+                        }
+                    }
+                    Ok(None) => return lost("registry closed the keep-alive stream".into()),
+                    Err(status) => return lost(format!("keep-alive: {}", status.message())),
                 },
                 () = catalog_changed.notified() => {
-                    if let Err(reason) = self.sync(lease).await {
-                        return up(reason);
+                    if let Err(reason) = self.sync().await {
+                        return lost(reason);
                     }
                 }
             }
         }
     }
 
-    /// Registers what changed since the last sync and unregisters skills no longer ready.
-    async fn sync(&mut self, lease: u64) -> Result<(), String> {
+    /// Forgets the registration under an expired lease; returns whether there was one.
+    fn forget_lease(&mut self, lease: u64) -> bool {
+        let skill = self
+            .registered
+            .iter()
+            .find(|(_, registered)| registered.lease == lease)
+            .map(|(skill, _)| skill.clone());
+        match skill {
+            Some(skill) => {
+                tracing::warn!(
+                    skill,
+                    lease,
+                    "registry lease expired; registering the skill again"
+                );
+                self.registered.remove(&skill);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Registers what changed since the last sync, each new skill under a lease of its own,
+    /// and revokes the leases of skills no longer ready (failed, stopped or removed).
+    async fn sync(&mut self) -> Result<(), String> {
         let mut desired = BTreeMap::new();
         for skill in self.skills.skills() {
             if let Some(tools) = skill.catalog() {
@@ -166,50 +206,130 @@ impl Session<'_> {
             }
         }
         for (skill, tools) in &desired {
-            if self.registered.get(skill) == Some(tools) {
-                continue;
-            }
-            let request = RegisterSkillRequest {
-                lease_id: lease,
-                skill: skill.clone(),
-                endpoint: self.registration.endpoint.clone(),
-                tools: tools.clone(),
+            let existing = self
+                .registered
+                .get(skill)
+                .map(|r| (r.lease, r.tools == *tools));
+            let lease = match existing {
+                Some((_, true)) => continue,
+                Some((lease, false)) => lease,
+                None => self.grant().await?,
             };
-            match tokio::time::timeout(RPC_TIMEOUT, self.client.register_skill(request)).await {
-                Ok(Ok(_)) => {
-                    tracing::info!(skill, tools = tools.len(), lease, "skill registered");
-                    self.registered.insert(skill.clone(), tools.clone());
+            match self.register(lease, skill, tools).await? {
+                RegisterOutcome::Done => {}
+                RegisterOutcome::LeaseGone => {
+                    // Expired since the last heartbeat: register under a new lease.
+                    self.registered.remove(skill);
+                    let lease = self.grant().await?;
+                    if self.register(lease, skill, tools).await? != RegisterOutcome::Done {
+                        self.revoke(lease, skill).await?;
+                    }
                 }
-                Ok(Err(status)) if status.code() == tonic::Code::NotFound => {
-                    return Err(format!("register {skill}: {}", status.message()));
+                RegisterOutcome::Refused => {
+                    // Not left half-registered: no stale catalogue stays behind.
+                    self.registered.remove(skill);
+                    self.revoke(lease, skill).await?;
                 }
-                Ok(Err(status)) => {
-                    // The registry refused this skill (a bound, a bad name): others go on.
-                    tracing::error!(skill, error = %status.message(), "registry refused the skill");
-                }
-                Err(_) => return Err(format!("register {skill}: timed out")),
             }
         }
-        let gone: Vec<String> = self
+        let gone: Vec<(String, u64)> = self
             .registered
-            .keys()
-            .filter(|skill| !desired.contains_key(*skill))
-            .cloned()
+            .iter()
+            .filter(|(skill, _)| !desired.contains_key(*skill))
+            .map(|(skill, registered)| (skill.clone(), registered.lease))
             .collect();
-        for skill in gone {
-            let request = UnregisterSkillRequest {
-                lease_id: lease,
-                skill: skill.clone(),
-            };
-            match tokio::time::timeout(RPC_TIMEOUT, self.client.unregister_skill(request)).await {
-                Ok(Ok(_)) => {
-                    tracing::info!(skill, lease, "skill unregistered");
-                    self.registered.remove(&skill);
-                }
-                Ok(Err(status)) => return Err(format!("unregister {skill}: {}", status.message())),
-                Err(_) => return Err(format!("unregister {skill}: timed out")),
-            }
+        for (skill, lease) in gone {
+            self.revoke(lease, &skill).await?;
+            self.registered.remove(&skill);
         }
         Ok(())
     }
+
+    async fn grant(&mut self) -> Result<u64, String> {
+        let ttl_ms = self.registration.lease_ttl.as_millis() as u64;
+        let granted = tokio::time::timeout(
+            RPC_TIMEOUT,
+            self.client.grant_lease(GrantLeaseRequest { ttl_ms }),
+        )
+        .await;
+        match granted {
+            Ok(Ok(response)) => Ok(response.into_inner().lease_id),
+            Ok(Err(status)) => Err(format!("grant lease: {}", status.message())),
+            Err(_) => Err("grant lease: timed out".into()),
+        }
+    }
+
+    async fn register(
+        &mut self,
+        lease: u64,
+        skill: &str,
+        tools: &[Tool],
+    ) -> Result<RegisterOutcome, String> {
+        let request = RegisterSkillRequest {
+            lease_id: lease,
+            skill: skill.to_string(),
+            endpoint: self.registration.endpoint.clone(),
+            tools: tools.to_vec(),
+        };
+        match tokio::time::timeout(RPC_TIMEOUT, self.client.register_skill(request)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(skill, tools = tools.len(), lease, "skill registered");
+                self.registered.insert(
+                    skill.to_string(),
+                    Registered {
+                        lease,
+                        tools: tools.to_vec(),
+                    },
+                );
+                Ok(RegisterOutcome::Done)
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => {
+                Ok(RegisterOutcome::LeaseGone)
+            }
+            Ok(Err(status)) => {
+                // The registry refused this skill (a bound, a bad name): others go on.
+                tracing::error!(skill, error = %status.message(), "registry refused the skill");
+                Ok(RegisterOutcome::Refused)
+            }
+            Err(_) => Err(format!("register {skill}: timed out")),
+        }
+    }
+
+    /// Revokes a skill's lease, taking its tools out of the registry at once.
+    async fn revoke(&mut self, lease: u64, skill: &str) -> Result<(), String> {
+        let request = RevokeLeaseRequest { lease_id: lease };
+        match tokio::time::timeout(RPC_TIMEOUT, self.client.revoke_lease(request)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(skill, lease, "skill's registry lease revoked");
+                Ok(())
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::NotFound => Ok(()),
+            Ok(Err(status)) => Err(format!("revoke the lease of {skill}: {}", status.message())),
+            Err(_) => Err(format!("revoke the lease of {skill}: timed out")),
+        }
+    }
+
+    /// Revokes every lease on shutdown; stops at the first failure (the rest expire).
+    async fn revoke_all(&mut self) {
+        let leases: Vec<(String, u64)> = self
+            .registered
+            .iter()
+            .map(|(skill, registered)| (skill.clone(), registered.lease))
+            .collect();
+        for (skill, lease) in leases {
+            if let Err(reason) = self.revoke(lease, &skill).await {
+                tracing::warn!(%reason, "could not revoke the registry leases; they will expire");
+                return;
+            }
+            self.registered.remove(&skill);
+        }
+    }
+}
+
+/// How one RegisterSkill call ended.
+#[derive(Debug, PartialEq, Eq)]
+enum RegisterOutcome {
+    Done,
+    LeaseGone,
+    Refused,
 }

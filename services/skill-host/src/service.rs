@@ -13,10 +13,10 @@ use crate::supervisor::Supervisor;
 use mimo_proto::v1::call_tool_event::Event;
 use mimo_proto::v1::skill_host_server::SkillHost;
 use mimo_proto::v1::{
-    AddSkillRequest, CallToolEvent, CallToolRequest, CallToolResponse, Gauge, GetSkillRequest,
-    ListSkillsRequest, ListSkillsResponse, ReloadSkillsRequest, ReloadSkillsResponse,
-    RemoveSkillRequest, RemoveSkillResponse, RestartSkillRequest, SkillState, SkillStatus,
-    ToolProgress,
+    AddSkillRequest, CallToolEvent, CallToolRequest, CallToolResponse, Condition, Gauge,
+    GetSkillRequest, ListSkillsRequest, ListSkillsResponse, ReloadSkillsRequest,
+    ReloadSkillsResponse, RemoveSkillRequest, RemoveSkillResponse, RestartSkillRequest, SkillState,
+    SkillStatus, ToolProgress,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
 use prost::Message;
@@ -103,7 +103,9 @@ pub async fn serve(
         ));
     }
     tasks.spawn(
-        Reporter::new("skill-host", reporting, gauges(supervisor.clone())).run(background.clone()),
+        Reporter::new("skill-host", reporting, gauges(supervisor.clone()))
+            .with_conditions(conditions(supervisor.clone()))
+            .run(background.clone()),
     );
     let service = SkillHostService {
         supervisor: supervisor.clone(),
@@ -186,6 +188,34 @@ fn advertised_endpoint(config: &SkillHostConfig, listener: &TcpListener) -> Stri
         Ok(address) => address.to_string(),
         Err(_) => String::new(),
     }
+}
+
+/// One `skill_failed` condition per skill the host gave up on: telemetry raises an alert
+/// for each until the skill is restarted or removed.
+fn conditions(supervisor: Arc<Supervisor>) -> mimo_reporter::ConditionSource {
+    Arc::new(move || {
+        supervisor
+            .skills()
+            .iter()
+            .flat_map(|pool| {
+                let many = pool.instances().len() > 1;
+                pool.instances()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, skill)| skill.state() == SkillState::Failed)
+                    .map(move |(index, skill)| Condition {
+                        name: "skill_failed".into(),
+                        subject: if many {
+                            format!("{}#{index}", pool.name())
+                        } else {
+                            pool.name().to_string()
+                        },
+                        message: skill.snapshot().error,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    })
 }
 
 fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {

@@ -10,6 +10,9 @@ pub enum TelemetryError {
         "report has no instance: set instance.service, instance.host and instance.instance_id"
     )]
     MissingInstance,
+    /// A reported condition is malformed or over a bound.
+    #[error("bad condition in report: {0}")]
+    BadCondition(String),
     /// Too many instances are reporting at once.
     #[error("instance limit reached: {limit} instances reported within the last {fresh_secs} s")]
     TooManyInstances {
@@ -23,7 +26,9 @@ pub enum TelemetryError {
 impl From<TelemetryError> for Status {
     fn from(error: TelemetryError) -> Self {
         let code = match error {
-            TelemetryError::MissingInstance => Code::InvalidArgument,
+            TelemetryError::MissingInstance | TelemetryError::BadCondition(_) => {
+                Code::InvalidArgument
+            }
             TelemetryError::TooManyInstances { .. } => Code::ResourceExhausted,
         };
         Status::new(code, error.to_string())

@@ -1,11 +1,12 @@
 //! The latest report of each instance, bounded: when full, the instance heard from least
 //! recently makes room if it has been silent for a while; otherwise the newcomer is refused.
 
+use crate::alerts::{validate_conditions, AlertBook, AlertLimits, InstanceKey};
 use crate::error::TelemetryError;
-use mimo_proto::v1::{InstanceStatus, ResourceReport};
+use mimo_proto::v1::{Alert, InstanceStatus, ResourceReport};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// Bounds of the telemetry service.
@@ -15,6 +16,8 @@ pub struct TelemetryConfig {
     pub max_instances: usize,
     /// An instance silent for this long may be forgotten to make room for a new one.
     pub evict_after: Duration,
+    /// Bounds of the alerts raised by reported conditions.
+    pub alerts: AlertLimits,
 }
 
 impl Default for TelemetryConfig {
@@ -22,11 +25,10 @@ impl Default for TelemetryConfig {
         Self {
             max_instances: 10_000,
             evict_after: Duration::from_secs(60),
+            alerts: AlertLimits::default(),
         }
     }
 }
-
-type InstanceKey = (String, String, String);
 
 #[derive(Debug)]
 struct Entry {
@@ -35,23 +37,30 @@ struct Entry {
     reports: u64,
 }
 
-/// Latest report per instance.
+/// Latest report per instance, and the alerts its conditions raise.
 #[derive(Debug)]
 pub struct InstanceTable {
     config: TelemetryConfig,
     entries: Mutex<HashMap<InstanceKey, Entry>>,
+    /// Locked after `entries` whenever both are held.
+    alerts: Mutex<AlertBook>,
 }
 
 impl InstanceTable {
     /// Returns an empty table enforcing `config`.
     pub fn new(config: TelemetryConfig) -> Self {
         Self {
-            config,
             entries: Mutex::new(HashMap::new()),
+            alerts: Mutex::new(AlertBook::new(config.alerts)),
+            config,
         }
     }
 
-    /// Records `report` as its instance's latest.
+    fn alert_book(&self) -> MutexGuard<'_, AlertBook> {
+        self.alerts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `report` as its instance's latest and applies its conditions to the alerts.
     pub fn record(&self, report: ResourceReport) -> Result<(), TelemetryError> {
         let key = match &report.instance {
             Some(id)
@@ -61,26 +70,34 @@ impl InstanceTable {
             }
             _ => return Err(TelemetryError::MissingInstance),
         };
+        validate_conditions(&report.conditions)?;
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = entries.get_mut(&key) {
-            entry.latest = report;
-            entry.received_at = now;
-            entry.reports += 1;
-            return Ok(());
+        let instance = report.instance.clone().unwrap_or_default();
+        let conditions = report.conditions.clone();
+        match entries.get_mut(&key) {
+            Some(entry) => {
+                entry.latest = report;
+                entry.received_at = now;
+                entry.reports += 1;
+            }
+            None => {
+                if entries.len() >= self.config.max_instances {
+                    self.evict_stalest(&mut entries, now)?;
+                }
+                tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting");
+                entries.insert(
+                    key.clone(),
+                    Entry {
+                        latest: report,
+                        received_at: now,
+                        reports: 1,
+                    },
+                );
+            }
         }
-        if entries.len() >= self.config.max_instances {
-            self.evict_stalest(&mut entries, now)?;
-        }
-        tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting");
-        entries.insert(
-            key,
-            Entry {
-                latest: report,
-                received_at: now,
-                reports: 1,
-            },
-        );
+        self.alert_book()
+            .observe(&key, &instance, &conditions, unix_ms());
         Ok(())
     }
 
@@ -97,6 +114,7 @@ impl InstanceTable {
         match stalest {
             Some(key) => {
                 entries.remove(&key);
+                self.alert_book().forget_instance(&key, unix_ms());
                 Ok(())
             }
             None => Err(TelemetryError::TooManyInstances {
@@ -130,10 +148,27 @@ impl InstanceTable {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// (firing, recent changes) of the alerts of instances of `service` (all when empty).
+    pub fn alerts(&self, service: &str) -> (Vec<Alert>, Vec<Alert>) {
+        self.alert_book().list(service)
+    }
+
+    /// (alerts firing, conditions that raised no alert because too many were firing).
+    pub fn alert_counts(&self) -> (usize, u64) {
+        let book = self.alert_book();
+        (book.firing_count(), book.dropped)
+    }
+
     /// Whether no instance has reported.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -171,6 +206,7 @@ mod tests {
         let table = InstanceTable::new(TelemetryConfig {
             max_instances: 2,
             evict_after: Duration::from_secs(3600),
+            ..TelemetryConfig::default()
         });
         table.record(report("a")).unwrap();
         table.record(report("b")).unwrap();
@@ -186,6 +222,7 @@ mod tests {
         let table = InstanceTable::new(TelemetryConfig {
             max_instances: 1,
             evict_after: Duration::ZERO,
+            ..TelemetryConfig::default()
         });
         table.record(report("a")).unwrap();
         table.record(report("b")).unwrap();

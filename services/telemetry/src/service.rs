@@ -3,7 +3,8 @@
 use crate::instances::{InstanceTable, TelemetryConfig};
 use mimo_proto::v1::telemetry_server::Telemetry;
 use mimo_proto::v1::{
-    Gauge, ListInstancesRequest, ListInstancesResponse, ReportSummary, ResourceReport,
+    Gauge, ListAlertsRequest, ListAlertsResponse, ListInstancesRequest, ListInstancesResponse,
+    ReportSummary, ResourceReport,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
 use std::sync::Arc;
@@ -42,10 +43,16 @@ pub async fn serve(
     let reporter = Reporter::new("telemetry", reporting, {
         let instances = instances.clone();
         Arc::new(move || {
-            vec![Gauge {
-                name: "telemetry.instances".to_string(),
-                value: instances.len() as f64,
-            }]
+            let (firing, dropped) = instances.alert_counts();
+            let gauge = |name: &str, value: f64| Gauge {
+                name: name.to_string(),
+                value,
+            };
+            vec![
+                gauge("telemetry.instances", instances.len() as f64),
+                gauge("telemetry.alerts_firing", firing as f64),
+                gauge("telemetry.alerts_dropped", dropped as f64),
+            ]
         })
     });
     tasks.spawn(reporter.run(background.clone()));
@@ -88,5 +95,13 @@ impl Telemetry for TelemetryService {
     ) -> Result<Response<ListInstancesResponse>, Status> {
         let instances = self.instances.list(&request.into_inner().service);
         Ok(Response::new(ListInstancesResponse { instances }))
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, Status> {
+        let (firing, recent) = self.instances.alerts(&request.into_inner().service);
+        Ok(Response::new(ListAlertsResponse { firing, recent }))
     }
 }

@@ -16,3 +16,10 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Largest gRPC message, in bytes, that Mimo servers and clients accept or send.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most conditions one resource report may carry (`ResourceReport.conditions`).
+pub const MAX_CONDITIONS_PER_REPORT: usize = 256;
+/// Longest condition name or subject, in bytes.
+pub const MAX_CONDITION_NAME_BYTES: usize = 256;
+/// Longest condition message, in bytes.
+pub const MAX_CONDITION_MESSAGE_BYTES: usize = 4096;

@@ -6,4 +6,4 @@ mod process;
 mod push;
 
 pub use process::{host_name, process_stats};
-pub use push::{GaugeSource, Reporter, ReporterConfig};
+pub use push::{ConditionSource, GaugeSource, Reporter, ReporterConfig};

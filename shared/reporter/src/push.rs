@@ -2,7 +2,10 @@
 
 use crate::process::{host_name, process_stats};
 use mimo_proto::connect;
-use mimo_proto::v1::{Gauge, InstanceId, ResourceReport};
+use mimo_proto::v1::{Condition, Gauge, InstanceId, ResourceReport};
+use mimo_proto::{
+    MAX_CONDITIONS_PER_REPORT, MAX_CONDITION_MESSAGE_BYTES, MAX_CONDITION_NAME_BYTES,
+};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -12,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 /// The service's own gauges, read once per report; must return quickly.
 pub type GaugeSource = Arc<dyn Fn() -> Vec<Gauge> + Send + Sync>;
+
+/// The problems the service knows of now, read once per report; must return quickly.
+pub type ConditionSource = Arc<dyn Fn() -> Vec<Condition> + Send + Sync>;
 
 /// Reports queued for sending at most; a full queue drops the newest report.
 const QUEUE_CAPACITY: usize = 4;
@@ -35,6 +41,7 @@ pub struct Reporter {
     instance: InstanceId,
     started: Instant,
     gauges: GaugeSource,
+    conditions: Option<ConditionSource>,
 }
 
 impl Reporter {
@@ -49,7 +56,15 @@ impl Reporter {
             },
             started: Instant::now(),
             gauges,
+            conditions: None,
         }
+    }
+
+    /// Adds the service's conditions to every report; each raises an alert in telemetry
+    /// while reported. Conditions over the report's bounds are cut to fit.
+    pub fn with_conditions(mut self, conditions: ConditionSource) -> Self {
+        self.conditions = Some(conditions);
+        self
     }
 
     /// This reporter's instance identity.
@@ -67,6 +82,16 @@ impl Reporter {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             process: Some(process_stats()),
             gauges: (self.gauges)(),
+            conditions: self.conditions.as_ref().map_or_else(Vec::new, |source| {
+                let mut conditions = source();
+                conditions.truncate(MAX_CONDITIONS_PER_REPORT);
+                for condition in &mut conditions {
+                    cut_to(&mut condition.name, MAX_CONDITION_NAME_BYTES);
+                    cut_to(&mut condition.subject, MAX_CONDITION_NAME_BYTES);
+                    cut_to(&mut condition.message, MAX_CONDITION_MESSAGE_BYTES);
+                }
+                conditions
+            }),
         }
     }
 
@@ -143,6 +168,17 @@ impl Reporter {
                 },
             }
         }
+    }
+}
+
+/// Shortens `text` to at most `limit` bytes, on a character boundary.
+fn cut_to(text: &mut String, limit: usize) {
+    if text.len() > limit {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 
