@@ -863,3 +863,118 @@ fn a_killed_mimo_up_takes_its_skills_along_and_the_next_run_ends_what_was_left()
         second.log()
     );
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_loopback_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Public tool names `mimo tools list` prints, or why it could not list them.
+fn listed_tools(folder: &Path, registry: &str) -> Result<Vec<String>, String> {
+    let mut command = mimo_command(folder);
+    command.args(["tools", "list", "--registry-address", registry]);
+    let listed = run(command);
+    if !listed.status.success() {
+        return Err(format!("{}: {}", listed.status, text(&listed.stderr)));
+    }
+    Ok(text(&listed.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect())
+}
+
+#[test]
+fn a_killed_registry_has_every_tool_back_within_two_heartbeats_of_its_restart() {
+    let variables = test_variables();
+    let folder = tempfile::tempdir().expect("tempdir");
+    let skills_file = folder.path().join("skills.json");
+    let skills = serde_json::json!({"mcpServers": {
+        "everything": server_entry(&variables, "EVERYTHING"),
+        "time": server_entry(&variables, "TIME"),
+    }});
+    std::fs::write(&skills_file, skills.to_string()).expect("write skills file");
+    let registry = format!("127.0.0.1:{}", free_loopback_port());
+    let heartbeat = Duration::from_secs(2);
+    let lease_ttl_ms = (heartbeat * 3).as_millis().to_string();
+    let start_registry = |log_name: &str| {
+        let log = std::fs::File::create(folder.path().join(log_name)).expect("log file");
+        let mut command = mimo_command(folder.path());
+        command
+            .args(["registry", "--registry-listen", &registry])
+            .args(["--telemetry-address", "127.0.0.1:1"])
+            .stdout(Stdio::null())
+            .stderr(log);
+        KillOnDrop(command.spawn().expect("spawn mimo registry"))
+    };
+    let mut first_registry = start_registry("registry-1.log");
+    let host_log = std::fs::File::create(folder.path().join("skill-host.log")).expect("log");
+    let mut command = mimo_command(folder.path());
+    command
+        .args(["skill-host", "--skill-host-listen", "127.0.0.1:0"])
+        .args(["--registry-address", &registry])
+        .args(["--telemetry-address", "127.0.0.1:1"])
+        .args(["--lease-ttl-ms", &lease_ttl_ms])
+        .arg("--skills")
+        .arg(&skills_file)
+        .arg("--data-dir")
+        .arg(folder.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(host_log);
+    let _host = KillOnDrop(command.spawn().expect("spawn mimo skill-host"));
+    let host_log = || std::fs::read_to_string(folder.path().join("skill-host.log")).unwrap();
+
+    let before = wait_until("both skills' tools registered", PATIENCE, || {
+        let tools = listed_tools(folder.path(), &registry)?;
+        let has = |prefix: &str| tools.iter().any(|name| name.starts_with(prefix));
+        if has("everything_") && has("time_") {
+            Ok(tools)
+        } else {
+            Err(format!("listed: {tools:?}"))
+        }
+    });
+
+    first_registry.0.kill().expect("SIGKILL the registry");
+    first_registry.0.wait().expect("reap the registry");
+    let gone = listed_tools(folder.path(), &registry).expect_err("no registry is listening");
+    assert!(gone.contains("cannot reach"), "{gone}");
+
+    let _second_registry = start_registry("registry-2.log");
+    let listening = wait_until("the new registry to listen", PATIENCE, || {
+        std::net::TcpStream::connect(&registry)
+            .map(|_| Instant::now())
+            .map_err(|e| e.to_string())
+    });
+    let after = wait_until("every tool back in the new registry", PATIENCE, || {
+        let tools = listed_tools(folder.path(), &registry)?;
+        if tools == before {
+            Ok(tools)
+        } else {
+            Err(format!("listed: {tools:?}"))
+        }
+    });
+    let back_after = listening.elapsed();
+    eprintln!(
+        "{} tools back {back_after:?} after the registry listened again",
+        after.len()
+    );
+    assert_eq!(after, before);
+    assert!(
+        back_after <= heartbeat * 2,
+        "tools came back {back_after:?} after the registry listened; heartbeats go every \
+         {heartbeat:?}\n{}",
+        host_log()
+    );
+}

@@ -76,7 +76,9 @@ pub async fn run_registrar(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        // Never wait longer than a heartbeat interval: a restarted registry gets every
+        // skill back within two intervals of coming up.
+        backoff = (backoff * 2).min(MAX_BACKOFF.min(registration.lease_ttl / 3));
     }
 }
 
