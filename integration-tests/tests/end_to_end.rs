@@ -19,6 +19,8 @@ const PATIENCE: Duration = Duration::from_secs(90);
 
 #[path = "end_to_end/interop.rs"]
 mod interop;
+#[path = "end_to_end/registry.rs"]
+mod registry;
 #[path = "end_to_end/supervision.rs"]
 mod supervision;
 

@@ -18,16 +18,25 @@ pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<
     let mut registry = connect::registry(connect::channel(&settings.registry_address).await?);
     match action {
         ToolsAction::List { skill, json } => {
-            let request = ListToolsRequest {
-                skill: skill.unwrap_or_default(),
-                name_prefix: String::new(),
-            };
-            let tools = registry
-                .list_tools(request)
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .tools;
+            let mut tools = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let request = ListToolsRequest {
+                    skill: skill.clone().unwrap_or_default(),
+                    page_token,
+                    ..ListToolsRequest::default()
+                };
+                let page = registry
+                    .list_tools(request)
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                tools.extend(page.tools);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             for tool in &tools {
                 let described = tool.tool.clone().unwrap_or_default();
                 if json {

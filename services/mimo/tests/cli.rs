@@ -891,7 +891,6 @@ fn listed_tools(folder: &Path, registry: &str) -> Result<Vec<String>, String> {
     }
     Ok(text(&listed.stdout)
         .lines()
-        .skip(1)
         .filter_map(|line| line.split_whitespace().next().map(str::to_string))
         .collect())
 }

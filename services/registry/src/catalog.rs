@@ -1,8 +1,17 @@
 //! The catalogue of registered skills and their tools, indexed by public tool name.
 
 use crate::naming::{disambiguated_tool_name, public_tool_name};
-use mimo_proto::v1::Tool;
+use mimo_proto::v1::{Tool, WatchEvent, WatchEventType};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Why a skill leaves the catalogue, as watchers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Departure {
+    /// Unregistered, or its lease revoked.
+    Removed,
+    /// Its lease expired.
+    Expired,
+}
 
 /// Who registered a skill: the lease and the skill's name.
 type SkillKey = (u64, String);
@@ -30,6 +39,8 @@ pub(crate) struct Catalog {
     skills_by_lease: HashMap<u64, BTreeSet<String>>,
     tools: BTreeMap<String, BTreeMap<SkillKey, ToolProvider>>,
     tool_count: usize,
+    /// Events of the change under way, taken by [`Catalog::take_events`].
+    events: Vec<WatchEvent>,
 }
 
 impl Catalog {
@@ -58,8 +69,8 @@ impl Catalog {
         endpoint: &str,
         tools: Vec<Tool>,
     ) -> Vec<String> {
-        self.remove_skill(lease, skill);
         let key: SkillKey = (lease, skill.to_string());
+        let previous = self.detach_skill(&key);
         let mut entry = SkillEntry {
             endpoint: endpoint.to_string(),
             tools: Vec::with_capacity(tools.len()),
@@ -78,6 +89,7 @@ impl Catalog {
         }
         self.tool_count += entry.tools.len();
         let names = entry.tools.iter().map(|(name, _)| name.clone()).collect();
+        self.record_registration(&key, previous.as_ref(), &entry);
         self.skills.insert(key, entry);
         self.skills_by_lease
             .entry(lease)
@@ -87,12 +99,114 @@ impl Catalog {
     }
 
     /// Removes every skill attached to the lease; returns how many there were.
-    pub(crate) fn remove_lease(&mut self, lease: u64) -> usize {
+    pub(crate) fn remove_lease(&mut self, lease: u64, why: Departure) -> usize {
         let skills = self.skills_by_lease.remove(&lease).unwrap_or_default();
         for skill in &skills {
-            self.remove_skill(lease, skill);
+            self.remove_skill(lease, skill, why);
         }
         skills.len()
+    }
+
+    /// Removes one skill from the lease; returns how many tools went with it.
+    pub(crate) fn remove_skill(&mut self, lease: u64, skill: &str, why: Departure) -> usize {
+        let key: SkillKey = (lease, skill.to_string());
+        let Some(entry) = self.detach_skill(&key) else {
+            return 0;
+        };
+        if let Some(skills) = self.skills_by_lease.get_mut(&lease) {
+            skills.remove(skill);
+            if skills.is_empty() {
+                self.skills_by_lease.remove(&lease);
+            }
+        }
+        let kind = match why {
+            Departure::Removed => WatchEventType::SkillRemoved,
+            Departure::Expired => WatchEventType::SkillExpired,
+        };
+        self.record(kind, &key, &entry.endpoint, "", None);
+        for (name, _) in &entry.tools {
+            self.record(
+                WatchEventType::ToolRemoved,
+                &key,
+                &entry.endpoint,
+                name,
+                None,
+            );
+        }
+        entry.tools.len()
+    }
+
+    /// The events of the changes made since the last call, in order.
+    pub(crate) fn take_events(&mut self) -> Vec<WatchEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Takes the skill's entry out of every index (the lease index excepted).
+    fn detach_skill(&mut self, key: &SkillKey) -> Option<SkillEntry> {
+        let entry = self.skills.remove(key)?;
+        self.tool_count -= entry.tools.len();
+        for (name, _) in &entry.tools {
+            if let Some(providers) = self.tools.get_mut(name) {
+                providers.remove(key);
+                if providers.is_empty() {
+                    self.tools.remove(name);
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// Records what a registration changed: the skill, then each tool added, updated or gone.
+    fn record_registration(
+        &mut self,
+        key: &SkillKey,
+        previous: Option<&SkillEntry>,
+        entry: &SkillEntry,
+    ) {
+        let endpoint = &entry.endpoint;
+        let before: BTreeMap<&str, &Tool> = previous
+            .map(|p| p.tools.iter().map(|(n, t)| (n.as_str(), t)).collect())
+            .unwrap_or_default();
+        let kind = if previous.is_some() {
+            WatchEventType::SkillUpdated
+        } else {
+            WatchEventType::SkillAdded
+        };
+        self.record(kind, key, endpoint, "", None);
+        for (name, tool) in &entry.tools {
+            match before.get(name.as_str()) {
+                Some(old) if *old == tool && previous.is_some_and(|p| &p.endpoint == endpoint) => {}
+                Some(_) => {
+                    self.record(WatchEventType::ToolUpdated, key, endpoint, name, Some(tool))
+                }
+                None => self.record(WatchEventType::ToolAdded, key, endpoint, name, Some(tool)),
+            }
+        }
+        let now: BTreeSet<&str> = entry.tools.iter().map(|(n, _)| n.as_str()).collect();
+        for (name, _) in before {
+            if !now.contains(name) {
+                let endpoint = previous.map_or(endpoint, |p| &p.endpoint);
+                self.record(WatchEventType::ToolRemoved, key, endpoint, name, None);
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        kind: WatchEventType,
+        key: &SkillKey,
+        endpoint: &str,
+        tool_name: &str,
+        tool: Option<&Tool>,
+    ) {
+        self.events.push(WatchEvent {
+            r#type: kind as i32,
+            skill: key.1.clone(),
+            lease_id: key.0,
+            endpoint: endpoint.to_string(),
+            tool_name: tool_name.to_string(),
+            tool: tool.cloned(),
+        });
     }
 
     /// Providers of the public tool name, in a stable order.
@@ -103,38 +217,27 @@ impl Catalog {
             .unwrap_or_default()
     }
 
-    /// Every public tool name with its providers, sorted by name.
-    pub(crate) fn tools(&self) -> impl Iterator<Item = (&String, Vec<&ToolProvider>)> {
+    /// Public tool names after `after` (from the start when empty) and not before `from`,
+    /// with their providers, sorted by name.
+    pub(crate) fn tools_after(
+        &self,
+        after: &str,
+        from: &str,
+    ) -> impl Iterator<Item = (&String, Vec<&ToolProvider>)> {
+        use std::ops::Bound;
+        let start = if after.is_empty() || after < from {
+            Bound::Included(from.to_string())
+        } else {
+            Bound::Excluded(after.to_string())
+        };
         self.tools
-            .iter()
+            .range((start, Bound::Unbounded))
             .map(|(name, providers)| (name, providers.values().collect()))
     }
 
     /// Every registered skill with its lease, sorted by lease then name.
     pub(crate) fn skills(&self) -> impl Iterator<Item = (&SkillKey, &SkillEntry)> {
         self.skills.iter()
-    }
-
-    /// Removes one skill from the lease; returns how many tools went with it.
-    pub(crate) fn remove_skill(&mut self, lease: u64, skill: &str) -> usize {
-        let key: SkillKey = (lease, skill.to_string());
-        let Some(entry) = self.skills.remove(&key) else {
-            return 0;
-        };
-        let removed = entry.tools.len();
-        self.tool_count -= entry.tools.len();
-        for (name, _) in entry.tools {
-            if let Some(providers) = self.tools.get_mut(&name) {
-                providers.remove(&key);
-                if providers.is_empty() {
-                    self.tools.remove(&name);
-                }
-            }
-        }
-        if let Some(skills) = self.skills_by_lease.get_mut(&lease) {
-            skills.remove(skill);
-        }
-        removed
     }
 
     /// The plain public name, unless a different (skill, tool) pair holds it already.

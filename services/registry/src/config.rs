@@ -15,6 +15,10 @@ pub struct RegistryConfig {
     pub max_skills: usize,
     /// Most tools registered at once, over all skills.
     pub max_tools: usize,
+    /// Changes kept for watchers to resume from.
+    pub watch_history: usize,
+    /// Most Watch streams open at once.
+    pub max_watchers: usize,
 }
 
 impl Default for RegistryConfig {
@@ -25,6 +29,8 @@ impl Default for RegistryConfig {
             max_leases: 10_000,
             max_skills: 10_000,
             max_tools: 10_000,
+            watch_history: 10_000,
+            max_watchers: 1_000,
         }
     }
 }

@@ -12,9 +12,12 @@ mod leases;
 mod naming;
 mod service;
 mod state;
+mod watch;
+mod watcher;
 
 pub use config::RegistryConfig;
 pub use error::RegistryError;
 pub use naming::{disambiguated_tool_name, public_tool_name};
 pub use service::{serve, RegistryService};
-pub use state::RegistryState;
+pub use state::{RegistryCounters, RegistryState, Subscription, ToolPage, MAX_PAGE_SIZE};
+pub use watch::{Change, Compacted};

@@ -2,13 +2,14 @@
 
 use crate::config::RegistryConfig;
 use crate::state::RegistryState;
+use crate::watcher::compacted_answer;
 use mimo_proto::v1::registry_server::Registry;
 use mimo_proto::v1::{
     Gauge, GrantLeaseRequest, GrantLeaseResponse, KeepAliveRequest, KeepAliveResponse,
     ListRegisteredSkillsRequest, ListRegisteredSkillsResponse, ListToolsRequest, ListToolsResponse,
     RegisterSkillRequest, RegisterSkillResponse, ResolveToolRequest, ResolveToolResponse,
     RevokeLeaseRequest, RevokeLeaseResponse, TimeToLiveRequest, TimeToLiveResponse,
-    UnregisterSkillRequest, UnregisterSkillResponse,
+    UnregisterSkillRequest, UnregisterSkillResponse, WatchRequest, WatchResponse,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
 use std::sync::Arc;
@@ -21,6 +22,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// Responses buffered per KeepAlive stream; a client that stops reading stalls only itself.
 const KEEP_ALIVE_BUFFER: usize = 16;
+/// Changes buffered per Watch stream; a watcher that falls further behind resumes from the
+/// history, or is told its place was compacted.
+const WATCH_BUFFER: usize = 64;
 
 /// The gRPC face of a [`RegistryState`].
 #[derive(Debug, Clone)]
@@ -54,12 +58,40 @@ pub async fn serve(
     });
     let reporter = Reporter::new("registry", reporting, {
         let state = state.clone();
+        let rate = std::sync::Mutex::new((0u64, std::time::Instant::now()));
         Arc::new(move || {
             let (leases, skills, tools) = state.counts();
+            let total = |counter: &std::sync::atomic::AtomicU64| {
+                counter.load(std::sync::atomic::Ordering::Relaxed)
+            };
+            let keep_alives = total(&state.counters.keep_alives);
+            // Heartbeats per second since the previous report.
+            let per_second = {
+                let mut last = rate.lock().unwrap_or_else(|p| p.into_inner());
+                let seconds = last.1.elapsed().as_secs_f64();
+                let per_second = if seconds > 0.0 {
+                    keep_alives.saturating_sub(last.0) as f64 / seconds
+                } else {
+                    0.0
+                };
+                *last = (keep_alives, std::time::Instant::now());
+                per_second
+            };
             vec![
-                gauge("registry.leases", leases),
-                gauge("registry.skills", skills),
-                gauge("registry.tools", tools),
+                gauge("registry.leases", leases as f64),
+                gauge("registry.skills", skills as f64),
+                gauge("registry.tools", tools as f64),
+                gauge("registry.watchers", state.watchers() as f64),
+                gauge("registry.keep_alives_total", keep_alives as f64),
+                gauge("registry.keep_alives_per_second", per_second),
+                gauge(
+                    "registry.expirations_total",
+                    total(&state.counters.expirations) as f64,
+                ),
+                gauge(
+                    "registry.registrations_total",
+                    total(&state.counters.registrations) as f64,
+                ),
             ]
         })
     });
@@ -75,10 +107,10 @@ pub async fn serve(
     result
 }
 
-fn gauge(name: &str, value: usize) -> Gauge {
+fn gauge(name: &str, value: f64) -> Gauge {
     Gauge {
         name: name.to_string(),
-        value: value as f64,
+        value,
     }
 }
 
@@ -199,8 +231,17 @@ impl Registry for RegistryService {
         request: Request<ListToolsRequest>,
     ) -> Result<Response<ListToolsResponse>, Status> {
         let request = request.into_inner();
-        let tools = self.state.list_tools(&request.skill, &request.name_prefix);
-        Ok(Response::new(ListToolsResponse { tools }))
+        let page = self.state.list_tools(
+            &request.skill,
+            &request.name_prefix,
+            request.page_size,
+            &request.page_token,
+        )?;
+        Ok(Response::new(ListToolsResponse {
+            tools: page.tools,
+            next_page_token: page.next_page_token,
+            revision: page.revision,
+        }))
     }
 
     async fn resolve_tool(
@@ -210,6 +251,31 @@ impl Registry for RegistryService {
         Ok(Response::new(
             self.state.resolve_tool(&request.into_inner().name)?,
         ))
+    }
+
+    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        match self.state.watch(request.start_revision)? {
+            Err(compacted) => {
+                let _ = sender.try_send(Ok(compacted_answer(compacted)));
+            }
+            Ok(subscription) => {
+                tokio::spawn(crate::watcher::follow(
+                    self.state.clone(),
+                    subscription,
+                    request.skill,
+                    sender,
+                    self.shutdown.clone(),
+                ));
+            }
+        }
+        Ok(Response::new(ReceiverStream::new(receiver)))
     }
 
     async fn list_skills(

@@ -1,12 +1,13 @@
 //! The registry's state: leases and catalogue behind one lock, so that a lease and
 //! everything attached to it always change together, and the task that expires leases.
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Departure};
 use crate::config::RegistryConfig;
 use crate::error::RegistryError;
 use crate::leases::LeaseTable;
+use crate::watch::{Change, Compacted, WatchHub};
 use mimo_proto::v1::{RegisteredSkill, RegisteredTool, ResolveToolResponse, Tool};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -15,11 +16,45 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest skill or tool name accepted.
 const MAX_NAME_LEN: usize = 256;
+/// Most tools in one ListTools answer.
+pub const MAX_PAGE_SIZE: usize = 1000;
 
 #[derive(Debug)]
 struct Tables {
     leases: LeaseTable,
     catalog: Catalog,
+    /// Changes of `catalog`, published in the same critical section as the change itself.
+    hub: WatchHub,
+}
+
+impl Tables {
+    /// Publishes the catalogue's pending events as one change.
+    fn publish(&mut self) {
+        let events = self.catalog.take_events();
+        self.hub.publish(events);
+    }
+}
+
+/// One page of ListTools.
+#[derive(Debug)]
+pub struct ToolPage {
+    /// The tools of this page, sorted by public name.
+    pub tools: Vec<RegisteredTool>,
+    /// Token for the next page; empty on the last.
+    pub next_page_token: String,
+    /// The catalogue's revision when the page was read.
+    pub revision: u64,
+}
+
+/// Running totals since the registry started.
+#[derive(Debug, Default)]
+pub struct RegistryCounters {
+    /// Heartbeats answered (known leases and expired ones).
+    pub keep_alives: AtomicU64,
+    /// Leases that expired.
+    pub expirations: AtomicU64,
+    /// RegisterSkill calls that succeeded.
+    pub registrations: AtomicU64,
 }
 
 /// Shared registry state; every method is a short critical section with no await inside.
@@ -30,19 +65,25 @@ pub struct RegistryState {
     /// Woken when a lease is granted, so the expiry task can wait for an earlier deadline.
     deadline_changed: Notify,
     round_robin: AtomicUsize,
+    watchers: AtomicUsize,
+    /// Totals for the metrics.
+    pub counters: RegistryCounters,
 }
 
 impl RegistryState {
     /// Returns an empty registry enforcing `config`.
     pub fn new(config: RegistryConfig) -> Self {
         Self {
-            config,
             tables: Mutex::new(Tables {
                 leases: LeaseTable::new(),
                 catalog: Catalog::default(),
+                hub: WatchHub::new(config.watch_history),
             }),
+            config,
             deadline_changed: Notify::new(),
             round_robin: AtomicUsize::new(0),
+            watchers: AtomicUsize::new(0),
+            counters: RegistryCounters::default(),
         }
     }
 
@@ -75,6 +116,7 @@ impl RegistryState {
 
     /// Refreshes a lease; returns its TTL.
     pub fn keep_alive(&self, lease: u64) -> Result<Duration, RegistryError> {
+        self.counters.keep_alives.fetch_add(1, Ordering::Relaxed);
         self.tables()
             .leases
             .keep_alive(lease, Instant::now())
@@ -87,7 +129,8 @@ impl RegistryState {
         if !tables.leases.revoke(lease) {
             return Err(RegistryError::LeaseNotFound(lease));
         }
-        let removed = tables.catalog.remove_lease(lease);
+        let removed = tables.catalog.remove_lease(lease, Departure::Removed);
+        tables.publish();
         tracing::info!(lease, skills_removed = removed, "lease revoked");
         Ok(removed)
     }
@@ -148,6 +191,9 @@ impl RegistryState {
         )?;
         let tool_count = tools.len();
         let names = tables.catalog.register(lease, skill, endpoint, tools);
+        tables.publish();
+        drop(tables);
+        self.counters.registrations.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             lease,
             skill,
@@ -164,18 +210,39 @@ impl RegistryState {
         if tables.leases.time_to_live(lease, Instant::now()).is_none() {
             return Err(RegistryError::LeaseNotFound(lease));
         }
-        let removed = tables.catalog.remove_skill(lease, skill);
+        let removed = tables
+            .catalog
+            .remove_skill(lease, skill, Departure::Removed);
+        tables.publish();
         tracing::info!(lease, skill, tools_removed = removed, "skill unregistered");
         Ok(removed)
     }
 
-    /// Live tools, filtered by skill and public-name prefix when those are non-empty.
-    pub fn list_tools(&self, skill: &str, name_prefix: &str) -> Vec<RegisteredTool> {
+    /// One page of live tools, filtered by skill and public-name prefix when those are
+    /// non-empty, starting after `page_token` (the last name of the previous page).
+    pub fn list_tools(
+        &self,
+        skill: &str,
+        name_prefix: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<ToolPage, RegistryError> {
+        let page_size = match page_size as usize {
+            0 => MAX_PAGE_SIZE,
+            size if size > MAX_PAGE_SIZE => {
+                return Err(RegistryError::InvalidArgument(format!(
+                    "page_size is {size}; the largest page is {MAX_PAGE_SIZE} tools"
+                )))
+            }
+            size => size,
+        };
         let tables = self.tables();
-        tables
+        let mut tools = Vec::new();
+        let mut next_page_token = String::new();
+        let matching = tables
             .catalog
-            .tools()
-            .filter(|(name, _)| name.starts_with(name_prefix))
+            .tools_after(page_token, name_prefix)
+            .take_while(|(name, _)| name.starts_with(name_prefix))
             .filter_map(|(name, providers)| {
                 let first = providers.first()?;
                 if !skill.is_empty() && first.skill != skill {
@@ -187,8 +254,64 @@ impl RegistryState {
                     tool: Some(first.tool.clone()),
                     endpoints: providers.iter().map(|p| p.endpoint.clone()).collect(),
                 })
-            })
-            .collect()
+            });
+        for tool in matching {
+            if tools.len() == page_size {
+                next_page_token = tools
+                    .last()
+                    .map(|last: &RegisteredTool| last.name.clone())
+                    .unwrap_or_default();
+                break;
+            }
+            tools.push(tool);
+        }
+        Ok(ToolPage {
+            tools,
+            next_page_token,
+            revision: tables.hub.revision(),
+        })
+    }
+
+    /// Opens a watch from `start` (0: from now on): the changes kept since then and a feed of
+    /// the later ones, with a slot counted against the watcher limit until it is dropped.
+    pub fn watch(
+        self: &std::sync::Arc<Self>,
+        start: u64,
+    ) -> Result<Result<Subscription, Compacted>, RegistryError> {
+        let open = self.watchers.fetch_add(1, Ordering::Relaxed);
+        let slot = WatcherSlot(self.clone());
+        if open >= self.config.max_watchers {
+            return Err(RegistryError::LimitReached {
+                what: "watchers",
+                current: open,
+                adding: 1,
+                limit: self.config.max_watchers,
+            });
+        }
+        let tables = self.tables();
+        Ok(tables
+            .hub
+            .subscribe(start)
+            .map(|(backlog, live)| Subscription {
+                backlog,
+                live,
+                _slot: slot,
+            }))
+    }
+
+    /// Changes from `start` on, for a watcher that fell behind its live feed.
+    pub fn changes_since(&self, start: u64) -> Result<Vec<Change>, Compacted> {
+        self.tables().hub.since(start)
+    }
+
+    /// The oldest revision a watch may start from now.
+    pub fn oldest_revision(&self) -> u64 {
+        self.tables().hub.oldest()
+    }
+
+    /// Number of Watch streams open.
+    pub fn watchers(&self) -> usize {
+        self.watchers.load(Ordering::Relaxed)
     }
 
     /// Says which skill and endpoint serve a public tool name, spreading calls round robin.
@@ -258,9 +381,31 @@ impl RegistryState {
     fn expire_due(&self, now: Instant) {
         let mut tables = self.tables();
         for lease in tables.leases.take_expired(now) {
-            let skills = tables.catalog.remove_lease(lease);
+            let skills = tables.catalog.remove_lease(lease, Departure::Expired);
+            tables.publish();
+            self.counters.expirations.fetch_add(1, Ordering::Relaxed);
             tracing::info!(lease, skills_removed = skills, "lease expired");
         }
+    }
+}
+
+/// An open watch: what happened since its start revision, then the live changes.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Changes already made since the start revision, oldest first.
+    pub backlog: Vec<Change>,
+    /// Later changes as they happen.
+    pub live: tokio::sync::broadcast::Receiver<Change>,
+    _slot: WatcherSlot,
+}
+
+/// Counts one open watch until dropped.
+#[derive(Debug)]
+struct WatcherSlot(std::sync::Arc<RegistryState>);
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
