@@ -71,6 +71,7 @@ async fn call(
         skill: target.skill,
         tool: target.tool,
         arguments_json: arguments_json.to_string(),
+        lease_id: 0,
     });
     request.set_timeout(Duration::from_secs(30));
     Ok(mimo_proto::connect::skill_host(channel)
@@ -174,6 +175,7 @@ async fn bad_tool_calls_get_clear_errors_and_the_host_keeps_serving() {
             skill: "nope".into(),
             tool: "echo".into(),
             arguments_json: String::new(),
+            lease_id: 0,
         })
         .await
         .unwrap_err();
@@ -188,6 +190,7 @@ async fn bad_tool_calls_get_clear_errors_and_the_host_keeps_serving() {
             skill: "time".into(),
             tool: "nope".into(),
             arguments_json: String::new(),
+            lease_id: 0,
         })
         .await
         .unwrap_err();
@@ -297,6 +300,7 @@ async fn a_skill_that_fails_to_start_is_reported_and_the_others_run() {
             skill: "crashes".into(),
             tool: "anything".into(),
             arguments_json: String::new(),
+            lease_id: 0,
         })
         .await
         .unwrap_err();
@@ -632,6 +636,7 @@ async fn a_call_past_its_deadline_is_abandoned_and_the_skill_keeps_serving() {
         skill: "everything".into(),
         tool: "trigger-long-running-operation".into(),
         arguments_json: r#"{"duration": 60, "steps": 2}"#.into(),
+        lease_id: 0,
     });
     let started = std::time::Instant::now();
     let late = host.call_tool(request).await.unwrap_err();

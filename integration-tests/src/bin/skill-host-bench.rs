@@ -197,6 +197,7 @@ impl Host {
             skill: "skill0".into(),
             tool: "echo".into(),
             arguments_json: r#"{"text":"x"}"#.into(),
+            lease_id: 0,
         };
         client.clone().call_tool(request).await.expect("call");
     }

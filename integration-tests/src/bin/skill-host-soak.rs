@@ -97,6 +97,7 @@ async fn call(
         skill: skill.into(),
         tool: tool.into(),
         arguments_json: arguments.into(),
+        lease_id: 0,
     });
     request.set_timeout(timeout);
     match host.clone().call_tool(request).await {

@@ -202,6 +202,7 @@ async fn progress_of_a_long_running_tool_streams_before_its_result() {
         skill: "everything".into(),
         tool: "trigger-long-running-operation".into(),
         arguments_json: r#"{"duration": 2, "steps": 4}"#.into(),
+        lease_id: 0,
     });
     request.set_timeout(PATIENCE);
     let mut events = host
@@ -238,6 +239,7 @@ async fn progress_of_a_long_running_tool_streams_before_its_result() {
             skill: "nope".into(),
             tool: "x".into(),
             arguments_json: String::new(),
+            lease_id: 0,
         })
         .await
         .unwrap_err();
@@ -256,6 +258,7 @@ async fn call_skill(
         skill: skill.into(),
         tool: tool.into(),
         arguments_json: arguments.to_string(),
+        lease_id: 0,
     });
     request.set_timeout(PATIENCE);
     let response = host
@@ -343,6 +346,7 @@ async fn every_tool_of_the_everything_and_time_servers_answers() {
         skill: "everything".into(),
         tool: "simulate-research-query".into(),
         arguments_json: json!({"topic": "process groups"}).to_string(),
+        lease_id: 0,
     });
     request.set_timeout(PATIENCE);
     let unsupported = host.clone().call_tool(request).await.unwrap().into_inner();

@@ -4,11 +4,13 @@
 
 use super::PATIENCE;
 use mimo_integration_tests::{wait_until, Cluster, ClusterBuilder};
+use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{
     AddSkillRequest, AlertState, CallToolRequest, CallToolResponse, GetSkillRequest,
     ListAlertsRequest, ListRegisteredSkillsRequest, ListToolsRequest, ReloadSkillsRequest,
-    RemoveSkillRequest, RestartSkillRequest, SkillState, SkillStatus, TimeToLiveRequest,
+    RemoveSkillRequest, ResolveToolRequest, RestartSkillRequest, RevokeLeaseRequest, SkillState,
+    SkillStatus, TimeToLiveRequest,
 };
 use mimo_skill_host::SkillSpec;
 use std::collections::BTreeMap;
@@ -61,6 +63,7 @@ async fn call_on(
         skill: skill.into(),
         tool: tool.into(),
         arguments_json: arguments_json.into(),
+        lease_id: 0,
     });
     request.set_timeout(timeout);
     Ok(host.clone().call_tool(request).await?.into_inner())
@@ -891,5 +894,79 @@ async fn a_missing_working_directory_is_named_as_the_reason() {
         "{}",
         failed.error
     );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_whose_lease_expired_registers_again_and_refuses_stale_routes() {
+    let cluster = ClusterBuilder::default()
+        .skill("steady", misbehaving(&[]))
+        .lease_ttl(Duration::from_secs(3))
+        .start()
+        .await;
+    let host = cluster.skill_host().await;
+    wait_for_state(&host, "steady", SkillState::Ready).await;
+    let mut registry = cluster.registry().await;
+    let resolve = |registry: &RegistryClient<Channel>| {
+        let mut registry = registry.clone();
+        async move {
+            registry
+                .resolve_tool(ResolveToolRequest {
+                    name: "steady_echo".into(),
+                })
+                .await
+                .map(|response| response.into_inner())
+        }
+    };
+    let routed = wait_until("steady_echo registered", PATIENCE, || async {
+        resolve(&registry).await.ok()
+    })
+    .await;
+    assert_ne!(routed.lease_id, 0);
+    let call = |lease_id: u64| {
+        let mut host = host.clone();
+        async move {
+            host.call_tool(CallToolRequest {
+                skill: "steady".into(),
+                tool: "echo".into(),
+                arguments_json: r#"{"text":"hi"}"#.into(),
+                lease_id,
+            })
+            .await
+        }
+    };
+    call(routed.lease_id)
+        .await
+        .expect("a call routed by the live registration");
+
+    // The registration goes as after a long pause; the next heartbeat tells the host.
+    registry
+        .revoke_lease(RevokeLeaseRequest {
+            lease_id: routed.lease_id,
+        })
+        .await
+        .unwrap();
+    let old_lease = routed.lease_id;
+    let again = wait_until("steady registered under a new lease", PATIENCE, || {
+        let registry = registry.clone();
+        async move {
+            resolve(&registry)
+                .await
+                .ok()
+                .filter(|resolved| resolved.lease_id != old_lease)
+        }
+    })
+    .await;
+    let stale = call(routed.lease_id)
+        .await
+        .expect_err("the old route is stale");
+    assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
+    assert!(
+        stale.message().contains("resolve the tool again"),
+        "{}",
+        stale.message()
+    );
+    call(again.lease_id).await.expect("the new route works");
+    call(0).await.expect("a call with no route to check");
     cluster.stop().await;
 }

@@ -77,6 +77,7 @@ pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<
                 skill: target.skill,
                 tool: target.tool,
                 arguments_json: args,
+                lease_id: target.lease_id,
             });
             request.set_timeout(Duration::from_millis(timeout_ms));
             let result = connect::skill_host(channel)

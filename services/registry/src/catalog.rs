@@ -30,6 +30,8 @@ pub(crate) struct ToolProvider {
     pub(crate) skill: String,
     pub(crate) tool: Tool,
     pub(crate) endpoint: String,
+    /// The lease the skill is registered under here.
+    pub(crate) lease: u64,
 }
 
 /// Skills and tools; every change keeps the indexes consistent.
@@ -83,6 +85,7 @@ impl Catalog {
                     skill: skill.to_string(),
                     tool: tool.clone(),
                     endpoint: endpoint.to_string(),
+                    lease,
                 },
             );
             entry.tools.push((name, tool));

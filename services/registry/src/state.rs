@@ -332,6 +332,7 @@ impl RegistryState {
             tool: first.tool.name.clone(),
             endpoint: providers[turn].endpoint.clone(),
             endpoints: providers.iter().map(|p| p.endpoint.clone()).collect(),
+            lease_id: providers[turn].lease,
         })
     }
 

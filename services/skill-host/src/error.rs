@@ -75,6 +75,16 @@ pub enum SkillHostError {
         /// The gRPC message limit.
         limit: usize,
     },
+    /// The call was routed by a registration the skill no longer has.
+    #[error("skill {skill:?} is not registered under lease {routed} here (now: {now}); the route is stale: resolve the tool again")]
+    StaleRoute {
+        /// The skill.
+        skill: String,
+        /// The lease the caller's route named.
+        routed: u64,
+        /// The skill's lease now, or "none".
+        now: String,
+    },
     /// The call's arguments are not a JSON object.
     #[error("arguments_json {0}")]
     InvalidArguments(String),
@@ -105,9 +115,9 @@ impl From<SkillHostError> for Status {
             SkillHostError::TooManySkills { .. } | SkillHostError::ResultTooLarge { .. } => {
                 Code::ResourceExhausted
             }
-            SkillHostError::NoSkillsFile | SkillHostError::InvalidSkills(_) => {
-                Code::FailedPrecondition
-            }
+            SkillHostError::NoSkillsFile
+            | SkillHostError::InvalidSkills(_)
+            | SkillHostError::StaleRoute { .. } => Code::FailedPrecondition,
             SkillHostError::CallFailed { source, .. } => match source {
                 McpError::Rpc { source, .. } => match source {
                     RpcError::Remote { code: -32602, .. } => Code::InvalidArgument,

@@ -1,6 +1,6 @@
 //! Mimo's skill-host: runs each configured skill (an MCP server over stdio) in its own
 //! process group, performs the MCP handshake, discovers tools, registers them with the
-//! registry under a lease kept alive by heartbeats, and relays tool calls.
+//! registry, each skill under a lease kept alive by heartbeats, and relays tool calls.
 
 mod config;
 mod deadline;
@@ -11,6 +11,7 @@ mod manifest;
 mod mcp;
 mod pool;
 mod process;
+mod registered_leases;
 mod registrar;
 mod rpc;
 mod service;

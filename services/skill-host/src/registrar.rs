@@ -3,6 +3,7 @@
 //! stops or is removed has its lease revoked; a lease the registry no longer knows (registry
 //! restarted, long pause, network cut) is replaced by a new one and the skill registers again.
 
+use crate::registered_leases::RegisteredLeases;
 use crate::supervisor::Supervisor;
 use mimo_proto::connect;
 use mimo_proto::v1::registry_client::RegistryClient;
@@ -41,6 +42,7 @@ pub struct Registration {
 pub async fn run_registrar(
     registration: Registration,
     skills: Arc<Supervisor>,
+    leases: Arc<RegisteredLeases>,
     catalog_changed: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
@@ -61,6 +63,7 @@ pub async fn run_registrar(
             registration: &registration,
             skills: &skills,
             registered: &mut registered,
+            leases: &leases,
         };
         match session.run(&catalog_changed, &shutdown).await {
             SessionEnd::Shutdown => return,
@@ -99,10 +102,32 @@ struct Session<'a> {
     registration: &'a Registration,
     skills: &'a Supervisor,
     registered: &'a mut BTreeMap<String, Registered>,
+    /// What calls are checked against: updated after every change of `registered`.
+    leases: &'a RegisteredLeases,
 }
 
 impl Session<'_> {
     async fn run(&mut self, catalog_changed: &Notify, shutdown: &CancellationToken) -> SessionEnd {
+        let end = self.serve(catalog_changed, shutdown).await;
+        self.publish_leases();
+        end
+    }
+
+    /// Shows calls the leases registered now.
+    fn publish_leases(&self) {
+        self.leases.replace(
+            self.registered
+                .iter()
+                .map(|(skill, registered)| (skill.clone(), registered.lease))
+                .collect(),
+        );
+    }
+
+    async fn serve(
+        &mut self,
+        catalog_changed: &Notify,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
         let (beats, beat_receiver) = mpsc::channel(BEAT_QUEUE);
         let opened = tokio::time::timeout(
             RPC_TIMEOUT,
@@ -201,6 +226,12 @@ impl Session<'_> {
     /// Registers what changed since the last sync, each new skill under a lease of its own,
     /// and revokes the leases of skills no longer ready (failed, stopped or removed).
     async fn sync(&mut self) -> Result<(), String> {
+        let synced = self.apply_catalogs().await;
+        self.publish_leases();
+        synced
+    }
+
+    async fn apply_catalogs(&mut self) -> Result<(), String> {
         let mut desired = BTreeMap::new();
         for skill in self.skills.skills() {
             if let Some(tools) = skill.catalog() {

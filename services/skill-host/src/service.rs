@@ -5,6 +5,7 @@ use crate::deadline::call_timeout;
 use crate::error::SkillHostError;
 use crate::group_records::GroupRecords;
 use crate::mcp;
+use crate::registered_leases::RegisteredLeases;
 use crate::registrar::{run_registrar, Registration};
 use crate::rpc::Progress;
 use crate::skill::SkillRuntime;
@@ -36,6 +37,7 @@ use tonic::{Request, Response, Status};
 pub struct SkillHostService {
     supervisor: Arc<Supervisor>,
     config: Arc<SkillHostConfig>,
+    leases: Arc<RegisteredLeases>,
 }
 
 /// Why a skill-host could not start.
@@ -89,6 +91,7 @@ pub async fn serve(
     let supervisor = Arc::new(Supervisor::new(runtime, background.child_token()));
     supervisor.add_from_file(&config.skills).await;
     let mut tasks = JoinSet::new();
+    let leases = Arc::new(RegisteredLeases::default());
     if let Some(registry_address) = &config.registry_address {
         let registration = Registration {
             registry_address: registry_address.clone(),
@@ -98,6 +101,7 @@ pub async fn serve(
         tasks.spawn(run_registrar(
             registration,
             supervisor.clone(),
+            leases.clone(),
             catalog_changed.clone(),
             background.clone(),
         ));
@@ -110,6 +114,7 @@ pub async fn serve(
     let service = SkillHostService {
         supervisor: supervisor.clone(),
         config: config.clone(),
+        leases,
     };
     match hangups {
         Ok(hangups) => {
@@ -302,6 +307,22 @@ impl SkillHostService {
         Instant::now() + timeout
     }
 
+    /// Refuses a call routed by a registration (lease) the skill no longer has here.
+    fn check_route(&self, request: &CallToolRequest) -> Result<(), SkillHostError> {
+        if request.lease_id == 0 {
+            return Ok(());
+        }
+        let now = self.leases.get(&request.skill);
+        if now == Some(request.lease_id) {
+            return Ok(());
+        }
+        Err(SkillHostError::StaleRoute {
+            skill: request.skill.clone(),
+            routed: request.lease_id,
+            now: now.map_or_else(|| "none".to_string(), |lease| lease.to_string()),
+        })
+    }
+
     /// Runs one tool call until `deadline`, sending progress to `progress` when given.
     async fn run_call(
         &self,
@@ -310,6 +331,7 @@ impl SkillHostService {
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<CallToolResponse, SkillHostError> {
         let pool = self.supervisor.get(&request.skill)?;
+        self.check_route(&request)?;
         let arguments = parse_arguments(&request.arguments_json)?;
         let connection = pool.connection_for_call(&request.tool, deadline).await?;
         let started = Instant::now();
@@ -401,6 +423,7 @@ impl SkillHost for SkillHostService {
         let request = request.into_inner();
         // Refuse what cannot run before the stream opens.
         self.supervisor.get(&request.skill)?;
+        self.check_route(&request)?;
         parse_arguments(&request.arguments_json)?;
         let (events, receiver) = mpsc::channel(STREAM_BUFFER);
         let service = self.clone();
