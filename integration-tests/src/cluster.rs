@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-type ServeHandle = JoinHandle<Result<(), tonic::transport::Error>>;
+type ServeHandle = JoinHandle<Result<(), String>>;
 /// A change to the skill-host's settings, applied before it starts.
 type ConfigureSkillHost = Box<dyn FnOnce(&mut SkillHostConfig) + Send>;
 type SkillHostHandle = JoinHandle<Result<(), mimo_skill_host::ServeError>>;
@@ -97,30 +97,30 @@ impl ClusterBuilder {
         let others = vec![
             (
                 "registry",
-                tokio::spawn(mimo_registry::serve(
+                tokio::spawn(as_text(mimo_registry::serve(
                     Default::default(),
                     reporting.clone(),
                     registry_listener,
                     others_shutdown.clone(),
-                )),
+                ))),
             ),
             (
                 "telemetry",
-                tokio::spawn(mimo_telemetry::serve(
+                tokio::spawn(as_text(mimo_telemetry::serve(
                     Default::default(),
                     reporting.clone(),
                     telemetry_listener,
                     others_shutdown.clone(),
-                )),
+                ))),
             ),
             (
                 "memory",
-                tokio::spawn(mimo_memory::serve(
+                tokio::spawn(as_text(mimo_memory::serve(
                     store,
                     reporting.clone(),
                     memory_listener,
                     others_shutdown.clone(),
-                )),
+                ))),
             ),
         ];
         let mut config = SkillHostConfig {
@@ -152,6 +152,13 @@ impl ClusterBuilder {
             _data: data,
         }
     }
+}
+
+/// A service's `serve` future with its error as text, so that every service fits one list.
+async fn as_text<E: std::fmt::Display>(
+    serve: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    serve.await.map_err(|error| error.to_string())
 }
 
 async fn bind() -> TcpListener {

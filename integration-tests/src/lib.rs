@@ -3,10 +3,12 @@
 //! servers the tests use, and polling helpers that wait on conditions, never on sleeps.
 
 mod cluster;
+mod etcd;
 mod servers;
 mod wait;
 
 pub use cluster::{Cluster, ClusterBuilder};
+pub use etcd::EtcdServer;
 pub use servers::{
     everything_server, filesystem_server, misbehaving_skill_beside_this_program, test_data,
     time_server,

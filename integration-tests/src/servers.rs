@@ -28,7 +28,7 @@ pub fn filesystem_server(root: &std::path::Path) -> SkillSpec {
     }
 }
 
-fn required(variables: &HashMap<String, String>, key: &str) -> String {
+pub(crate) fn required(variables: &HashMap<String, String>, key: &str) -> String {
     variables
         .get(key)
         .unwrap_or_else(|| panic!("{key} is not set; {HOW_TO_INSTALL}"))
@@ -87,7 +87,7 @@ fn server(command_key: &str, args_key: &str) -> SkillSpec {
 }
 
 /// `MIMO_TEST_*` variables from the environment, else from the cache's `env.sh`.
-fn test_variables() -> HashMap<String, String> {
+pub(crate) fn test_variables() -> HashMap<String, String> {
     let mut variables: HashMap<String, String> = std::env::vars()
         .filter(|(key, _)| key.starts_with("MIMO_TEST_"))
         .collect();

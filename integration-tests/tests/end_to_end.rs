@@ -5,9 +5,8 @@ use mimo_integration_tests::{
     everything_server, test_data, time_server, wait_until, Cluster, ClusterBuilder,
 };
 use mimo_proto::v1::{
-    CallToolRequest, GetSkillRequest, GrantLeaseRequest, KeepAliveRequest, ListInstancesRequest,
-    ListToolsRequest, RegisterSkillRequest, ResolveToolRequest, SearchRequest, SkillState,
-    StoreRequest, Tool,
+    CallToolRequest, GetSkillRequest, ListInstancesRequest, ListToolsRequest, ResolveToolRequest,
+    SearchRequest, SkillState, StoreRequest,
 };
 use mimo_skill_host::SkillSpec;
 use std::collections::BTreeMap;
@@ -479,133 +478,6 @@ async fn stopping_the_skill_host_revokes_its_tools_and_ends_its_skills() {
         assert!(!alive, "skill process {pid} outlived its skill-host");
     }
     cluster.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_not_kept_alive_expires_with_its_tools_and_one_kept_alive_stays() {
-    let cluster = ClusterBuilder::default().start().await;
-    let mut registry = cluster.registry().await;
-    let tool = Tool {
-        name: "t".into(),
-        input_schema_json: "{\"type\":\"object\"}".into(),
-        ..Tool::default()
-    };
-    let register = |lease_id: u64, skill: &str| RegisterSkillRequest {
-        lease_id,
-        skill: skill.into(),
-        endpoint: "http://127.0.0.1:1".into(),
-        tools: vec![tool.clone()],
-    };
-    let left = registry
-        .grant_lease(GrantLeaseRequest { ttl_ms: 1000 })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease_id;
-    let kept = registry
-        .grant_lease(GrantLeaseRequest { ttl_ms: 1000 })
-        .await
-        .unwrap()
-        .into_inner()
-        .lease_id;
-    registry
-        .register_skill(register(left, "left"))
-        .await
-        .unwrap();
-    registry
-        .register_skill(register(kept, "kept"))
-        .await
-        .unwrap();
-
-    let (beats, receiver) = tokio::sync::mpsc::channel(4);
-    let mut answers = registry
-        .keep_alive(tokio_stream_wrapper(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    // Read answers as they come, so that the registry never waits on this test.
-    let (answer_sender, mut received) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(async move {
-        while let Ok(Some(answer)) = answers.message().await {
-            if answer_sender.send(answer).await.is_err() {
-                return;
-            }
-        }
-    });
-    let expired = wait_until(
-        "the unkept lease's tool to go",
-        Duration::from_secs(30),
-        || {
-            let mut registry = registry.clone();
-            let beats = beats.clone();
-            async move {
-                beats.send(KeepAliveRequest { lease_id: kept }).await.ok()?;
-                let names: Vec<String> = registry
-                    .list_tools(ListToolsRequest::default())
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .tools
-                    .into_iter()
-                    .map(|t| t.name)
-                    .collect();
-                (!names.contains(&"left_t".to_string())).then_some(names)
-            }
-        },
-    )
-    .await;
-    assert_eq!(expired, vec!["kept_t".to_string()]);
-    let answer = received.recv().await.unwrap();
-    assert_eq!(answer.lease_id, kept);
-    assert_eq!(answer.ttl_ms, 1000);
-    assert!(!answer.expired);
-
-    // The expired lease is answered as such, and the same stream keeps the other alive.
-    beats
-        .send(KeepAliveRequest { lease_id: left })
-        .await
-        .unwrap();
-    beats
-        .send(KeepAliveRequest { lease_id: kept })
-        .await
-        .unwrap();
-    let mut last_two = Vec::new();
-    while let Some(answer) = received.recv().await {
-        last_two.push(answer);
-        if last_two.len() > 2 {
-            last_two.remove(0);
-        }
-        if last_two.len() == 2 && last_two[0].lease_id == left && last_two[1].lease_id == kept {
-            break;
-        }
-    }
-    assert!(
-        last_two[0].expired && last_two[0].ttl_ms == 0,
-        "{last_two:?}"
-    );
-    assert!(
-        !last_two[1].expired && last_two[1].ttl_ms == 1000,
-        "{last_two:?}"
-    );
-
-    let gone = registry
-        .register_skill(register(left, "left"))
-        .await
-        .unwrap_err();
-    assert_eq!(gone.code(), Code::NotFound);
-    let too_short = registry
-        .grant_lease(GrantLeaseRequest { ttl_ms: 10 })
-        .await
-        .unwrap_err();
-    assert_eq!(too_short.code(), Code::InvalidArgument);
-    drop(beats);
-    cluster.stop().await;
-}
-
-fn tokio_stream_wrapper(
-    receiver: tokio::sync::mpsc::Receiver<KeepAliveRequest>,
-) -> impl tokio_stream::Stream<Item = KeepAliveRequest> {
-    tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

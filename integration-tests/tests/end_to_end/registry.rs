@@ -3,22 +3,49 @@
 
 use super::PATIENCE;
 use mimo_integration_tests::wait_until;
+use mimo_integration_tests::EtcdServer;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
-    GrantLeaseRequest, ListToolsRequest, RegisterSkillRequest, RevokeLeaseRequest, Tool,
-    WatchEventType, WatchRequest, WatchResponse,
+    GrantLeaseRequest, KeepAliveRequest, ListToolsRequest, RegisterSkillRequest,
+    RevokeLeaseRequest, TimeToLiveRequest, Tool, WatchEventType, WatchRequest, WatchResponse,
 };
-use mimo_registry::RegistryConfig;
+use mimo_registry::{EtcdConfig, RegistryConfig};
 use mimo_reporter::ReporterConfig;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
-/// A registry serving `config` on a loopback port, stopped when dropped.
+/// Where a test registry keeps its state; every test here runs on both.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Memory,
+    Etcd,
+}
+
+/// Runs a scenario once per store, as two tests named after it.
+macro_rules! on_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_memory() {
+                super::$scenario(super::Store::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_etcd() {
+                super::$scenario(super::Store::Etcd).await;
+            }
+        }
+    };
+}
+
+/// A registry serving `config` on a loopback port, stopped when dropped (with its etcd).
 struct Registry {
     client: RegistryClient<Channel>,
     shutdown: CancellationToken,
+    etcd: Option<Arc<EtcdServer>>,
 }
 
 impl Drop for Registry {
@@ -27,7 +54,26 @@ impl Drop for Registry {
     }
 }
 
-async fn start(config: RegistryConfig) -> Registry {
+impl Registry {
+    /// Another registry replica sharing this one's etcd.
+    async fn replica(&self, config: RegistryConfig) -> Registry {
+        let etcd = self.etcd.clone().expect("replicas share an etcd");
+        serve_registry(config, Some(etcd)).await
+    }
+}
+
+async fn start(store: Store, config: RegistryConfig) -> Registry {
+    let etcd = match store {
+        Store::Memory => None,
+        Store::Etcd => Some(Arc::new(EtcdServer::start().await)),
+    };
+    serve_registry(config, etcd).await
+}
+
+async fn serve_registry(mut config: RegistryConfig, etcd: Option<Arc<EtcdServer>>) -> Registry {
+    if let Some(etcd) = &etcd {
+        config.etcd = Some(EtcdConfig::parse(&format!("etcd://{}", etcd.address())).unwrap());
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let shutdown = CancellationToken::new();
@@ -42,9 +88,17 @@ async fn start(config: RegistryConfig) -> Registry {
         shutdown.clone(),
     ));
     let channel = mimo_proto::connect::channel(&address).await.unwrap();
+    let client = mimo_proto::connect::registry(channel);
+    // Serving once a read answers (an etcd-backed registry loads its state first).
+    wait_until("the registry to serve", PATIENCE, || {
+        let mut client = client.clone();
+        async move { client.list_tools(ListToolsRequest::default()).await.ok() }
+    })
+    .await;
     Registry {
-        client: mimo_proto::connect::registry(channel),
+        client,
         shutdown,
+        etcd,
     }
 }
 
@@ -123,9 +177,9 @@ async fn revision(client: &mut RegistryClient<Channel>) -> u64 {
         .revision
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_history() {
-    let registry = start(RegistryConfig::default()).await;
+on_both_stores!(watch_sends_each_change_once_in_revision_order_and_resumes_from_the_history);
+async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_history(store: Store) {
+    let registry = start(store, RegistryConfig::default()).await;
     let mut client = registry.client.clone();
     let listed = revision(&mut client).await;
     let mut all = watch(&mut client, listed + 1, "").await;
@@ -140,7 +194,7 @@ async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_his
     )
     .await;
     let added = next(&mut all).await;
-    assert_eq!(added.revision, listed + 1);
+    assert!(added.revision > listed);
     assert_eq!(
         summary(&added),
         [
@@ -162,7 +216,7 @@ async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_his
     )
     .await;
     let replaced = next(&mut all).await;
-    assert_eq!(replaced.revision, listed + 2);
+    assert!(replaced.revision > added.revision);
     assert_eq!(
         summary(&replaced),
         [
@@ -176,10 +230,8 @@ async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_his
     // Another skill's lease, left to expire: watchers of `s` do not hear of it.
     let short = grant(&mut client, 1000).await;
     register(&mut client, short, "other", &[tool("x", "")]).await;
-    assert_eq!(
-        summary(&next(&mut all).await)[0].0,
-        WatchEventType::SkillAdded
-    );
+    let other = next(&mut all).await;
+    assert_eq!(summary(&other)[0].0, WatchEventType::SkillAdded);
     let expired = next(&mut all).await;
     assert_eq!(
         summary(&expired),
@@ -194,9 +246,19 @@ async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_his
         .await
         .unwrap();
     let revoked = next(&mut all).await;
-    assert_eq!(revoked.revision, listed + 5);
     assert_eq!(revoked.events[0].r#type(), WatchEventType::SkillRemoved);
     assert_eq!(revoked.events.len(), 3, "the skill and its two tools");
+    let revisions = [
+        added.revision,
+        replaced.revision,
+        other.revision,
+        expired.revision,
+        revoked.revision,
+    ];
+    assert!(
+        revisions.windows(2).all(|pair| pair[0] < pair[1]),
+        "{revisions:?}"
+    );
 
     let filtered: Vec<u64> = [
         next(&mut only_s).await,
@@ -209,48 +271,166 @@ async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_his
         change.revision
     })
     .collect();
-    assert_eq!(filtered, [listed + 1, listed + 2, listed + 5]);
+    assert_eq!(
+        filtered,
+        [added.revision, replaced.revision, revoked.revision]
+    );
 
     // A watcher that went away resumes from where it stopped, missing nothing.
-    let mut resumed = watch(&mut client, listed + 2, "").await;
-    for expected in listed + 2..=listed + 5 {
-        assert_eq!(next(&mut resumed).await.revision, expected);
+    let mut resumed = watch(&mut client, replaced.revision, "").await;
+    for expected in &revisions[1..] {
+        assert_eq!(next(&mut resumed).await.revision, *expected);
     }
-    assert_eq!(revision(&mut client).await, listed + 5);
+    assert_eq!(revision(&mut client).await, revoked.revision);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watch_from_beyond_the_history_is_told_it_was_compacted() {
-    let registry = start(RegistryConfig {
-        watch_history: 2,
-        ..RegistryConfig::default()
-    })
+on_both_stores!(a_watch_from_beyond_the_history_is_told_it_was_compacted);
+async fn a_watch_from_beyond_the_history_is_told_it_was_compacted(store: Store) {
+    let registry = start(
+        store,
+        RegistryConfig {
+            watch_history: 2,
+            ..RegistryConfig::default()
+        },
+    )
     .await;
     let mut client = registry.client.clone();
-    let first = revision(&mut client).await + 1;
+    let mut changes = watch(&mut client, 0, "").await;
     let lease = grant(&mut client, 60_000).await;
+    let mut revisions = Vec::new();
     for description in ["1", "2", "3"] {
         register(&mut client, lease, "s", &[tool("a", description)]).await;
+        revisions.push(next(&mut changes).await.revision);
     }
-    let mut stale = watch(&mut client, first, "").await;
+    let mut stale = watch(&mut client, revisions[0], "").await;
     let answer = next(&mut stale).await;
     assert!(answer.compacted, "{answer:?}");
-    assert_eq!(answer.compact_revision, first + 1);
+    assert_eq!(answer.compact_revision, revisions[0] + 1);
     assert!(stale.message().await.unwrap().is_none(), "nothing follows");
 
     // A revision from an earlier run of a registry is older than any of this one.
     let mut foreign = watch(&mut client, 1, "").await;
     assert!(next(&mut foreign).await.compacted);
-    let mut kept = watch(&mut client, first + 1, "").await;
-    assert_eq!(next(&mut kept).await.revision, first + 1);
+    let mut kept = watch(&mut client, revisions[1], "").await;
+    assert_eq!(next(&mut kept).await.revision, revisions[1]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watchers_are_bounded_and_a_closed_watch_frees_its_place() {
-    let registry = start(RegistryConfig {
-        max_watchers: 2,
-        ..RegistryConfig::default()
+on_both_stores!(a_lease_not_kept_alive_expires_and_one_stream_keeps_others_alive);
+async fn a_lease_not_kept_alive_expires_and_one_stream_keeps_others_alive(store: Store) {
+    let registry = start(store, RegistryConfig::default()).await;
+    let mut client = registry.client.clone();
+    let granted = client
+        .grant_lease(GrantLeaseRequest { ttl_ms: 1000 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(granted.ttl_ms >= 1000, "{granted:?}");
+    let left = granted.lease_id;
+    let kept = grant(&mut client, 1000).await;
+    register(&mut client, left, "left", &[tool("t", "")]).await;
+    register(&mut client, kept, "kept", &[tool("t", "")]).await;
+
+    let (beats, receiver) = tokio::sync::mpsc::channel(4);
+    let mut answers = client
+        .keep_alive(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    // Read answers as they come, so that the registry never waits on this test.
+    let (answer_sender, mut received) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Ok(Some(answer)) = answers.message().await {
+            if answer_sender.send(answer).await.is_err() {
+                return;
+            }
+        }
+    });
+    let names = wait_until("the unkept lease's tool to go", PATIENCE, || {
+        let mut client = client.clone();
+        let beats = beats.clone();
+        async move {
+            beats.send(KeepAliveRequest { lease_id: kept }).await.ok()?;
+            let names: Vec<String> = client
+                .list_tools(ListToolsRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .tools
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            (!names.contains(&"left_t".to_string())).then_some(names)
+        }
     })
+    .await;
+    assert_eq!(names, ["kept_t"]);
+    let answer = received.recv().await.unwrap();
+    assert_eq!(answer.lease_id, kept);
+    assert_eq!(answer.ttl_ms, granted.ttl_ms);
+    assert!(!answer.expired);
+
+    // The expired lease is answered as such, and the same stream keeps the other alive.
+    beats
+        .send(KeepAliveRequest { lease_id: left })
+        .await
+        .unwrap();
+    beats
+        .send(KeepAliveRequest { lease_id: kept })
+        .await
+        .unwrap();
+    let mut last_two = Vec::new();
+    while let Some(answer) = received.recv().await {
+        last_two.push(answer);
+        if last_two.len() > 2 {
+            last_two.remove(0);
+        }
+        if last_two.len() == 2 && last_two[0].lease_id == left && last_two[1].lease_id == kept {
+            break;
+        }
+    }
+    assert!(
+        last_two[0].expired && last_two[0].ttl_ms == 0,
+        "{last_two:?}"
+    );
+    assert!(!last_two[1].expired, "{last_two:?}");
+
+    let gone = client
+        .register_skill(RegisterSkillRequest {
+            lease_id: left,
+            skill: "left".into(),
+            endpoint: "127.0.0.1:7".into(),
+            tools: vec![tool("t", "")],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
+    let lost = client
+        .time_to_live(TimeToLiveRequest { lease_id: left })
+        .await
+        .unwrap_err();
+    assert_eq!(lost.code(), Code::NotFound);
+    let alive = client
+        .time_to_live(TimeToLiveRequest { lease_id: kept })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(alive.skills, ["kept"]);
+    let too_short = client
+        .grant_lease(GrantLeaseRequest { ttl_ms: 10 })
+        .await
+        .unwrap_err();
+    assert_eq!(too_short.code(), Code::InvalidArgument);
+}
+
+on_both_stores!(watchers_are_bounded_and_a_closed_watch_frees_its_place);
+async fn watchers_are_bounded_and_a_closed_watch_frees_its_place(store: Store) {
+    let registry = start(
+        store,
+        RegistryConfig {
+            max_watchers: 2,
+            ..RegistryConfig::default()
+        },
+    )
     .await;
     let mut client = registry.client.clone();
     let first = watch(&mut client, 0, "").await;
@@ -273,9 +453,9 @@ async fn watchers_are_bounded_and_a_closed_watch_frees_its_place() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_tools_pages_through_every_tool_once_in_name_order() {
-    let registry = start(RegistryConfig::default()).await;
+on_both_stores!(list_tools_pages_through_every_tool_once_in_name_order);
+async fn list_tools_pages_through_every_tool_once_in_name_order(store: Store) {
+    let registry = start(store, RegistryConfig::default()).await;
     let mut client = registry.client.clone();
     let lease = grant(&mut client, 60_000).await;
     let tools: Vec<Tool> = (0..25).map(|i| tool(&format!("t{i:02}"), "")).collect();
@@ -330,4 +510,78 @@ async fn list_tools_pages_through_every_tool_once_in_name_order() {
         .unwrap_err();
     assert_eq!(too_big.code(), Code::InvalidArgument);
     assert!(too_big.message().contains("1000"), "{}", too_big.message());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_replicas_on_one_etcd_share_one_view_with_the_same_revisions() {
+    let first = start(Store::Etcd, RegistryConfig::default()).await;
+    let second = first.replica(RegistryConfig::default()).await;
+    let mut a = first.client.clone();
+    let mut b = second.client.clone();
+    let mut changes_at_b = watch(&mut b, 0, "").await;
+
+    let lease = grant(&mut a, 60_000).await;
+    register(&mut a, lease, "shared", &[tool("t", "")]).await;
+    let seen_at_b = next(&mut changes_at_b).await;
+    assert_eq!(seen_at_b.events[0].r#type(), WatchEventType::SkillAdded);
+    let listed_at_a = a
+        .list_tools(ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        listed_at_a.revision, seen_at_b.revision,
+        "one revision for one change"
+    );
+    let resolved = b
+        .resolve_tool(mimo_proto::v1::ResolveToolRequest {
+            name: "shared_t".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.lease_id, lease);
+
+    // A lease kept alive through one replica and revoked through the other.
+    let (beats, receiver) = tokio::sync::mpsc::channel(4);
+    let mut answers = b
+        .keep_alive(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    beats
+        .send(KeepAliveRequest { lease_id: lease })
+        .await
+        .unwrap();
+    let answer = answers.message().await.unwrap().unwrap();
+    assert_eq!((answer.lease_id, answer.expired), (lease, false));
+    b.revoke_lease(RevokeLeaseRequest { lease_id: lease })
+        .await
+        .unwrap();
+    wait_until("the revoke to reach the first replica", PATIENCE, || {
+        let mut a = a.clone();
+        async move {
+            let tools = a.list_tools(ListToolsRequest::default()).await.ok()?;
+            tools.into_inner().tools.is_empty().then_some(())
+        }
+    })
+    .await;
+    let removed = next(&mut changes_at_b).await;
+    assert_eq!(removed.events[0].r#type(), WatchEventType::SkillRemoved);
+
+    // A third replica started now loads what etcd holds.
+    let lease = grant(&mut a, 60_000).await;
+    register(&mut a, lease, "later", &[tool("u", "")]).await;
+    let third_replica = first.replica(RegistryConfig::default()).await;
+    let mut third = third_replica.client.clone();
+    let names: Vec<String> = third
+        .list_tools(ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tools
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["later_u"]);
 }

@@ -65,7 +65,7 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
     others.spawn(with_name(
         "registry",
         boxed(mimo_registry::serve(
-            Default::default(),
+            registry_config(&settings),
             reporting.clone(),
             registry_listener,
             token.clone(),
@@ -131,7 +131,12 @@ where
 pub async fn registry(settings: Effective) -> anyhow::Result<ExitCode> {
     let listener = bind("registry", &settings.registry_listen).await?;
     run_alone("registry", |shutdown| {
-        mimo_registry::serve(Default::default(), reporting(&settings), listener, shutdown)
+        mimo_registry::serve(
+            registry_config(&settings),
+            reporting(&settings),
+            listener,
+            shutdown,
+        )
     })
     .await
 }
@@ -180,6 +185,13 @@ where
         .await
         .with_context(|| format!("{name} stopped with an error"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn registry_config(settings: &Effective) -> mimo_registry::RegistryConfig {
+    mimo_registry::RegistryConfig {
+        etcd: settings.registry_etcd.clone(),
+        ..mimo_registry::RegistryConfig::default()
+    }
 }
 
 fn reporting(settings: &Effective) -> ReporterConfig {

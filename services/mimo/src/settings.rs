@@ -104,6 +104,11 @@ pub struct Settings {
     #[arg(long, env = "MIMO_MAX_SKILLS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_skills: Option<usize>,
+
+    /// Where the registry keeps leases and registrations: `memory` (this process; lost when it stops), or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` to share them with every registry replica using that etcd cluster [default: memory]
+    #[arg(long, alias = "store", env = "MIMO_REGISTRY_STORE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_store: Option<String>,
 }
 
 /// Settings with every default applied.
@@ -147,6 +152,8 @@ pub struct Effective {
     pub skill_lazy_idle: Duration,
     /// Most skills per skill-host.
     pub max_skills: usize,
+    /// The registry's etcd cluster, or `None` to keep its state in memory.
+    pub registry_etcd: Option<mimo_registry::EtcdConfig>,
 }
 
 impl Settings {
@@ -182,6 +189,7 @@ impl Settings {
                 .or(lower.skill_restart_window_ms),
             skill_lazy_idle_ms: self.skill_lazy_idle_ms.or(lower.skill_lazy_idle_ms),
             max_skills: self.max_skills.or(lower.max_skills),
+            registry_store: self.registry_store.or(lower.registry_store),
         }
     }
 
@@ -227,7 +235,15 @@ impl Settings {
         if max_skills == 0 {
             anyhow::bail!("max_skills must be greater than 0");
         }
+        let registry_etcd = match self.registry_store.as_deref().map(str::trim) {
+            None | Some("memory") | Some("") => None,
+            Some(address) => Some(
+                mimo_registry::EtcdConfig::parse(address)
+                    .map_err(|reason| anyhow::anyhow!("registry_store: {reason}"))?,
+            ),
+        };
         Ok(Effective {
+            registry_etcd,
             registry_address: self
                 .registry_address
                 .unwrap_or_else(|| registry_listen.clone()),
@@ -288,6 +304,10 @@ impl Effective {
             skill_restart_window_ms: Some(self.skill_restart_window.as_millis() as u64),
             skill_lazy_idle_ms: Some(self.skill_lazy_idle.as_millis() as u64),
             max_skills: Some(self.max_skills),
+            registry_store: Some(match &self.registry_etcd {
+                None => "memory".to_string(),
+                Some(etcd) => format!("etcd://{}{}", etcd.endpoints.join(","), etcd.prefix),
+            }),
         };
         toml::to_string(&settings).unwrap_or_default()
     }

@@ -897,6 +897,19 @@ fn listed_tools(folder: &Path, registry: &str) -> Result<Vec<String>, String> {
 
 #[test]
 fn a_killed_registry_has_every_tool_back_within_two_heartbeats_of_its_restart() {
+    registry_restart(None);
+}
+
+#[test]
+fn a_killed_registry_on_etcd_restarts_with_every_tool_still_there() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let etcd = runtime.block_on(mimo_integration_tests::EtcdServer::start());
+    registry_restart(Some(&format!("etcd://{}", etcd.address())));
+}
+
+/// Kills the registry a skill-host registered with and starts it again on the same port;
+/// with `store`, the registry keeps its state there.
+fn registry_restart(store: Option<&str>) {
     let variables = test_variables();
     let folder = tempfile::tempdir().expect("tempdir");
     let skills_file = folder.path().join("skills.json");
@@ -914,6 +927,7 @@ fn a_killed_registry_has_every_tool_back_within_two_heartbeats_of_its_restart() 
         command
             .args(["registry", "--registry-listen", &registry])
             .args(["--telemetry-address", "127.0.0.1:1"])
+            .args(["--registry-store", store.unwrap_or("memory")])
             .stdout(Stdio::null())
             .stderr(log);
         KillOnDrop(command.spawn().expect("spawn mimo registry"))
@@ -970,6 +984,13 @@ fn a_killed_registry_has_every_tool_back_within_two_heartbeats_of_its_restart() 
         after.len()
     );
     assert_eq!(after, before);
+    if store.is_some() {
+        assert!(
+            !host_log().contains("registering the skill again"),
+            "the leases lived on in etcd; nothing had to register again:\n{}",
+            host_log()
+        );
+    }
     assert!(
         back_after <= heartbeat * 2,
         "tools came back {back_after:?} after the registry listened; heartbeats go every \

@@ -56,6 +56,37 @@ impl Catalog {
         self.tool_count
     }
 
+    /// Whether the skill is registered under the lease.
+    pub(crate) fn has_skill(&self, lease: u64, skill: &str) -> bool {
+        self.skills.contains_key(&(lease, skill.to_string()))
+    }
+
+    /// Public names of the skill's tools under the lease, in the order it listed them.
+    pub(crate) fn names_of(&self, lease: u64, skill: &str) -> Vec<String> {
+        self.skills
+            .get(&(lease, skill.to_string()))
+            .map(|entry| entry.tools.iter().map(|(name, _)| name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// (endpoint, tools in their order) of a registered skill.
+    pub(crate) fn entry(&self, lease: u64, skill: &str) -> Option<(String, Vec<Tool>)> {
+        self.skills.get(&(lease, skill.to_string())).map(|entry| {
+            (
+                entry.endpoint.clone(),
+                entry.tools.iter().map(|(_, tool)| tool.clone()).collect(),
+            )
+        })
+    }
+
+    /// Names of the skills registered under the lease.
+    pub(crate) fn skills_of(&self, lease: u64) -> Vec<String> {
+        self.skills_by_lease
+            .get(&lease)
+            .map(|skills| skills.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Tools the skill now has under the lease, which a replacement would release.
     pub(crate) fn tools_of(&self, lease: u64, skill: &str) -> usize {
         self.skills

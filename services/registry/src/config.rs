@@ -1,5 +1,6 @@
 //! Registry settings and their validation.
 
+use crate::etcd_store::EtcdConfig;
 use std::time::Duration;
 
 /// Limits and bounds the registry enforces.
@@ -19,6 +20,9 @@ pub struct RegistryConfig {
     pub watch_history: usize,
     /// Most Watch streams open at once.
     pub max_watchers: usize,
+    /// Keep leases and registrations in this etcd cluster; in this process's memory when
+    /// `None`.
+    pub etcd: Option<EtcdConfig>,
 }
 
 impl Default for RegistryConfig {
@@ -31,6 +35,7 @@ impl Default for RegistryConfig {
             max_tools: 10_000,
             watch_history: 10_000,
             max_watchers: 1_000,
+            etcd: None,
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum RegistryError {
     /// A request field is malformed.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The store of record (etcd) could not be reached or failed.
+    #[error("the registry's store is unavailable: {0}")]
+    StoreUnavailable(String),
     /// No live skill offers a tool by that public name.
     #[error("tool {0:?} is not registered; ListTools shows the live tools")]
     ToolNotFound(String),
@@ -46,6 +49,7 @@ impl From<RegistryError> for Status {
                 Code::InvalidArgument
             }
             RegistryError::LimitReached { .. } => Code::ResourceExhausted,
+            RegistryError::StoreUnavailable(_) => Code::Unavailable,
         };
         Status::new(code, error.to_string())
     }

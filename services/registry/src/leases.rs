@@ -33,6 +33,11 @@ impl LeaseTable {
         }
     }
 
+    /// Ids of the live leases.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.leases.keys().copied()
+    }
+
     /// Number of live leases.
     pub(crate) fn len(&self) -> usize {
         self.leases.len()
@@ -46,6 +51,13 @@ impl LeaseTable {
         self.leases.insert(id, Lease { ttl, deadline });
         self.deadlines.insert((deadline, id));
         id
+    }
+
+    /// Records a lease granted elsewhere (by etcd, for a cache of it) under its own id.
+    pub(crate) fn insert(&mut self, id: u64, ttl: Duration, deadline: Instant) {
+        self.revoke(id);
+        self.leases.insert(id, Lease { ttl, deadline });
+        self.deadlines.insert((deadline, id));
     }
 
     /// Moves the lease's deadline to `now + ttl` and returns the TTL, or `None` if unknown.

@@ -8,6 +8,8 @@ mod catalog;
 mod config;
 mod endpoint;
 mod error;
+mod etcd_store;
+mod keep_alive;
 mod leases;
 mod naming;
 mod service;
@@ -17,7 +19,8 @@ mod watcher;
 
 pub use config::RegistryConfig;
 pub use error::RegistryError;
+pub use etcd_store::{EtcdConfig, EtcdStore, DEFAULT_PREFIX};
 pub use naming::{disambiguated_tool_name, public_tool_name};
-pub use service::{serve, RegistryService};
+pub use service::{serve, Backend, RegistryService, ServeError};
 pub use state::{RegistryCounters, RegistryState, Subscription, ToolPage, MAX_PAGE_SIZE};
 pub use watch::{Change, Compacted};

@@ -97,6 +97,19 @@ impl RegistryState {
 
     /// Grants a lease; returns (id, ttl).
     pub fn grant(&self, ttl_ms: u64) -> Result<(u64, Duration), RegistryError> {
+        self.check_ttl(ttl_ms)?;
+        let ttl = Duration::from_millis(ttl_ms);
+        let mut tables = self.tables();
+        check_limit("leases", tables.leases.len(), 1, self.config.max_leases)?;
+        let id = tables.leases.grant(ttl, Instant::now());
+        drop(tables);
+        self.deadline_changed.notify_one();
+        tracing::debug!(lease = id, ttl_ms, "lease granted");
+        Ok((id, ttl))
+    }
+
+    /// Refuses a TTL outside the configured bounds.
+    pub(crate) fn check_ttl(&self, ttl_ms: u64) -> Result<(), RegistryError> {
         let ttl = Duration::from_millis(ttl_ms);
         if ttl < self.config.min_ttl || ttl > self.config.max_ttl {
             return Err(RegistryError::TtlOutOfRange {
@@ -105,13 +118,7 @@ impl RegistryState {
                 max: self.config.max_ttl.as_millis() as u64,
             });
         }
-        let mut tables = self.tables();
-        check_limit("leases", tables.leases.len(), 1, self.config.max_leases)?;
-        let id = tables.leases.grant(ttl, Instant::now());
-        drop(tables);
-        self.deadline_changed.notify_one();
-        tracing::debug!(lease = id, ttl_ms, "lease granted");
-        Ok((id, ttl))
+        Ok(())
     }
 
     /// Refreshes a lease; returns its TTL.
@@ -145,12 +152,7 @@ impl RegistryState {
             .leases
             .time_to_live(lease, Instant::now())
             .ok_or(RegistryError::LeaseNotFound(lease))?;
-        let skills = tables
-            .catalog
-            .skills()
-            .filter(|((owner, _), _)| *owner == lease)
-            .map(|((_, name), _)| name.clone())
-            .collect();
+        let skills = tables.catalog.skills_of(lease);
         Ok((remaining, ttl, skills))
     }
 
@@ -162,33 +164,9 @@ impl RegistryState {
         endpoint: &str,
         tools: Vec<Tool>,
     ) -> Result<Vec<String>, RegistryError> {
-        validate_name("skill", skill)?;
-        let endpoint = &crate::endpoint::normalize_endpoint(endpoint).map_err(|reason| {
-            RegistryError::InvalidArgument(format!("skill {skill:?}: endpoint {reason}"))
-        })?;
-        validate_tools(skill, &tools)?;
+        let endpoint = &validate_registration(skill, endpoint, &tools)?;
         let mut tables = self.tables();
-        if tables.leases.time_to_live(lease, Instant::now()).is_none() {
-            return Err(RegistryError::LeaseNotFound(lease));
-        }
-        let replacing = tables.catalog.tools_of(lease, skill);
-        let is_new_skill = replacing == 0
-            && !tables
-                .catalog
-                .skills()
-                .any(|((owner, name), _)| *owner == lease && name == skill);
-        check_limit(
-            "skills",
-            tables.catalog.skill_count(),
-            usize::from(is_new_skill),
-            self.config.max_skills,
-        )?;
-        check_limit(
-            "tools",
-            tables.catalog.tool_count() - replacing,
-            tools.len(),
-            self.config.max_tools,
-        )?;
+        self.check_room(&tables, lease, skill, &tools)?;
         let tool_count = tools.len();
         let names = tables.catalog.register(lease, skill, endpoint, tools);
         tables.publish();
@@ -202,6 +180,47 @@ impl RegistryState {
             "skill registered"
         );
         Ok(names)
+    }
+
+    /// Checks a registration against the lease and the bounds without making it; returns
+    /// the endpoint as it will be stored. For a store (etcd) that writes elsewhere first.
+    pub(crate) fn prepare_registration(
+        &self,
+        lease: u64,
+        skill: &str,
+        endpoint: &str,
+        tools: &[Tool],
+    ) -> Result<String, RegistryError> {
+        let endpoint = validate_registration(skill, endpoint, tools)?;
+        self.check_room(&self.tables(), lease, skill, tools)?;
+        Ok(endpoint)
+    }
+
+    /// The lease must be live and the skill and tool bounds must allow the registration.
+    fn check_room(
+        &self,
+        tables: &Tables,
+        lease: u64,
+        skill: &str,
+        tools: &[Tool],
+    ) -> Result<(), RegistryError> {
+        if tables.leases.time_to_live(lease, Instant::now()).is_none() {
+            return Err(RegistryError::LeaseNotFound(lease));
+        }
+        let replacing = tables.catalog.tools_of(lease, skill);
+        let is_new_skill = !tables.catalog.has_skill(lease, skill);
+        check_limit(
+            "skills",
+            tables.catalog.skill_count(),
+            usize::from(is_new_skill),
+            self.config.max_skills,
+        )?;
+        check_limit(
+            "tools",
+            tables.catalog.tool_count() - replacing,
+            tools.len(),
+            self.config.max_tools,
+        )
     }
 
     /// Removes one skill from a lease; returns how many tools went with it.
@@ -390,6 +409,112 @@ impl RegistryState {
     }
 }
 
+/// One change made in a store of record (etcd), for a cache of it to apply.
+#[derive(Debug)]
+pub(crate) enum CacheOp {
+    /// A lease exists.
+    LeaseSeen { lease: u64, ttl: Duration },
+    /// A lease ended, with everything under it.
+    LeaseGone { lease: u64, why: Departure },
+    /// A skill was registered, or its catalogue replaced.
+    PutSkill {
+        lease: u64,
+        skill: String,
+        endpoint: String,
+        tools: Vec<Tool>,
+    },
+    /// A skill was removed.
+    DeleteSkill {
+        lease: u64,
+        skill: String,
+        why: Departure,
+    },
+}
+
+impl RegistryState {
+    /// Returns an empty cache of a store of record whose latest revision is `revision`:
+    /// its leases never expire here (the store expires them), and changes come through
+    /// [`RegistryState::apply`].
+    pub(crate) fn new_cache(config: RegistryConfig, revision: u64) -> Self {
+        let state = Self::new(config);
+        state.tables().hub = WatchHub::starting_at(revision, state.config.watch_history);
+        state
+    }
+
+    /// Applies the store's change at `revision` as one step, published to watchers.
+    pub(crate) fn apply(&self, revision: u64, ops: Vec<CacheOp>) {
+        // A cache's leases live until the store says they ended.
+        let never = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let mut tables = self.tables();
+        for op in ops {
+            match op {
+                CacheOp::LeaseSeen { lease, ttl } => tables.leases.insert(lease, ttl, never),
+                CacheOp::LeaseGone { lease, why } => {
+                    tables.leases.revoke(lease);
+                    tables.catalog.remove_lease(lease, why);
+                    if why == Departure::Expired {
+                        self.counters.expirations.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                CacheOp::PutSkill {
+                    lease,
+                    skill,
+                    endpoint,
+                    tools,
+                } => {
+                    tables.catalog.register(lease, &skill, &endpoint, tools);
+                }
+                CacheOp::DeleteSkill { lease, skill, why } => {
+                    tables.catalog.remove_skill(lease, &skill, why);
+                }
+            }
+        }
+        let events = tables.catalog.take_events();
+        tables.hub.publish_at(revision, events);
+    }
+
+    /// Whether the lease is known here.
+    pub(crate) fn has_lease(&self, lease: u64) -> bool {
+        self.tables()
+            .leases
+            .time_to_live(lease, Instant::now())
+            .is_some()
+    }
+
+    /// Public names of a registered skill's tools, in its order.
+    pub(crate) fn names_of(&self, lease: u64, skill: &str) -> Vec<String> {
+        self.tables().catalog.names_of(lease, skill)
+    }
+
+    /// Names of the skills registered under the lease.
+    pub(crate) fn skills_of(&self, lease: u64) -> Vec<String> {
+        self.tables().catalog.skills_of(lease)
+    }
+
+    /// Every lease known here, and every (lease, skill) registered.
+    pub(crate) fn contents(&self) -> (std::collections::BTreeSet<u64>, Vec<(u64, String)>) {
+        let tables = self.tables();
+        (
+            tables.leases.ids().collect(),
+            tables
+                .catalog
+                .skills()
+                .map(|(key, _)| key.clone())
+                .collect(),
+        )
+    }
+
+    /// (endpoint, tools) of a registered skill.
+    pub(crate) fn skill_entry(&self, lease: u64, skill: &str) -> Option<(String, Vec<Tool>)> {
+        self.tables().catalog.entry(lease, skill)
+    }
+
+    /// (skill, tool) counts registered under the lease.
+    pub(crate) fn tools_of(&self, lease: u64, skill: &str) -> usize {
+        self.tables().catalog.tools_of(lease, skill)
+    }
+}
+
 /// An open watch: what happened since its start revision, then the live changes.
 #[derive(Debug)]
 pub struct Subscription {
@@ -440,6 +565,20 @@ fn validate_name(what: &str, name: &str) -> Result<(), RegistryError> {
         )));
     }
     Ok(())
+}
+
+/// Checks names and tools; returns the endpoint in its stored `host:port` form.
+fn validate_registration(
+    skill: &str,
+    endpoint: &str,
+    tools: &[Tool],
+) -> Result<String, RegistryError> {
+    validate_name("skill", skill)?;
+    let endpoint = crate::endpoint::normalize_endpoint(endpoint).map_err(|reason| {
+        RegistryError::InvalidArgument(format!("skill {skill:?}: endpoint {reason}"))
+    })?;
+    validate_tools(skill, tools)?;
+    Ok(endpoint)
 }
 
 fn validate_tools(skill: &str, tools: &[Tool]) -> Result<(), RegistryError> {

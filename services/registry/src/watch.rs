@@ -25,6 +25,8 @@ pub struct Compacted {
 pub(crate) struct WatchHub {
     /// Revision of the latest change.
     revision: u64,
+    /// The history holds every change after this revision.
+    complete_after: u64,
     history: VecDeque<Change>,
     max_history: usize,
     live: broadcast::Sender<Change>,
@@ -38,8 +40,15 @@ impl WatchHub {
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |elapsed| elapsed.as_micros() as u64);
+        Self::starting_at(start, max_history)
+    }
+
+    /// Returns a hub whose latest revision is `revision`: for a cache of a store that keeps
+    /// its own revisions (etcd).
+    pub(crate) fn starting_at(revision: u64, max_history: usize) -> Self {
         Self {
-            revision: start,
+            revision,
+            complete_after: revision,
             history: VecDeque::new(),
             max_history: max_history.max(1),
             live: broadcast::channel(LIVE_BUFFER).0,
@@ -56,7 +65,26 @@ impl WatchHub {
         if events.is_empty() {
             return;
         }
-        self.revision += 1;
+        let next = self.revision + 1;
+        self.publish_at(next, events);
+    }
+
+    /// Publishes `events` as one change with `revision`, which must be newer than the latest
+    /// (an older one is ignored); nothing when empty, but the revision still moves on.
+    pub(crate) fn publish_at(&mut self, revision: u64, events: Vec<WatchEvent>) {
+        if revision <= self.revision && !events.is_empty() {
+            tracing::warn!(
+                revision,
+                latest = self.revision,
+                "an old change was ignored"
+            );
+            return;
+        }
+        if events.is_empty() {
+            self.revision = self.revision.max(revision);
+            return;
+        }
+        self.revision = revision;
         let change = Arc::new(WatchResponse {
             revision: self.revision,
             events,
@@ -64,7 +92,9 @@ impl WatchHub {
             compact_revision: 0,
         });
         if self.history.len() == self.max_history {
-            self.history.pop_front();
+            if let Some(dropped) = self.history.pop_front() {
+                self.complete_after = dropped.revision;
+            }
         }
         self.history.push_back(change.clone());
         // No receiver is not an error: nobody watches.
@@ -73,9 +103,7 @@ impl WatchHub {
 
     /// The oldest revision a watch may start from.
     pub(crate) fn oldest(&self) -> u64 {
-        self.history
-            .front()
-            .map_or(self.revision + 1, |change| change.revision)
+        self.complete_after + 1
     }
 
     /// Changes from `start` on (0: none, from now on), and a feed of the changes after them.
@@ -99,7 +127,10 @@ impl WatchHub {
         if start < oldest || start > self.revision + 1 {
             return Err(Compacted { oldest });
         }
-        let skip = (start - oldest) as usize;
+        // Revisions may have gaps (a store's own revisions), so find the start by search.
+        let skip = self
+            .history
+            .partition_point(|change| change.revision < start);
         Ok(self.history.iter().skip(skip).cloned().collect())
     }
 }

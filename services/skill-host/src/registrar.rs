@@ -10,7 +10,7 @@ use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
     GrantLeaseRequest, KeepAliveRequest, RegisterSkillRequest, RevokeLeaseRequest, Tool,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -156,9 +156,14 @@ impl Session<'_> {
         if let Err(reason) = self.sync().await {
             return lost(reason);
         }
-        let mut ticker = tokio::time::interval(self.registration.lease_ttl / 3);
+        let interval = self.registration.lease_ttl / 3;
+        // Each heartbeat must be answered within this, well inside the interval, so that a
+        // stalled stream is replaced before the next beat would queue behind the stalled one.
+        let beat_timeout = interval * 2 / 3;
+        let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_answer = Instant::now();
+        // Heartbeats sent and not yet answered, by lease, with when they were sent.
+        let mut unanswered: HashMap<u64, Instant> = HashMap::new();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
@@ -166,24 +171,33 @@ impl Session<'_> {
                     return SessionEnd::Shutdown;
                 }
                 _ = ticker.tick() => {
-                    if self.registered.is_empty() {
-                        last_answer = Instant::now();
-                        continue;
-                    }
-                    if last_answer.elapsed() > self.registration.lease_ttl {
-                        return lost("no keep-alive answer within the lease TTL".into());
+                    let live: HashSet<u64> = self.registered.values().map(|r| r.lease).collect();
+                    unanswered.retain(|lease, _| live.contains(lease));
+                    if let Some(stalled) = unanswered.values().min() {
+                        if stalled.elapsed() > beat_timeout {
+                            return lost(format!(
+                                "a heartbeat went unanswered for {} ms (limit {} ms); \
+                                 opening a new keep-alive stream",
+                                stalled.elapsed().as_millis(),
+                                beat_timeout.as_millis()
+                            ));
+                        }
                     }
                     for registered in self.registered.values() {
-                        // A full queue means earlier heartbeats are still unsent: skip.
+                        // One heartbeat per lease in flight: the next waits for the answer.
+                        if unanswered.contains_key(&registered.lease) {
+                            continue;
+                        }
                         if beats.try_send(KeepAliveRequest { lease_id: registered.lease }).is_err() {
                             tracing::debug!("keep-alive queue full; heartbeats skipped");
                             break;
                         }
+                        unanswered.insert(registered.lease, Instant::now());
                     }
                 }
                 answer = answers.message() => match answer {
                     Ok(Some(answer)) => {
-                        last_answer = Instant::now();
+                        unanswered.remove(&answer.lease_id);
                         if answer.expired && self.forget_lease(answer.lease_id) {
                             if let Err(reason) = self.sync().await {
                                 return lost(reason);
