@@ -54,11 +54,7 @@ fn wait_for_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 }
 
 fn send_sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -TERM {pid} failed: {status}");
+    send_signal(pid, "TERM");
 }
 
 /// A `mimo` command with no `MIMO_*` setting inherited from the test's environment.
@@ -995,6 +991,79 @@ fn registry_restart(store: Option<&str>) {
         back_after <= heartbeat * 2,
         "tools came back {back_after:?} after the registry listened; heartbeats go every \
          {heartbeat:?}\n{}",
+        host_log()
+    );
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed: {status}");
+}
+
+#[test]
+fn a_paused_skill_host_learns_its_leases_expired_and_registers_again() {
+    let variables = test_variables();
+    let folder = tempfile::tempdir().expect("tempdir");
+    let skills_file = folder.path().join("skills.json");
+    let skills = serde_json::json!({"mcpServers": {"time": server_entry(&variables, "TIME")}});
+    std::fs::write(&skills_file, skills.to_string()).expect("write skills file");
+    let registry = format!("127.0.0.1:{}", free_loopback_port());
+    let log = std::fs::File::create(folder.path().join("registry.log")).expect("log file");
+    let mut command = mimo_command(folder.path());
+    command
+        .args(["registry", "--registry-listen", &registry])
+        .args(["--telemetry-address", "127.0.0.1:1"])
+        .stdout(Stdio::null())
+        .stderr(log);
+    let _registry = KillOnDrop(command.spawn().expect("spawn mimo registry"));
+    let host_log_path = folder.path().join("skill-host.log");
+    let mut command = mimo_command(folder.path());
+    command
+        .args(["skill-host", "--skill-host-listen", "127.0.0.1:0"])
+        .args(["--registry-address", &registry])
+        .args(["--telemetry-address", "127.0.0.1:1"])
+        .args(["--lease-ttl-ms", "2000"])
+        .arg("--skills")
+        .arg(&skills_file)
+        .arg("--data-dir")
+        .arg(folder.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&host_log_path).expect("log"));
+    let host = KillOnDrop(command.spawn().expect("spawn mimo skill-host"));
+    let host_log = || std::fs::read_to_string(&host_log_path).unwrap_or_default();
+    let has_time_tools = |tools: &[String]| tools.iter().any(|name| name.starts_with("time_"));
+    wait_until("the time skill's tools registered", PATIENCE, || {
+        let tools = listed_tools(folder.path(), &registry)?;
+        has_time_tools(&tools)
+            .then_some(())
+            .ok_or(format!("{tools:?}"))
+    });
+
+    // A pause longer than the lease TTL: the registry lets the host's leases expire.
+    send_signal(host.0.id(), "STOP");
+    wait_until("the paused host's tools to expire", PATIENCE, || {
+        let tools = listed_tools(folder.path(), &registry)?;
+        (!has_time_tools(&tools))
+            .then_some(())
+            .ok_or(format!("still listed: {tools:?}"))
+    });
+    send_signal(host.0.id(), "CONT");
+    wait_until(
+        "the host to register again after its pause",
+        PATIENCE,
+        || {
+            let tools = listed_tools(folder.path(), &registry)?;
+            has_time_tools(&tools)
+                .then_some(())
+                .ok_or(format!("{tools:?}"))
+        },
+    );
+    assert!(
+        host_log().contains("registry lease expired; registering the skill again"),
+        "the host learnt of the expiry from a heartbeat's answer:\n{}",
         host_log()
     );
 }
