@@ -45,6 +45,11 @@ impl EtcdServer {
         server
     }
 
+    /// Process id of the etcd server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `host:port` of the client endpoint.
     pub fn address(&self) -> &str {
         &self.client_address

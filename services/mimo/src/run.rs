@@ -188,8 +188,12 @@ where
 }
 
 fn registry_config(settings: &Effective) -> mimo_registry::RegistryConfig {
+    let (max_leases, max_skills, max_tools) = settings.registry_limits;
     mimo_registry::RegistryConfig {
         etcd: settings.registry_etcd.clone(),
+        max_leases,
+        max_skills,
+        max_tools,
         ..mimo_registry::RegistryConfig::default()
     }
 }

@@ -105,6 +105,21 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_skills: Option<usize>,
 
+    /// Most leases the registry holds at once [default: 10000]
+    #[arg(long, env = "MIMO_REGISTRY_MAX_LEASES", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_max_leases: Option<usize>,
+
+    /// Most skills the registry holds at once, over all leases [default: 10000]
+    #[arg(long, env = "MIMO_REGISTRY_MAX_SKILLS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_max_skills: Option<usize>,
+
+    /// Most tools the registry holds at once, over all skills [default: 10000]
+    #[arg(long, env = "MIMO_REGISTRY_MAX_TOOLS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_max_tools: Option<usize>,
+
     /// Where the registry keeps leases and registrations: `memory` (this process; lost when it stops), or `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` to share them with every registry replica using that etcd cluster [default: memory]
     #[arg(long, alias = "store", env = "MIMO_REGISTRY_STORE", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +169,8 @@ pub struct Effective {
     pub max_skills: usize,
     /// The registry's etcd cluster, or `None` to keep its state in memory.
     pub registry_etcd: Option<mimo_registry::EtcdConfig>,
+    /// The registry's bounds on leases, skills and tools.
+    pub registry_limits: (usize, usize, usize),
 }
 
 impl Settings {
@@ -190,6 +207,9 @@ impl Settings {
             skill_lazy_idle_ms: self.skill_lazy_idle_ms.or(lower.skill_lazy_idle_ms),
             max_skills: self.max_skills.or(lower.max_skills),
             registry_store: self.registry_store.or(lower.registry_store),
+            registry_max_leases: self.registry_max_leases.or(lower.registry_max_leases),
+            registry_max_skills: self.registry_max_skills.or(lower.registry_max_skills),
+            registry_max_tools: self.registry_max_tools.or(lower.registry_max_tools),
         }
     }
 
@@ -242,8 +262,18 @@ impl Settings {
                     .map_err(|reason| anyhow::anyhow!("registry_store: {reason}"))?,
             ),
         };
+        let limit = |name: &str, value: Option<usize>| match value.unwrap_or(10_000) {
+            0 => Err(anyhow::anyhow!("{name} must be greater than 0")),
+            limit => Ok(limit),
+        };
+        let registry_limits = (
+            limit("registry_max_leases", self.registry_max_leases)?,
+            limit("registry_max_skills", self.registry_max_skills)?,
+            limit("registry_max_tools", self.registry_max_tools)?,
+        );
         Ok(Effective {
             registry_etcd,
+            registry_limits,
             registry_address: self
                 .registry_address
                 .unwrap_or_else(|| registry_listen.clone()),
@@ -304,6 +334,9 @@ impl Effective {
             skill_restart_window_ms: Some(self.skill_restart_window.as_millis() as u64),
             skill_lazy_idle_ms: Some(self.skill_lazy_idle.as_millis() as u64),
             max_skills: Some(self.max_skills),
+            registry_max_leases: Some(self.registry_limits.0),
+            registry_max_skills: Some(self.registry_limits.1),
+            registry_max_tools: Some(self.registry_limits.2),
             registry_store: Some(match &self.registry_etcd {
                 None => "memory".to_string(),
                 Some(etcd) => format!("etcd://{}{}", etcd.endpoints.join(","), etcd.prefix),

@@ -1,8 +1,10 @@
 //! The catalogue of registered skills and their tools, indexed by public tool name.
 
 use crate::naming::{disambiguated_tool_name, public_tool_name};
+use crate::small_map::SmallMap;
 use mimo_proto::v1::{Tool, WatchEvent, WatchEventType};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Why a skill leaves the catalogue, as watchers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,15 +23,15 @@ type SkillKey = (u64, String);
 pub(crate) struct SkillEntry {
     pub(crate) endpoint: String,
     /// (public name, tool) pairs, in the order the skill listed them.
-    pub(crate) tools: Vec<(String, Tool)>,
+    pub(crate) tools: Vec<(String, Arc<Tool>)>,
 }
 
 /// One provider of a public tool name.
 #[derive(Debug, Clone)]
 pub(crate) struct ToolProvider {
-    pub(crate) skill: String,
-    pub(crate) tool: Tool,
-    pub(crate) endpoint: String,
+    pub(crate) skill: Arc<str>,
+    pub(crate) tool: Arc<Tool>,
+    pub(crate) endpoint: Arc<str>,
     /// The lease the skill is registered under here.
     pub(crate) lease: u64,
 }
@@ -38,14 +40,17 @@ pub(crate) struct ToolProvider {
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
     skills: BTreeMap<SkillKey, SkillEntry>,
-    skills_by_lease: HashMap<u64, BTreeSet<String>>,
-    tools: BTreeMap<String, BTreeMap<SkillKey, ToolProvider>>,
+    skills_by_lease: HashMap<u64, SmallMap<String, ()>>,
+    tools: BTreeMap<String, SmallMap<SkillKey, ToolProvider>>,
     tool_count: usize,
-    /// For each valid plain name `<skill>_<tool>`, the (skill, tool) pairs that would have
-    /// it, with how many registrations each has. The smallest pair holds the plain name and
-    /// the others get hashed names, so that names depend on what is registered, never on
-    /// the order it was registered in.
-    claims: BTreeMap<String, BTreeMap<Pair, usize>>,
+    /// For each valid plain name `<skill>_<tool>` claimed by more than one (skill, tool)
+    /// pair: the pairs that do not hold it, with their registration counts. The smallest
+    /// claiming pair holds the plain name and the others get hashed names, so that names
+    /// depend on what is registered, never on the order it was registered in.
+    losers: BTreeMap<String, SmallMap<Pair, usize>>,
+    /// Tool descriptions shared by every registration that has the same one (many hosts
+    /// serve the same skills).
+    pool: HashSet<PooledTool>,
     /// Events of the change under way, taken by [`Catalog::take_events`].
     events: Vec<WatchEvent>,
 }
@@ -82,7 +87,11 @@ impl Catalog {
         self.skills.get(&(lease, skill.to_string())).map(|entry| {
             (
                 entry.endpoint.clone(),
-                entry.tools.iter().map(|(_, tool)| tool.clone()).collect(),
+                entry
+                    .tools
+                    .iter()
+                    .map(|(_, tool)| (**tool).clone())
+                    .collect(),
             )
         })
     }
@@ -91,7 +100,7 @@ impl Catalog {
     pub(crate) fn skills_of(&self, lease: u64) -> Vec<String> {
         self.skills_by_lease
             .get(&lease)
-            .map(|skills| skills.iter().cloned().collect())
+            .map(|skills| skills.iter().map(|(skill, ())| skill.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -111,30 +120,39 @@ impl Catalog {
         tools: Vec<Tool>,
     ) -> Vec<String> {
         let key: SkillKey = (lease, skill.to_string());
-        let old_pairs: Vec<Pair> = self
+        // Tools the skill keeps keep their names (and their hold on them) as they are.
+        let new_names: HashSet<&str> = tools.iter().map(|tool| tool.name.as_str()).collect();
+        let kept: HashMap<String, String> = self
             .skills
             .get(&key)
-            .map(|entry| pairs_of(skill, entry.tools.iter().map(|(_, tool)| tool)))
+            .map(|entry| {
+                entry
+                    .tools
+                    .iter()
+                    .filter(|(_, tool)| new_names.contains(tool.name.as_str()))
+                    .map(|(name, tool)| (tool.name.clone(), name.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
-        let new_pairs = pairs_of(skill, tools.iter());
-        let holders = self.holders(old_pairs.iter().chain(&new_pairs));
-        let previous = self.detach_skill(&key);
-        for pair in &new_pairs {
-            self.claim(pair);
-        }
-        self.reassign(holders);
+        let previous = self.detach_skill(&key, &kept);
         let mut entry = SkillEntry {
             endpoint: endpoint.to_string(),
             tools: Vec::with_capacity(tools.len()),
         };
+        let shared_skill: Arc<str> = Arc::from(skill);
+        let shared_endpoint: Arc<str> = Arc::from(endpoint);
         for tool in tools {
-            let name = self.public_name(skill, &tool.name);
+            let name = match kept.get(&tool.name) {
+                Some(name) => name.clone(),
+                None => self.take_name(&(skill.to_string(), tool.name.clone())),
+            };
+            let tool = self.intern(tool);
             self.tools.entry(name.clone()).or_default().insert(
                 key.clone(),
                 ToolProvider {
-                    skill: skill.to_string(),
+                    skill: shared_skill.clone(),
                     tool: tool.clone(),
-                    endpoint: endpoint.to_string(),
+                    endpoint: shared_endpoint.clone(),
                     lease,
                 },
             );
@@ -147,14 +165,14 @@ impl Catalog {
         self.skills_by_lease
             .entry(lease)
             .or_default()
-            .insert(skill.to_string());
+            .insert(skill.to_string(), ());
         names
     }
 
     /// Removes every skill attached to the lease; returns how many there were.
     pub(crate) fn remove_lease(&mut self, lease: u64, why: Departure) -> usize {
         let skills = self.skills_by_lease.remove(&lease).unwrap_or_default();
-        for skill in &skills {
+        for (skill, ()) in skills.iter() {
             self.remove_skill(lease, skill, why);
         }
         skills.len()
@@ -163,20 +181,11 @@ impl Catalog {
     /// Removes one skill from the lease; returns how many tools went with it.
     pub(crate) fn remove_skill(&mut self, lease: u64, skill: &str, why: Departure) -> usize {
         let key: SkillKey = (lease, skill.to_string());
-        let Some(pairs) = self
-            .skills
-            .get(&key)
-            .map(|entry| pairs_of(skill, entry.tools.iter().map(|(_, tool)| tool)))
-        else {
+        let Some(entry) = self.detach_skill(&key, &HashMap::new()) else {
             return 0;
         };
-        let holders = self.holders(pairs.iter());
-        let Some(entry) = self.detach_skill(&key) else {
-            return 0;
-        };
-        self.reassign(holders);
         if let Some(skills) = self.skills_by_lease.get_mut(&lease) {
-            skills.remove(skill);
+            skills.remove(&skill.to_string());
             if skills.is_empty() {
                 self.skills_by_lease.remove(&lease);
             }
@@ -203,20 +212,27 @@ impl Catalog {
         std::mem::take(&mut self.events)
     }
 
-    /// Takes the skill's entry out of every index (the lease index excepted).
-    fn detach_skill(&mut self, key: &SkillKey) -> Option<SkillEntry> {
+    /// Takes the skill's entry out of every index (the lease index excepted), giving back
+    /// the names of its tools, except those of `kept` (tool name → public name), which the
+    /// caller registers again under the same names at once.
+    fn detach_skill(
+        &mut self,
+        key: &SkillKey,
+        kept: &HashMap<String, String>,
+    ) -> Option<SkillEntry> {
         let entry = self.skills.remove(key)?;
         self.tool_count -= entry.tools.len();
-        for pair in pairs_of(&key.1, entry.tools.iter().map(|(_, tool)| tool)) {
-            self.release(&pair);
-        }
-        for (name, _) in &entry.tools {
+        for (name, tool) in &entry.tools {
             if let Some(providers) = self.tools.get_mut(name) {
                 providers.remove(key);
                 if providers.is_empty() {
                     self.tools.remove(name);
                 }
             }
+            if !kept.contains_key(&tool.name) {
+                self.give_back(&(key.1.clone(), tool.name.clone()), name);
+            }
+            self.unpool(tool);
         }
         Some(entry)
     }
@@ -230,7 +246,7 @@ impl Catalog {
     ) {
         let endpoint = &entry.endpoint;
         let before: BTreeMap<&str, &Tool> = previous
-            .map(|p| p.tools.iter().map(|(n, t)| (n.as_str(), t)).collect())
+            .map(|p| p.tools.iter().map(|(n, t)| (n.as_str(), &**t)).collect())
             .unwrap_or_default();
         let kind = if previous.is_some() {
             WatchEventType::SkillUpdated
@@ -240,7 +256,8 @@ impl Catalog {
         self.record(kind, key, endpoint, "", None);
         for (name, tool) in &entry.tools {
             match before.get(name.as_str()) {
-                Some(old) if *old == tool && previous.is_some_and(|p| &p.endpoint == endpoint) => {}
+                Some(old)
+                    if *old == &**tool && previous.is_some_and(|p| &p.endpoint == endpoint) => {}
                 Some(_) => {
                     self.record(WatchEventType::ToolUpdated, key, endpoint, name, Some(tool))
                 }
@@ -305,78 +322,96 @@ impl Catalog {
         self.skills.iter()
     }
 
-    /// The public name of a pair now: its plain name if valid and it is the smallest pair
-    /// claiming it, else a name ending in a stable hash of the pair.
-    fn public_name(&self, skill: &str, tool: &str) -> String {
-        let name = public_tool_name(skill, tool);
-        let pair = (skill.to_string(), tool.to_string());
-        match self.claims.get(&name).and_then(|pairs| pairs.keys().next()) {
-            Some(holder) if *holder != pair => disambiguated_tool_name(skill, tool),
-            _ => name,
+    /// Names a new registration of `pair`: its plain name if valid and no smaller pair
+    /// claims it (taking it over from a larger holder, which moves to its hashed name), else
+    /// its hashed name.
+    fn take_name(&mut self, pair: &Pair) -> String {
+        let Some(plain) = plain_name(pair) else {
+            return disambiguated_tool_name(&pair.0, &pair.1);
+        };
+        match self.holder(&plain) {
+            None => plain,
+            Some(holder) if holder == *pair => plain,
+            Some(holder) if *pair < holder => {
+                let registrations = self.tools.get(&plain).map_or(0, SmallMap::len);
+                let hashed = disambiguated_tool_name(&holder.0, &holder.1);
+                self.rename(&holder, &plain, &hashed);
+                *self
+                    .losers
+                    .entry(plain.clone())
+                    .or_default()
+                    .entry_or_default(holder) += registrations;
+                plain
+            }
+            Some(_) => {
+                *self
+                    .losers
+                    .entry(plain)
+                    .or_default()
+                    .entry_or_default(pair.clone()) += 1;
+                disambiguated_tool_name(&pair.0, &pair.1)
+            }
         }
     }
 
-    fn claim(&mut self, pair: &Pair) {
-        if let Some(plain) = plain_name(pair) {
-            *self
-                .claims
-                .entry(plain)
-                .or_default()
-                .entry(pair.clone())
-                .or_default() += 1;
-        }
-    }
-
-    fn release(&mut self, pair: &Pair) {
+    /// Gives back the name `name` of one registration of `pair` (already out of the index):
+    /// when the holder's last registration goes, the smallest other claimant takes the plain
+    /// name.
+    fn give_back(&mut self, pair: &Pair, name: &str) {
         let Some(plain) = plain_name(pair) else {
             return;
         };
-        if let Some(pairs) = self.claims.get_mut(&plain) {
-            if let Some(count) = pairs.get_mut(pair) {
+        if name == plain {
+            if self.tools.contains_key(&plain) {
+                return;
+            }
+            let Some(losers) = self.losers.get_mut(&plain) else {
+                return;
+            };
+            let Some(next) = losers.first_key().cloned() else {
+                return;
+            };
+            losers.remove(&next);
+            if losers.is_empty() {
+                self.losers.remove(&plain);
+            }
+            let hashed = disambiguated_tool_name(&next.0, &next.1);
+            self.rename(&next, &hashed, &plain);
+        } else if let Some(losers) = self.losers.get_mut(&plain) {
+            if let Some(count) = losers.get_mut(pair) {
                 *count -= 1;
                 if *count == 0 {
-                    pairs.remove(pair);
+                    losers.remove(pair);
                 }
             }
-            if pairs.is_empty() {
-                self.claims.remove(&plain);
+            if losers.is_empty() {
+                self.losers.remove(&plain);
             }
         }
     }
 
-    /// The holder of each plain name these pairs claim, before a change.
-    fn holders<'p>(&self, pairs: impl Iterator<Item = &'p Pair>) -> BTreeMap<String, Option<Pair>> {
-        pairs
-            .filter_map(plain_name)
-            .map(|plain| {
-                let holder = self
-                    .claims
-                    .get(&plain)
-                    .and_then(|pairs| pairs.keys().next().cloned());
-                (plain, holder)
-            })
-            .collect()
+    /// The pair holding a plain name now.
+    fn holder(&self, plain: &str) -> Option<Pair> {
+        let (_, provider) = self.tools.get(plain)?.iter().next()?;
+        let pair = (provider.skill.to_string(), provider.tool.name.clone());
+        (plain_name(&pair).as_deref() == Some(plain)).then_some(pair)
     }
 
-    /// After claims changed, moves each plain name whose holder changed: the old holder's
-    /// registrations take their hashed name, the new holder's the plain one.
-    fn reassign(&mut self, before: BTreeMap<String, Option<Pair>>) {
-        for (plain, old_holder) in before {
-            let new_holder = self
-                .claims
-                .get(&plain)
-                .and_then(|pairs| pairs.keys().next().cloned());
-            if new_holder == old_holder {
-                continue;
-            }
-            if let Some(old) = old_holder {
-                let hashed = disambiguated_tool_name(&old.0, &old.1);
-                self.rename(&old, &plain, &hashed);
-            }
-            if let Some(new) = new_holder {
-                let hashed = disambiguated_tool_name(&new.0, &new.1);
-                self.rename(&new, &hashed, &plain);
-            }
+    /// The shared copy of a tool description.
+    fn intern(&mut self, tool: Tool) -> Arc<Tool> {
+        let pooled = PooledTool(Arc::new(tool));
+        if let Some(existing) = self.pool.get(&pooled) {
+            return existing.0.clone();
+        }
+        let shared = pooled.0.clone();
+        self.pool.insert(pooled);
+        shared
+    }
+
+    /// Drops a description from the pool when `tool` (about to be dropped) is its last user.
+    fn unpool(&mut self, tool: &Arc<Tool>) {
+        if Arc::strong_count(tool) == 2 {
+            self.pool.remove(&PooledTool(tool.clone()));
         }
     }
 
@@ -387,7 +422,7 @@ impl Catalog {
         };
         let moving: Vec<SkillKey> = providers
             .iter()
-            .filter(|(_, p)| p.skill == pair.0 && p.tool.name == pair.1)
+            .filter(|(_, p)| *p.skill == *pair.0 && p.tool.name == pair.1)
             .map(|(key, _)| key.clone())
             .collect();
         let mut moved = Vec::new();
@@ -418,11 +453,29 @@ impl Catalog {
     }
 }
 
-/// The (skill, tool) pairs of a catalogue.
-fn pairs_of<'t>(skill: &str, tools: impl Iterator<Item = &'t Tool>) -> Vec<Pair> {
-    tools
-        .map(|tool| (skill.to_string(), tool.name.clone()))
-        .collect()
+/// A tool description compared and hashed by content, for the pool.
+#[derive(Debug)]
+struct PooledTool(Arc<Tool>);
+
+impl PartialEq for PooledTool {
+    fn eq(&self, other: &Self) -> bool {
+        *self.0 == *other.0
+    }
+}
+
+impl Eq for PooledTool {}
+
+impl std::hash::Hash for PooledTool {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let tool = &*self.0;
+        (
+            &tool.name,
+            &tool.description,
+            &tool.input_schema_json,
+            &tool.title,
+        )
+            .hash(state);
+    }
 }
 
 /// The pair's plain public name, when `<skill>_<tool>` is valid as it stands.
@@ -450,7 +503,7 @@ mod tests {
             .flat_map(|(name, providers)| {
                 providers
                     .into_iter()
-                    .map(|p| (name.clone(), p.skill.clone(), p.tool.name.clone()))
+                    .map(|p| (name.clone(), p.skill.to_string(), p.tool.name.clone()))
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -495,6 +548,41 @@ mod tests {
                     && e.skill == "a_b"),
             "the rename is an event too: {events:?}"
         );
+    }
+
+    #[test]
+    fn three_claimants_in_any_order_end_alike_and_removal_leaves_nothing_behind() {
+        // All three make "a_b_c_d".
+        let regs = [(1, "a", "b_c_d"), (2, "a_b", "c_d"), (3, "a_b_c", "d")];
+        let orders = [[0, 1, 2], [2, 1, 0], [1, 2, 0], [2, 0, 1]];
+        let mut outcomes = Vec::new();
+        for order in orders {
+            let mut catalog = Catalog::default();
+            for index in order {
+                let (lease, skill, name) = regs[index];
+                catalog.register(lease, skill, "h:1", vec![tool(name), tool("same")]);
+            }
+            // The same skill on a second host, and a re-registration, change nothing.
+            catalog.register(9, "a_b", "h:2", vec![tool("c_d"), tool("same")]);
+            catalog.register(2, "a_b", "h:1", vec![tool("c_d"), tool("same")]);
+            outcomes.push(routes(&catalog));
+            for (lease, skill, _) in regs {
+                catalog.remove_skill(lease, skill, Departure::Removed);
+            }
+            catalog.remove_lease(9, Departure::Expired);
+            assert!(catalog.tools.is_empty() && catalog.skills.is_empty());
+            assert!(catalog.losers.is_empty(), "{:?}", catalog.losers);
+            assert!(
+                catalog.pool.is_empty(),
+                "shared tools are freed with their last user"
+            );
+            assert_eq!(catalog.tool_count, 0);
+        }
+        assert!(
+            outcomes.windows(2).all(|pair| pair[0] == pair[1]),
+            "{outcomes:#?}"
+        );
+        assert!(outcomes[0].contains(&("a_b_c_d".into(), "a".into(), "b_c_d".into())));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod keep_alive;
 mod leases;
 mod naming;
 mod service;
+mod small_map;
 mod state;
 mod watch;
 mod watcher;

@@ -264,14 +264,14 @@ impl RegistryState {
             .take_while(|(name, _)| name.starts_with(name_prefix))
             .filter_map(|(name, providers)| {
                 let first = providers.first()?;
-                if !skill.is_empty() && first.skill != skill {
+                if !skill.is_empty() && &*first.skill != skill {
                     return None;
                 }
                 Some(RegisteredTool {
                     name: name.clone(),
-                    skill: first.skill.clone(),
-                    tool: Some(first.tool.clone()),
-                    endpoints: providers.iter().map(|p| p.endpoint.clone()).collect(),
+                    skill: first.skill.to_string(),
+                    tool: Some((*first.tool).clone()),
+                    endpoints: providers.iter().map(|p| p.endpoint.to_string()).collect(),
                 })
             });
         for tool in matching {
@@ -347,10 +347,10 @@ impl RegistryState {
         };
         let turn = self.round_robin.fetch_add(1, Ordering::Relaxed) % providers.len();
         Ok(ResolveToolResponse {
-            skill: first.skill.clone(),
+            skill: first.skill.to_string(),
             tool: first.tool.name.clone(),
-            endpoint: providers[turn].endpoint.clone(),
-            endpoints: providers.iter().map(|p| p.endpoint.clone()).collect(),
+            endpoint: providers[turn].endpoint.to_string(),
+            endpoints: providers.iter().map(|p| p.endpoint.to_string()).collect(),
             lease_id: providers[turn].lease,
         })
     }
