@@ -1,6 +1,7 @@
 //! Starts Mimo's services in-process, each on its own `127.0.0.1:0` listener (bound first,
 //! then handed over), and stops them in order: skill-host first, then the rest.
 
+use crate::etcd::EtcdServer;
 use mimo_proto::connect;
 use mimo_proto::v1::memory_client::MemoryClient;
 use mimo_proto::v1::registry_client::RegistryClient;
@@ -9,6 +10,7 @@ use mimo_proto::v1::telemetry_client::TelemetryClient;
 use mimo_reporter::ReporterConfig;
 use mimo_skill_host::{SkillHostConfig, SkillSpec};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -27,6 +29,7 @@ pub struct ClusterBuilder {
     lease_ttl: Duration,
     default_call_timeout: Duration,
     configure_skill_host: Option<ConfigureSkillHost>,
+    registry_etcd: Option<Arc<EtcdServer>>,
 }
 
 impl Default for ClusterBuilder {
@@ -37,6 +40,7 @@ impl Default for ClusterBuilder {
             lease_ttl: Duration::from_secs(3),
             default_call_timeout: SkillHostConfig::default().default_call_timeout,
             configure_skill_host: None,
+            registry_etcd: None,
         }
     }
 }
@@ -57,6 +61,12 @@ impl ClusterBuilder {
     /// Sets the deadline the skill-host gives calls whose caller set none.
     pub fn default_call_timeout(mut self, timeout: Duration) -> Self {
         self.default_call_timeout = timeout;
+        self
+    }
+
+    /// Keeps the registry's state in a fresh etcd started for this cluster, not in memory.
+    pub async fn registry_on_etcd(mut self) -> Self {
+        self.registry_etcd = Some(Arc::new(EtcdServer::start().await));
         self
     }
 
@@ -98,7 +108,13 @@ impl ClusterBuilder {
             (
                 "registry",
                 tokio::spawn(as_text(mimo_registry::serve(
-                    Default::default(),
+                    mimo_registry::RegistryConfig {
+                        etcd: self.registry_etcd.as_ref().map(|etcd| {
+                            mimo_registry::EtcdConfig::parse(&format!("etcd://{}", etcd.address()))
+                                .expect("etcd address")
+                        }),
+                        ..mimo_registry::RegistryConfig::default()
+                    },
                     reporting.clone(),
                     registry_listener,
                     others_shutdown.clone(),
@@ -149,6 +165,7 @@ impl ClusterBuilder {
             skill_host_shutdown,
             others,
             others_shutdown,
+            _etcd: self.registry_etcd,
             _data: data,
         }
     }
@@ -182,6 +199,8 @@ pub struct Cluster {
     skill_host_shutdown: CancellationToken,
     others: Vec<(&'static str, ServeHandle)>,
     others_shutdown: CancellationToken,
+    /// Outlives the registry that uses it.
+    _etcd: Option<Arc<EtcdServer>>,
     _data: tempfile::TempDir,
 }
 

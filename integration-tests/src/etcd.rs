@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 const START_PATIENCE: Duration = Duration::from_secs(60);
 
 /// One single-member etcd cluster.
+#[derive(Debug)]
 pub struct EtcdServer {
     child: Child,
     client_address: String,

@@ -16,6 +16,30 @@ use tonic::Code;
 /// Generous: a cold `node` or Python start on a loaded 2-core machine can take seconds.
 const PATIENCE: Duration = Duration::from_secs(90);
 
+/// Where a test registry keeps its state; scenarios written for both run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Memory,
+    Etcd,
+}
+
+/// Runs a scenario once per store, as two tests named after it.
+macro_rules! on_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_memory() {
+                super::$scenario(super::Store::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_etcd() {
+                super::$scenario(super::Store::Etcd).await;
+            }
+        }
+    };
+}
+
 #[path = "end_to_end/interop.rs"]
 mod interop;
 #[path = "end_to_end/registry.rs"]

@@ -1,7 +1,7 @@
 //! The registry on its own, on a loopback port: Watch (revisions, filters, resume,
 //! compaction, the watcher bound) and ListTools pagination.
 
-use super::PATIENCE;
+use super::{Store, PATIENCE};
 use mimo_integration_tests::wait_until;
 use mimo_integration_tests::EtcdServer;
 use mimo_proto::v1::registry_client::RegistryClient;
@@ -16,30 +16,6 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
-
-/// Where a test registry keeps its state; every test here runs on both.
-#[derive(Debug, Clone, Copy)]
-enum Store {
-    Memory,
-    Etcd,
-}
-
-/// Runs a scenario once per store, as two tests named after it.
-macro_rules! on_both_stores {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn in_memory() {
-                super::$scenario(super::Store::Memory).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn on_etcd() {
-                super::$scenario(super::Store::Etcd).await;
-            }
-        }
-    };
-}
 
 /// A registry serving `config` on a loopback port, stopped when dropped (with its etcd).
 struct Registry {

@@ -2,7 +2,7 @@
 //! exits with calls in flight, hangs, floods, oversized answers, grandchildren, and the
 //! runtime add / remove / restart / reload of skills.
 
-use super::PATIENCE;
+use super::{Store, PATIENCE};
 use mimo_integration_tests::{wait_until, Cluster, ClusterBuilder};
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
@@ -121,9 +121,18 @@ fn is_gone(pid: u32) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_skill_is_restarted_until_its_restart_budget_is_spent() {
-    let cluster = ClusterBuilder::default()
+/// A cluster builder whose registry keeps its state in `store`.
+async fn cluster_on(store: Store) -> ClusterBuilder {
+    match store {
+        Store::Memory => ClusterBuilder::default(),
+        Store::Etcd => ClusterBuilder::default().registry_on_etcd().await,
+    }
+}
+
+on_both_stores!(a_crashed_skill_is_restarted_until_its_restart_budget_is_spent);
+async fn a_crashed_skill_is_restarted_until_its_restart_budget_is_spent(store: Store) {
+    let cluster = cluster_on(store)
+        .await
         .skill("crashy", misbehaving(&["--crash-after", "1"]))
         .skill("steady", misbehaving(&[]))
         .configure_skill_host(|config| {
@@ -897,9 +906,10 @@ async fn a_missing_working_directory_is_named_as_the_reason() {
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_whose_lease_expired_registers_again_and_refuses_stale_routes() {
-    let cluster = ClusterBuilder::default()
+on_both_stores!(a_host_whose_lease_expired_registers_again_and_refuses_stale_routes);
+async fn a_host_whose_lease_expired_registers_again_and_refuses_stale_routes(store: Store) {
+    let cluster = cluster_on(store)
+        .await
         .skill("steady", misbehaving(&[]))
         .lease_ttl(Duration::from_secs(3))
         .start()
