@@ -214,6 +214,11 @@ impl Cluster {
         connect::registry(channel(&self.registry).await)
     }
 
+    /// The skill-host's address.
+    pub fn skill_host_address(&self) -> &str {
+        &self.skill_host
+    }
+
     /// A skill-host client.
     pub async fn skill_host(&self) -> SkillHostClient<Channel> {
         connect::skill_host(channel(&self.skill_host).await)

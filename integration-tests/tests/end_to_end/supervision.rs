@@ -291,6 +291,34 @@ async fn calls_in_flight_fail_at_once_when_the_skill_exits_mid_call() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_larger_message_limit_lets_a_20_mib_answer_through_grpc() {
+    let limit = 24 * 1024 * 1024;
+    let cluster = ClusterBuilder::default()
+        .skill("big", misbehaving(&[]))
+        .configure_skill_host(move |config| config.max_message_bytes = limit)
+        .start()
+        .await;
+    wait_for_state(&cluster.skill_host().await, "big", SkillState::Ready).await;
+    let channel = mimo_proto::connect::channel(cluster.skill_host_address())
+        .await
+        .unwrap();
+    let mut host = mimo_proto::connect::skill_host_with_limit(channel, limit);
+    let bytes = 20 * 1024 * 1024;
+    let answer = host
+        .call_tool(CallToolRequest {
+            skill: "big".into(),
+            tool: "big".into(),
+            arguments_json: format!(r#"{{"bytes": {bytes}}}"#),
+            lease_id: 0,
+        })
+        .await
+        .expect("a 20 MiB answer under a 24 MiB limit")
+        .into_inner();
+    assert_eq!(answer.content[0].text.len(), bytes);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_answer_fails_its_call_and_the_skill_keeps_serving() {
     let cluster = ClusterBuilder::default()
         .skill("big", misbehaving(&["--noise", "--flood-stdout", "5000"]))

@@ -80,7 +80,7 @@ pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<
                 lease_id: target.lease_id,
             });
             request.set_timeout(Duration::from_millis(timeout_ms));
-            let result = connect::skill_host(channel)
+            let result = connect::skill_host_with_limit(channel, settings.skill_max_message_bytes)
                 .call_tool(request)
                 .await
                 .map_err(status_error)?
@@ -101,7 +101,10 @@ pub async fn skills(settings: &Effective, action: SkillsAction) -> anyhow::Resul
         AddSkillRequest, GetSkillRequest, ListSkillsRequest, ReloadSkillsRequest,
         RemoveSkillRequest, RestartSkillRequest,
     };
-    let mut host = connect::skill_host(connect::channel(&settings.skill_host_address).await?);
+    let mut host = connect::skill_host_with_limit(
+        connect::channel(&settings.skill_host_address).await?,
+        settings.skill_max_message_bytes,
+    );
     match action {
         SkillsAction::List { json } => {
             let skills = host

@@ -224,6 +224,9 @@ fn skill_host_config(settings: &Effective) -> anyhow::Result<SkillHostConfig> {
         restart_window: settings.skill_restart_window,
         lazy_idle_timeout: settings.skill_lazy_idle,
         max_skills: settings.max_skills,
+        max_message_bytes: settings.skill_max_message_bytes,
+        max_in_flight_per_skill: settings.skill_max_in_flight,
+        max_waiting_per_skill: settings.skill_max_waiting,
         ..SkillHostConfig::default()
     })
 }

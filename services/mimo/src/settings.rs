@@ -105,6 +105,21 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_skills: Option<usize>,
 
+    /// Longest message a skill may send (one stdout line), in bytes; the skill-host's gRPC limit follows it [default: 16777216]
+    #[arg(long, env = "MIMO_SKILL_MAX_MESSAGE_BYTES", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_max_message_bytes: Option<usize>,
+
+    /// Calls one skill instance runs at once at most [default: 64]
+    #[arg(long, env = "MIMO_SKILL_MAX_IN_FLIGHT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_max_in_flight: Option<usize>,
+
+    /// Calls that may wait for a skill instance's window at most; one more is refused at once [default: 256]
+    #[arg(long, env = "MIMO_SKILL_MAX_WAITING", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skill_max_waiting: Option<usize>,
+
     /// Most leases the registry holds at once [default: 10000]
     #[arg(long, env = "MIMO_REGISTRY_MAX_LEASES", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,6 +186,12 @@ pub struct Effective {
     pub registry_etcd: Option<mimo_registry::EtcdConfig>,
     /// The registry's bounds on leases, skills and tools.
     pub registry_limits: (usize, usize, usize),
+    /// Longest message from a skill, in bytes.
+    pub skill_max_message_bytes: usize,
+    /// Calls in flight per skill instance.
+    pub skill_max_in_flight: usize,
+    /// Calls waiting per skill instance.
+    pub skill_max_waiting: usize,
 }
 
 impl Settings {
@@ -207,6 +228,11 @@ impl Settings {
             skill_lazy_idle_ms: self.skill_lazy_idle_ms.or(lower.skill_lazy_idle_ms),
             max_skills: self.max_skills.or(lower.max_skills),
             registry_store: self.registry_store.or(lower.registry_store),
+            skill_max_message_bytes: self
+                .skill_max_message_bytes
+                .or(lower.skill_max_message_bytes),
+            skill_max_in_flight: self.skill_max_in_flight.or(lower.skill_max_in_flight),
+            skill_max_waiting: self.skill_max_waiting.or(lower.skill_max_waiting),
             registry_max_leases: self.registry_max_leases.or(lower.registry_max_leases),
             registry_max_skills: self.registry_max_skills.or(lower.registry_max_skills),
             registry_max_tools: self.registry_max_tools.or(lower.registry_max_tools),
@@ -271,7 +297,19 @@ impl Settings {
             limit("registry_max_skills", self.registry_max_skills)?,
             limit("registry_max_tools", self.registry_max_tools)?,
         );
+        let skill_max_message_bytes = self.skill_max_message_bytes.unwrap_or(16 * 1024 * 1024);
+        if !(1024..=1 << 30).contains(&skill_max_message_bytes) {
+            anyhow::bail!(
+                "skill_max_message_bytes is {skill_max_message_bytes}; it must lie within 1024..=1073741824"
+            );
+        }
+        let skill_max_in_flight =
+            limit_at_least_one("skill_max_in_flight", self.skill_max_in_flight, 64)?;
+        let skill_max_waiting = self.skill_max_waiting.unwrap_or(256);
         Ok(Effective {
+            skill_max_message_bytes,
+            skill_max_in_flight,
+            skill_max_waiting,
             registry_etcd,
             registry_limits,
             registry_address: self
@@ -301,6 +339,13 @@ impl Settings {
             skill_lazy_idle,
             max_skills,
         })
+    }
+}
+
+fn limit_at_least_one(name: &str, value: Option<usize>, default: usize) -> anyhow::Result<usize> {
+    match value.unwrap_or(default) {
+        0 => anyhow::bail!("{name} must be greater than 0"),
+        limit => Ok(limit),
     }
 }
 
@@ -334,6 +379,9 @@ impl Effective {
             skill_restart_window_ms: Some(self.skill_restart_window.as_millis() as u64),
             skill_lazy_idle_ms: Some(self.skill_lazy_idle.as_millis() as u64),
             max_skills: Some(self.max_skills),
+            skill_max_message_bytes: Some(self.skill_max_message_bytes),
+            skill_max_in_flight: Some(self.skill_max_in_flight),
+            skill_max_waiting: Some(self.skill_max_waiting),
             registry_max_leases: Some(self.registry_limits.0),
             registry_max_skills: Some(self.registry_limits.1),
             registry_max_tools: Some(self.registry_limits.2),
@@ -416,5 +464,57 @@ mod tests {
         assert_eq!(effective.skill_lazy_idle, Duration::from_millis(1500));
         assert_eq!(effective.max_skills, 9);
         assert_eq!(effective.skill_restart_window, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn message_window_queue_and_store_settings_are_checked() {
+        let bad = [
+            (
+                Settings {
+                    skill_max_message_bytes: Some(10),
+                    ..Settings::default()
+                },
+                "skill_max_message_bytes",
+            ),
+            (
+                Settings {
+                    skill_max_in_flight: Some(0),
+                    ..Settings::default()
+                },
+                "skill_max_in_flight",
+            ),
+            (
+                Settings {
+                    registry_max_leases: Some(0),
+                    ..Settings::default()
+                },
+                "registry_max_leases",
+            ),
+            (
+                Settings {
+                    registry_store: Some("etcd://nohost".into()),
+                    ..Settings::default()
+                },
+                "registry_store",
+            ),
+        ];
+        for (settings, name) in bad {
+            let error = settings.resolve().unwrap_err().to_string();
+            assert!(error.contains(name), "{error}");
+        }
+        let good = Settings {
+            skill_max_message_bytes: Some(32 << 20),
+            skill_max_waiting: Some(0),
+            registry_store: Some("etcd://10.0.0.1:2379,10.0.0.2:2379".into()),
+            ..Settings::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(good.skill_max_message_bytes, 32 << 20);
+        assert_eq!(good.skill_max_waiting, 0);
+        assert_eq!(
+            good.registry_etcd.unwrap().endpoints,
+            ["10.0.0.1:2379", "10.0.0.2:2379"]
+        );
     }
 }

@@ -142,7 +142,10 @@ pub async fn serve(
             supervisor.stop_all();
         }
     });
-    let router = mimo_proto::serve::server().add_service(mimo_proto::serve::skill_host(service));
+    let router = mimo_proto::serve::server().add_service(mimo_proto::serve::skill_host(
+        service,
+        config.max_message_bytes,
+    ));
     let result = mimo_proto::serve::serve_router(router, listener, shutdown).await;
     drain.abort();
     supervisor.shutdown().await;
@@ -342,12 +345,16 @@ impl SkillHostService {
             Ok(response) => {
                 tracing::debug!(skill = %request.skill, tool = %request.tool, elapsed_ms, is_error = response.is_error, "tool called");
                 let bytes = response.encoded_len();
-                if bytes > mimo_proto::MAX_MESSAGE_BYTES {
+                let limit = self
+                    .config
+                    .max_message_bytes
+                    .max(mimo_proto::MAX_MESSAGE_BYTES);
+                if bytes > limit {
                     return Err(SkillHostError::ResultTooLarge {
                         skill: request.skill,
                         tool: request.tool,
                         bytes,
-                        limit: mimo_proto::MAX_MESSAGE_BYTES,
+                        limit,
                     });
                 }
                 Ok(response)

@@ -85,9 +85,19 @@ pub fn registry(channel: Channel) -> RegistryClient<Channel> {
 
 /// Returns a skill-host client over `channel` with Mimo's message limits.
 pub fn skill_host(channel: Channel) -> SkillHostClient<Channel> {
+    skill_host_with_limit(channel, MAX_MESSAGE_BYTES)
+}
+
+/// Returns a skill-host client that accepts answers of up to `max_message_bytes` (at least
+/// Mimo's default), for hosts configured with a larger limit.
+pub fn skill_host_with_limit(
+    channel: Channel,
+    max_message_bytes: usize,
+) -> SkillHostClient<Channel> {
+    let limit = max_message_bytes.max(MAX_MESSAGE_BYTES);
     SkillHostClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit)
 }
 
 /// Returns a memory client over `channel` with Mimo's message limits.

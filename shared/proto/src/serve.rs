@@ -52,11 +52,12 @@ pub fn registry<T: Registry>(service: T) -> RegistryServer<T> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
-/// Wraps a skill-host implementation with Mimo's message limits.
-pub fn skill_host<T: SkillHost>(service: T) -> SkillHostServer<T> {
+/// Wraps a skill-host implementation whose messages may be up to `max_message_bytes` (the
+/// host's own limit on a skill's answer, so that any answer it accepts can be sent on).
+pub fn skill_host<T: SkillHost>(service: T, max_message_bytes: usize) -> SkillHostServer<T> {
     SkillHostServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(max_message_bytes.max(MAX_MESSAGE_BYTES))
+        .max_encoding_message_size(max_message_bytes.max(MAX_MESSAGE_BYTES))
 }
 
 /// Wraps a memory implementation with Mimo's message limits.
