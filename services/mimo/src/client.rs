@@ -15,7 +15,8 @@ use std::time::Duration;
 
 /// Runs a `mimo tools ...` command.
 pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<ExitCode> {
-    let mut registry = connect::registry(connect::channel(&settings.registry_address).await?);
+    let mut registry =
+        connect::registry(connect::channel_to_any(&settings.registry_address).await?);
     match action {
         ToolsAction::List { skill, json } => {
             let mut tools = Vec::new();

@@ -45,7 +45,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_listen: Option<String>,
 
-    /// Registry address that skill-hosts and clients dial [default: the registry's listen address]
+    /// Registry address that skill-hosts and clients dial: HOST:PORT, or HOST:PORT,HOST:PORT,... for registry replicas sharing one etcd (a skill-host stays with one and moves to the next when it is lost) [default: the registry's listen address]
     #[arg(long, env = "MIMO_REGISTRY_ADDRESS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_address: Option<String>,

@@ -1067,3 +1067,71 @@ fn a_paused_skill_host_learns_its_leases_expired_and_registers_again() {
         host_log()
     );
 }
+
+#[test]
+fn a_skill_host_given_two_replicas_keeps_its_tools_when_one_dies() {
+    let variables = test_variables();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let etcd = runtime.block_on(mimo_integration_tests::EtcdServer::start());
+    let store = format!("etcd://{}", etcd.address());
+    let folder = tempfile::tempdir().expect("tempdir");
+    let skills_file = folder.path().join("skills.json");
+    let skills = serde_json::json!({"mcpServers": {"time": server_entry(&variables, "TIME")}});
+    std::fs::write(&skills_file, skills.to_string()).expect("write skills file");
+    let replica = |name: &str| {
+        let address = format!("127.0.0.1:{}", free_loopback_port());
+        let log = std::fs::File::create(folder.path().join(format!("{name}.log"))).expect("log");
+        let mut command = mimo_command(folder.path());
+        command
+            .args(["registry", "--registry-listen", &address])
+            .args(["--telemetry-address", "127.0.0.1:1"])
+            .args(["--registry-store", &store])
+            .stdout(Stdio::null())
+            .stderr(log);
+        (
+            address,
+            KillOnDrop(command.spawn().expect("spawn mimo registry")),
+        )
+    };
+    let (first, mut first_process) = replica("registry-1");
+    let (second, _second_process) = replica("registry-2");
+    let ttl = Duration::from_secs(3);
+    let mut command = mimo_command(folder.path());
+    command
+        .args(["skill-host", "--skill-host-listen", "127.0.0.1:0"])
+        .args(["--registry-address", &format!("{first},{second}")])
+        .args(["--telemetry-address", "127.0.0.1:1"])
+        .args(["--lease-ttl-ms", &ttl.as_millis().to_string()])
+        .arg("--skills")
+        .arg(&skills_file)
+        .arg("--data-dir")
+        .arg(folder.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(folder.path().join("skill-host.log")).expect("log"));
+    let _host = KillOnDrop(command.spawn().expect("spawn mimo skill-host"));
+    let listed_at_second = || listed_tools(folder.path(), &second);
+    let before = wait_until("the tools at the second replica", PATIENCE, || {
+        let tools = listed_at_second()?;
+        (!tools.is_empty())
+            .then_some(tools)
+            .ok_or("none yet".to_string())
+    });
+
+    first_process.0.kill().expect("SIGKILL the first replica");
+    first_process.0.wait().expect("reap it");
+    // For two lease TTLs after the loss, the tools never leave: the host's heartbeats moved
+    // to the second replica before its leases could expire in etcd.
+    let lost_at = Instant::now();
+    while lost_at.elapsed() < ttl * 2 {
+        let tools = listed_at_second().expect("the second replica answers");
+        assert_eq!(
+            tools,
+            before,
+            "tools changed {:?} after the first replica died; host log:\n{}",
+            lost_at.elapsed(),
+            std::fs::read_to_string(folder.path().join("skill-host.log")).unwrap_or_default()
+        );
+    }
+    let log = std::fs::read_to_string(folder.path().join("skill-host.log")).unwrap_or_default();
+    assert!(log.contains(&format!("next_registry={second}")), "{log}");
+}

@@ -13,7 +13,8 @@ pub struct SkillHostConfig {
     pub skills: BTreeMap<String, SkillSpec>,
     /// The skills file they came from, read again on SIGHUP and by `ReloadSkills`.
     pub skills_file: Option<PathBuf>,
-    /// Registry to register skills with; `None` runs the host without registering.
+    /// Registry to register skills with (`HOST:PORT`, or several replicas comma-separated,
+    /// tried in turn); `None` runs the host without registering.
     pub registry_address: Option<String>,
     /// Address other hosts and clients use to reach this host; by default the listener's.
     pub advertise_address: Option<String>,

@@ -29,12 +29,34 @@ const BEAT_QUEUE: usize = 1024;
 /// Where to register and how.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    /// The registry's address.
-    pub registry_address: String,
+    /// The registry replicas' addresses, tried in turn: each session stays with one replica,
+    /// and a lost session moves on to the next.
+    pub registry_addresses: Vec<String>,
     /// This host's address as clients should dial it.
     pub endpoint: String,
     /// Lease TTL; heartbeats go every third of it.
     pub lease_ttl: Duration,
+}
+
+/// Splits a `--registry-address` value (`HOST:PORT[,HOST:PORT...]`) into replica addresses,
+/// each checked, so that a bad one stops the host at start rather than leaving it unregistered.
+pub fn registry_addresses(value: &str) -> Result<Vec<String>, connect::ConnectError> {
+    let addresses: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(str::to_string)
+        .collect();
+    if addresses.is_empty() {
+        return Err(connect::ConnectError::InvalidAddress {
+            address: value.to_string(),
+            reason: "no registry address given".into(),
+        });
+    }
+    for address in &addresses {
+        connect::endpoint(address)?;
+    }
+    Ok(addresses)
 }
 
 /// Registers the ready skills among `skills` and keeps them registered until `shutdown`,
@@ -46,18 +68,24 @@ pub async fn run_registrar(
     catalog_changed: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let channel = match connect::lazy_channel(&registration.registry_address) {
-        Ok(channel) => channel,
-        Err(error) => {
-            tracing::error!(%error, "not registering skills");
-            return;
+    let mut channels = Vec::new();
+    for address in &registration.registry_addresses {
+        match connect::lazy_channel(address) {
+            Ok(channel) => channels.push((address.clone(), channel)),
+            Err(error) => tracing::error!(%error, "skipping a registry address"),
         }
-    };
+    }
+    if channels.is_empty() {
+        tracing::error!("no usable registry address; not registering skills");
+        return;
+    }
     // Kept across sessions: after a broken stream, the first heartbeats tell which leases
     // survived, and only the skills whose leases are gone register again.
     let mut registered = BTreeMap::new();
     let mut backoff = FIRST_BACKOFF;
+    let mut turn = 0;
     loop {
+        let (address, channel) = &channels[turn % channels.len()];
         let mut session = Session {
             client: connect::registry(channel.clone()),
             registration: &registration,
@@ -71,7 +99,9 @@ pub async fn run_registrar(
                 if was_up {
                     backoff = FIRST_BACKOFF;
                 }
-                tracing::warn!(registry = %registration.registry_address, %reason,
+                turn += 1;
+                let next = &channels[turn % channels.len()].0;
+                tracing::warn!(registry = %address, %reason, next_registry = %next,
                     retry_in_ms = backoff.as_millis() as u64, "registry session ended; connecting again");
             }
         }
@@ -154,7 +184,11 @@ impl Session<'_> {
             was_up: true,
         };
         if let Err(reason) = self.sync().await {
-            return lost(reason);
+            // Not up until its catalogues are in: the retries back off.
+            return SessionEnd::Lost {
+                reason,
+                was_up: false,
+            };
         }
         let interval = self.registration.lease_ttl / 3;
         // Each heartbeat must be answered within this, well inside the interval, so that a

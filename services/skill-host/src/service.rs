@@ -46,6 +46,9 @@ pub enum ServeError {
     /// The state folder is unusable or held by another host.
     #[error(transparent)]
     State(#[from] crate::group_records::GroupRecordsError),
+    /// The registry address is not usable.
+    #[error("--registry-address: {0}")]
+    Registry(#[from] mimo_proto::connect::ConnectError),
     /// The gRPC server failed.
     #[error(transparent)]
     Transport(#[from] tonic::transport::Error),
@@ -62,6 +65,11 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     // Listen for SIGHUP before anything else, so that it never ends the host.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    let registry_addresses = config
+        .registry_address
+        .as_deref()
+        .map(crate::registrar::registry_addresses)
+        .transpose()?;
     let endpoint = advertised_endpoint(&config, &listener);
     let records = match &config.state_dir {
         Some(state_dir) => {
@@ -92,9 +100,9 @@ pub async fn serve(
     supervisor.add_from_file(&config.skills).await;
     let mut tasks = JoinSet::new();
     let leases = Arc::new(RegisteredLeases::default());
-    if let Some(registry_address) = &config.registry_address {
+    if let Some(registry_addresses) = registry_addresses {
         let registration = Registration {
-            registry_address: registry_address.clone(),
+            registry_addresses,
             endpoint: endpoint.clone(),
             lease_ttl: config.lease_ttl,
         };

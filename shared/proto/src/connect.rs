@@ -63,6 +63,26 @@ pub fn lazy_channel(address: &str) -> Result<Channel, ConnectError> {
     Ok(endpoint(address)?.connect_lazy())
 }
 
+/// Connects to the first reachable of `addresses` (`HOST:PORT[,HOST:PORT...]`, replicas of
+/// one service), trying them in order; the error is the last one's.
+pub async fn channel_to_any(addresses: &str) -> Result<Channel, ConnectError> {
+    let mut last = ConnectError::InvalidAddress {
+        address: addresses.to_string(),
+        reason: "no address given".into(),
+    };
+    for address in addresses
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match channel(address).await {
+            Ok(channel) => return Ok(channel),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
 /// Connects now, so that an unreachable address is reported at once.
 pub async fn channel(address: &str) -> Result<Channel, ConnectError> {
     endpoint(address)?
