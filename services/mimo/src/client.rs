@@ -56,7 +56,7 @@ pub async fn tools(settings: &Effective, action: ToolsAction) -> anyhow::Result<
                 }
             }
             if tools.is_empty() && !json {
-                eprintln!("no live tools: no skill is ready on any skill-host; `mimo skills list` shows each skill's state and why one failed");
+                eprintln!("no live tools: no skill-host has a ready skill registered with this registry; `mimo skills list` shows each skill's state (and why one failed), and a skill-host's log says whether it reaches the registry");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -407,7 +407,7 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
                 format!(
                     "{}={}",
                     g.name.split('.').next_back().unwrap_or(&g.name),
-                    g.value
+                    gauge_value(g.value)
                 )
             })
             .collect();
@@ -451,6 +451,15 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A gauge as people read it: whole numbers as such, others to two decimals.
+fn gauge_value(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -115,7 +115,7 @@ impl EtcdStore {
         let kv = KvClient::new(channel.clone());
         let snapshot = load(&mut kv.clone(), &etcd.prefix).await?;
         let cache = Arc::new(RegistryState::new_cache(config.clone(), snapshot.revision));
-        cache.apply(snapshot.revision, snapshot.ops(&etcd.prefix, &cache));
+        cache.load(snapshot.ops(&etcd.prefix, &cache));
         tracing::info!(etcd = ?etcd.endpoints, prefix = %etcd.prefix, revision = snapshot.revision,
             skills = cache.counts().1, "registry state loaded from etcd");
         let (applied_sender, applied) = watch::channel(snapshot.revision);

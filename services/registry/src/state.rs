@@ -441,8 +441,19 @@ impl RegistryState {
         state
     }
 
+    /// Loads what the store holds at the cache's start revision: the state watchers find
+    /// when they start from there, so no change is published for it.
+    pub(crate) fn load(&self, ops: Vec<CacheOp>) {
+        let revision = self.tables().hub.revision();
+        self.apply_ops(revision, ops, false);
+    }
+
     /// Applies the store's change at `revision` as one step, published to watchers.
     pub(crate) fn apply(&self, revision: u64, ops: Vec<CacheOp>) {
+        self.apply_ops(revision, ops, true);
+    }
+
+    fn apply_ops(&self, revision: u64, ops: Vec<CacheOp>, publish: bool) {
         // A cache's leases live until the store says they ended.
         let never = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let mut tables = self.tables();
@@ -470,7 +481,9 @@ impl RegistryState {
             }
         }
         let events = tables.catalog.take_events();
-        tables.hub.publish_at(revision, events);
+        if publish {
+            tables.hub.publish_at(revision, events);
+        }
     }
 
     /// Whether the lease is known here.

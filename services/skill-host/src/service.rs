@@ -182,7 +182,7 @@ async fn reload_on_hangup(
                 }
                 tracing::info!("SIGHUP: reloading the skills file");
                 if let Err(error) = service.reload().await {
-                    tracing::error!(%error, "skills file not reloaded; the running skills are unchanged");
+                    tracing::error!(%error, "SIGHUP reload refused");
                 }
             }
         }

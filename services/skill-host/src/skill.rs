@@ -567,7 +567,12 @@ async fn run_once(skill: &Arc<Skill>, runtime: &SkillRuntime, stop: &Cancellatio
         return RunEnd::Stopped;
     };
     let stderr = skill.stderr_tail(&stderr_closed, first_stderr_line).await;
-    let report = format!("{failure} (process {exit}){stderr}");
+    // A failure seen as the process's exit names the exit status already.
+    let report = if failure.contains(&exit) {
+        format!("{failure}{stderr}")
+    } else {
+        format!("{failure} (process {exit}){stderr}")
+    };
     connection.fail_all_pending(&RpcError::Exited(format!("{exit}{stderr}")));
     RunEnd::Failed(report)
 }
