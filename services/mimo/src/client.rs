@@ -384,10 +384,11 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
         .into_inner()
         .instances;
     out!(
-        "{:<11} {:<14} {:<9} {:>7} {:>9} {:>5} {:>7} {:>8} {:>8} {:>6}  GAUGES",
+        "{:<11} {:<14} {:<9} {:<5} {:>7} {:>9} {:>5} {:>7} {:>8} {:>8} {:>6}  GAUGES",
         "SERVICE",
         "HOST",
         "INSTANCE",
+        "STATE",
         "PID",
         "RSS_MIB",
         "FDS",
@@ -412,10 +413,11 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
             })
             .collect();
         out!(
-            "{:<11} {:<14} {:<9} {:>7} {:>9.1} {:>5} {:>7} {:>8} {:>8.0} {:>6.1}  {}",
+            "{:<11} {:<14} {:<9} {:<5} {:>7} {:>9.1} {:>5} {:>7} {:>8} {:>8.0} {:>6.1}  {}",
             id.service,
             truncate(&id.host, 14),
             truncate(id.instance_id.rsplit('-').next().unwrap_or_default(), 8),
+            if status.down { "down" } else { "up" },
             process.pid,
             process.resident_memory_bytes as f64 / (1024.0 * 1024.0),
             process.open_fds,

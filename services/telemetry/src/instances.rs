@@ -3,7 +3,7 @@
 
 use crate::alerts::{validate_conditions, AlertBook, AlertLimits, InstanceKey};
 use crate::error::TelemetryError;
-use mimo_proto::v1::{Alert, InstanceStatus, ResourceReport};
+use mimo_proto::v1::{Alert, Condition, InstanceStatus, ResourceReport};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +18,9 @@ pub struct TelemetryConfig {
     pub evict_after: Duration,
     /// Bounds of the alerts raised by reported conditions.
     pub alerts: AlertLimits,
+    /// How long an instance that gave no report interval may stay silent before it is
+    /// marked down (otherwise three of its intervals).
+    pub down_after: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -26,6 +29,7 @@ impl Default for TelemetryConfig {
             max_instances: 10_000,
             evict_after: Duration::from_secs(60),
             alerts: AlertLimits::default(),
+            down_after: Duration::from_secs(30),
         }
     }
 }
@@ -35,6 +39,18 @@ struct Entry {
     latest: ResourceReport,
     received_at: Instant,
     reports: u64,
+    /// Marked down by [`InstanceTable::sweep`]; up again with its next report.
+    down: bool,
+}
+
+impl Entry {
+    /// How long the instance may stay silent before it counts as down.
+    fn allowance(&self, default: Duration) -> Duration {
+        match self.latest.interval_ms {
+            0 => default,
+            interval => Duration::from_millis(interval.saturating_mul(3)),
+        }
+    }
 }
 
 /// Latest report per instance, and the alerts its conditions raise.
@@ -77,9 +93,13 @@ impl InstanceTable {
         let conditions = report.conditions.clone();
         match entries.get_mut(&key) {
             Some(entry) => {
+                if entry.down {
+                    tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting again");
+                }
                 entry.latest = report;
                 entry.received_at = now;
                 entry.reports += 1;
+                entry.down = false;
             }
             None => {
                 if entries.len() >= self.config.max_instances {
@@ -92,6 +112,7 @@ impl InstanceTable {
                         latest: report,
                         received_at: now,
                         reports: 1,
+                        down: false,
                     },
                 );
             }
@@ -139,6 +160,9 @@ impl InstanceTable {
                 latest: Some(entry.latest.clone()),
                 received_ms_ago: now.duration_since(entry.received_at).as_millis() as u64,
                 reports_received: entry.reports,
+                down: entry.down
+                    || now.duration_since(entry.received_at)
+                        > entry.allowance(self.config.down_after),
             })
             .collect()
     }
@@ -146,6 +170,30 @@ impl InstanceTable {
     /// Number of instances remembered.
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Marks down every instance silent for three of its intervals: its alerts resolve and
+    /// an `instance_down` alert fires in their place, until it reports again.
+    pub fn sweep(&self, now: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, entry) in entries.iter_mut() {
+            let silent = now.saturating_duration_since(entry.received_at);
+            if entry.down || silent <= entry.allowance(self.config.down_after) {
+                continue;
+            }
+            entry.down = true;
+            let down = Condition {
+                name: "instance_down".into(),
+                subject: String::new(),
+                message: format!(
+                    "no report for {} s (three report intervals); the instance stopped, hangs, or cannot reach telemetry",
+                    silent.as_secs()
+                ),
+            };
+            let instance = entry.latest.instance.clone().unwrap_or_default();
+            self.alert_book()
+                .observe(key, &instance, &[down], unix_ms());
+        }
     }
 
     /// (firing, recent changes) of the alerts of instances of `service` (all when empty).
@@ -248,5 +296,35 @@ mod tests {
             table.record(ResourceReport::default()),
             Err(TelemetryError::MissingInstance)
         ));
+    }
+
+    #[test]
+    fn a_silent_instance_goes_down_and_comes_back_with_its_next_report() {
+        let table = InstanceTable::new(TelemetryConfig::default());
+        let mut first = report("a");
+        first.interval_ms = 10;
+        first.conditions = vec![Condition {
+            name: "skill_failed".into(),
+            subject: "crashy".into(),
+            message: String::new(),
+        }];
+        table.record(first.clone()).unwrap();
+        table.sweep(Instant::now());
+        assert!(!table.list("")[0].down, "within three intervals");
+
+        table.sweep(Instant::now() + Duration::from_millis(100));
+        assert!(table.list("")[0].down);
+        let (firing, _) = table.alerts("");
+        let names: Vec<&str> = firing.iter().map(|alert| alert.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["instance_down"],
+            "a down instance's own alerts resolve"
+        );
+
+        first.conditions.clear();
+        table.record(first).unwrap();
+        assert!(!table.list("")[0].down);
+        assert!(table.alerts("").0.is_empty());
     }
 }

@@ -56,6 +56,19 @@ pub async fn serve(
         })
     });
     tasks.spawn(reporter.run(background.clone()));
+    tasks.spawn({
+        let instances = instances.clone();
+        let stop = background.clone();
+        async move {
+            let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = ticker.tick() => instances.sweep(tokio::time::Instant::now()),
+                }
+            }
+        }
+    });
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "telemetry serving");
     let router = mimo_proto::serve::server().add_service(mimo_proto::serve::telemetry(
         TelemetryService::new(instances, shutdown.clone()),

@@ -81,6 +81,7 @@ impl Reporter {
                 .map_or(0, |elapsed| elapsed.as_millis() as i64),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             process: Some(process_stats()),
+            interval_ms: self.config.interval.as_millis() as u64,
             gauges: (self.gauges)(),
             conditions: self.conditions.as_ref().map_or_else(Vec::new, |source| {
                 let mut conditions = source();
