@@ -218,7 +218,7 @@ fn skill_json(skill: &mimo_proto::v1::SkillStatus) -> serde_json::Value {
         "restarts": skill.restarts,
         "error": skill.error,
         "last_exit": skill.last_exit,
-        "server": format!("{} {}", skill.server_name, skill.server_version),
+        "server": format!("{} {}", skill.server_name, skill.server_version).trim(),
         "protocol_version": skill.protocol_version,
         "tools": skill.tools.iter().map(|tool| tool.name.clone()).collect::<Vec<_>>(),
         "calls_in_flight": skill.calls_in_flight,
