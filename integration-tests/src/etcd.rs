@@ -13,37 +13,40 @@ const START_PATIENCE: Duration = Duration::from_secs(60);
 pub struct EtcdServer {
     child: Child,
     client_address: String,
+    peer_url: String,
     _data: tempfile::TempDir,
 }
 
 impl EtcdServer {
     /// Starts etcd and returns once it serves requests.
     pub async fn start() -> EtcdServer {
-        let binary = required(&test_variables(), "MIMO_TEST_ETCD");
-        let data = tempfile::tempdir().expect("etcd data folder");
         let client = format!("http://127.0.0.1:{}", free_port());
         let peer = format!("http://127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(data.path().join("etcd.log")).expect("etcd log");
-        let child = Command::new(&binary)
-            .arg("--name=mimo-test")
-            .arg(format!("--data-dir={}", data.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=mimo-test={peer}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let data = tempfile::tempdir().expect("etcd data folder");
+        let child = spawn(&data, &client, &peer);
         let mut server = EtcdServer {
             child,
             client_address: client.trim_start_matches("http://").to_string(),
+            peer_url: peer,
             _data: data,
         };
         server.wait_until_serving().await;
         server
+    }
+
+    /// Kills etcd and starts a new one on the same ports with an empty data folder: as if the
+    /// cluster lost its data, or was restored from a backup older than anything since.
+    pub async fn replace_with_an_empty_one(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = tempfile::tempdir().expect("etcd data folder");
+        self.child = spawn(
+            &data,
+            &format!("http://{}", self.client_address),
+            &self.peer_url,
+        );
+        self._data = data;
+        self.wait_until_serving().await;
     }
 
     /// Process id of the etcd server.
@@ -87,6 +90,24 @@ impl Drop for EtcdServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(data: &tempfile::TempDir, client: &str, peer: &str) -> Child {
+    let binary = required(&test_variables(), "MIMO_TEST_ETCD");
+    let log = std::fs::File::create(data.path().join("etcd.log")).expect("etcd log");
+    Command::new(&binary)
+        .arg("--name=mimo-test")
+        .arg(format!("--data-dir={}", data.path().join("data").display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=mimo-test={peer}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"))
 }
 
 fn free_port() -> u16 {

@@ -561,3 +561,52 @@ async fn registry_replicas_on_one_etcd_share_one_view_with_the_same_revisions() 
         .collect();
     assert_eq!(names, ["later_u"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_whose_etcd_lost_its_data_drops_what_went_and_goes_on() {
+    let mut etcd = EtcdServer::start().await;
+    let config = RegistryConfig {
+        etcd: Some(EtcdConfig::parse(&format!("etcd://{}", etcd.address())).unwrap()),
+        ..RegistryConfig::default()
+    };
+    let registry = serve_registry(config, None).await;
+    let mut client = registry.client.clone();
+    let lease = grant(&mut client, 60_000).await;
+    register(&mut client, lease, "old", &[tool("t", "")]).await;
+    let before = revision(&mut client).await;
+    let mut changes = watch(&mut client, before + 1, "").await;
+
+    etcd.replace_with_an_empty_one().await;
+    let gone = next(&mut changes).await;
+    assert!(gone.revision > before, "revisions still grow: {gone:?}");
+    assert!(
+        gone.events
+            .iter()
+            .any(|event| event.skill == "old" && event.r#type() == WatchEventType::SkillExpired),
+        "{gone:?}"
+    );
+    assert!(client
+        .list_tools(ListToolsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tools
+        .is_empty());
+
+    // The new etcd takes registrations, and their revisions follow the earlier ones.
+    let lease = wait_until("a lease from the new etcd", PATIENCE, || {
+        let mut client = client.clone();
+        async move {
+            client
+                .grant_lease(GrantLeaseRequest { ttl_ms: 60_000 })
+                .await
+                .ok()
+                .map(|granted| granted.into_inner().lease_id)
+        }
+    })
+    .await;
+    register(&mut client, lease, "new", &[tool("t", "")]).await;
+    let added = next(&mut changes).await;
+    assert!(added.revision > gone.revision, "{added:?}");
+    assert_eq!(added.events[0].skill, "new");
+}

@@ -544,6 +544,10 @@ fn revision_ops(prefix: &str, events: &[&mimo_etcd::mvccpb::Event]) -> Vec<Cache
 
 /// Keeps `cache` in step with etcd: watches the prefix from `revision` on, applies each
 /// revision's events as one change, and after any break reloads and reconciles.
+///
+/// The cache's revisions are etcd's plus an offset, zero until etcd's revision goes back (its
+/// data was reset or restored from an older backup) or a reload finds changes at a revision
+/// already published: the offset then grows so that the cache's revisions still only grow.
 async fn follow_etcd(
     mut kv: KvClient<Channel>,
     watch_client: WatchClient<Channel>,
@@ -554,10 +558,11 @@ async fn follow_etcd(
     shutdown: CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
+    let mut offset = 0u64;
     loop {
         let ended = tokio::select! {
             () = shutdown.cancelled() => return,
-            ended = watch_from(&watch_client, &prefix, &cache, &mut revision, &applied) => ended,
+            ended = watch_from(&watch_client, &prefix, &cache, &mut revision, offset, &applied) => ended,
         };
         tracing::warn!(reason = %ended, retry_in_ms = backoff.as_millis() as u64,
             "the etcd watch ended; reloading the registry state");
@@ -567,14 +572,23 @@ async fn follow_etcd(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
         match load(&mut kv, &prefix).await {
-            Ok(snapshot) if snapshot.revision >= revision => {
+            Ok(snapshot) => {
+                if snapshot.revision < revision {
+                    tracing::warn!(was = revision, now = snapshot.revision,
+                        "etcd's revision went back (its data was reset or restored); reloading all of it");
+                }
                 let ops = snapshot.ops(&prefix, &cache);
-                cache.apply(snapshot.revision, ops);
+                let latest = cache.latest_revision();
+                if snapshot.revision + offset <= latest
+                    && (!ops.is_empty() || snapshot.revision < revision)
+                {
+                    offset = latest + 1 - snapshot.revision;
+                }
+                cache.apply(snapshot.revision + offset, ops);
                 revision = snapshot.revision;
                 applied.send_replace(revision);
                 backoff = FIRST_BACKOFF;
             }
-            Ok(_) => tracing::warn!("etcd answered with an older revision; retrying"),
             Err(error) => tracing::warn!(%error, "cannot reload the registry state from etcd"),
         }
     }
@@ -586,6 +600,7 @@ async fn watch_from(
     prefix: &str,
     cache: &RegistryState,
     revision: &mut u64,
+    offset: u64,
     applied: &watch::Sender<u64>,
 ) -> String {
     let create = WatchRequest {
@@ -622,7 +637,7 @@ async fn watch_from(
         }
         for (at, events) in by_revision {
             let at = at.max(0) as u64;
-            cache.apply(at, revision_ops(prefix, &events));
+            cache.apply(at + offset, revision_ops(prefix, &events));
             *revision = at;
             applied.send_replace(at);
         }

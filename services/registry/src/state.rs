@@ -486,6 +486,11 @@ impl RegistryState {
         }
     }
 
+    /// Revision of the latest change published.
+    pub(crate) fn latest_revision(&self) -> u64 {
+        self.tables().hub.revision()
+    }
+
     /// Whether the lease is known here.
     pub(crate) fn has_lease(&self, lease: u64) -> bool {
         self.tables()
