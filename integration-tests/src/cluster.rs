@@ -30,6 +30,7 @@ pub struct ClusterBuilder {
     default_call_timeout: Duration,
     configure_skill_host: Option<ConfigureSkillHost>,
     registry_etcd: Option<Arc<EtcdServer>>,
+    registry_max_leases: Option<usize>,
 }
 
 impl Default for ClusterBuilder {
@@ -41,6 +42,7 @@ impl Default for ClusterBuilder {
             default_call_timeout: SkillHostConfig::default().default_call_timeout,
             configure_skill_host: None,
             registry_etcd: None,
+            registry_max_leases: None,
         }
     }
 }
@@ -67,6 +69,12 @@ impl ClusterBuilder {
     /// Keeps the registry's state in a fresh etcd started for this cluster, not in memory.
     pub async fn registry_on_etcd(mut self) -> Self {
         self.registry_etcd = Some(Arc::new(EtcdServer::start().await));
+        self
+    }
+
+    /// Bounds the registry's leases.
+    pub fn registry_max_leases(mut self, limit: usize) -> Self {
+        self.registry_max_leases = Some(limit);
         self
     }
 
@@ -113,6 +121,9 @@ impl ClusterBuilder {
                             mimo_registry::EtcdConfig::parse(&format!("etcd://{}", etcd.address()))
                                 .expect("etcd address")
                         }),
+                        max_leases: self
+                            .registry_max_leases
+                            .unwrap_or(mimo_registry::RegistryConfig::default().max_leases),
                         ..mimo_registry::RegistryConfig::default()
                     },
                     reporting.clone(),

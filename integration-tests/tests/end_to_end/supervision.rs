@@ -1008,3 +1008,29 @@ async fn a_host_whose_lease_expired_registers_again_and_refuses_stale_routes(sto
     call(0).await.expect("a call with no route to check");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skill_the_registry_refuses_leaves_the_others_registered_and_steady() {
+    let ttl = Duration::from_secs(3);
+    let cluster = ClusterBuilder::default()
+        .skill("a", misbehaving(&[]))
+        .skill("b", misbehaving(&[]))
+        .skill("c", misbehaving(&[]))
+        .registry_max_leases(2)
+        .lease_ttl(ttl)
+        .start()
+        .await;
+    let first = wait_until("two skills registered", PATIENCE, || async {
+        let leases = registered_leases(&cluster).await;
+        (leases.len() == 2).then_some(leases)
+    })
+    .await;
+    // For two TTLs, the two keep the same leases: the refused third never disturbs them.
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < ttl * 2 {
+        assert_eq!(registered_leases(&cluster).await, first);
+        // Pacing the observations, not waiting for anything.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.stop().await;
+}

@@ -92,6 +92,7 @@ pub async fn run_registrar(
             skills: &skills,
             registered: &mut registered,
             leases: &leases,
+            retry_pending: false,
         };
         match session.run(&catalog_changed, &shutdown).await {
             SessionEnd::Shutdown => return,
@@ -134,6 +135,9 @@ struct Session<'a> {
     registered: &'a mut BTreeMap<String, Registered>,
     /// What calls are checked against: updated after every change of `registered`.
     leases: &'a RegisteredLeases,
+    /// A ready skill is not registered (refused, or its lease was not found): the next
+    /// heartbeat tries again.
+    retry_pending: bool,
 }
 
 impl Session<'_> {
@@ -205,6 +209,11 @@ impl Session<'_> {
                     return SessionEnd::Shutdown;
                 }
                 _ = ticker.tick() => {
+                    if std::mem::take(&mut self.retry_pending) {
+                        if let Err(reason) = self.sync().await {
+                            return lost(reason);
+                        }
+                    }
                     let live: HashSet<u64> = self.registered.values().map(|r| r.lease).collect();
                     unanswered.retain(|lease, _| live.contains(lease));
                     if let Some(stalled) = unanswered.values().min() {
@@ -294,22 +303,29 @@ impl Session<'_> {
             let lease = match existing {
                 Some((_, true)) => continue,
                 Some((lease, false)) => lease,
-                None => self.grant().await?,
+                None => match self.grant().await? {
+                    Some(lease) => lease,
+                    None => {
+                        self.retry_pending = true;
+                        continue;
+                    }
+                },
             };
             match self.register(lease, skill, tools).await? {
                 RegisterOutcome::Done => {}
                 RegisterOutcome::LeaseGone => {
-                    // Expired since the last heartbeat: register under a new lease.
-                    self.registered.remove(skill);
-                    let lease = self.grant().await?;
-                    if self.register(lease, skill, tools).await? != RegisterOutcome::Done {
-                        self.revoke(lease, skill).await?;
-                    }
-                }
-                RegisterOutcome::Refused => {
-                    // Not left half-registered: no stale catalogue stays behind.
+                    // Expired since the last heartbeat (or not yet seen by this replica):
+                    // give it up and try again under a new lease at the next heartbeat.
                     self.registered.remove(skill);
                     self.revoke(lease, skill).await?;
+                    self.retry_pending = true;
+                }
+                RegisterOutcome::Refused => {
+                    // Not left half-registered: no stale catalogue stays behind. Tried again
+                    // at the next heartbeat, as the registry's room may have grown.
+                    self.registered.remove(skill);
+                    self.revoke(lease, skill).await?;
+                    self.retry_pending = true;
                 }
             }
         }
@@ -326,7 +342,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    async fn grant(&mut self) -> Result<u64, String> {
+    /// Grants a lease for one skill: `None` when the registry refuses it (a bound reached),
+    /// which leaves the other skills alone; an error when the registry cannot be reached.
+    async fn grant(&mut self) -> Result<Option<u64>, String> {
         let ttl_ms = self.registration.lease_ttl.as_millis() as u64;
         let granted = tokio::time::timeout(
             RPC_TIMEOUT,
@@ -334,7 +352,18 @@ impl Session<'_> {
         )
         .await;
         match granted {
-            Ok(Ok(response)) => Ok(response.into_inner().lease_id),
+            Ok(Ok(response)) => Ok(Some(response.into_inner().lease_id)),
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::ResourceExhausted
+                        | tonic::Code::InvalidArgument
+                        | tonic::Code::FailedPrecondition
+                ) =>
+            {
+                tracing::error!(error = %status.message(), "registry refused a lease; retrying at the next heartbeat");
+                Ok(None)
+            }
             Ok(Err(status)) => Err(format!("grant lease: {}", status.message())),
             Err(_) => Err("grant lease: timed out".into()),
         }

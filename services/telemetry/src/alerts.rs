@@ -51,7 +51,7 @@ pub(crate) fn validate_conditions(conditions: &[Condition]) -> Result<(), Teleme
         )));
     }
     for condition in conditions {
-        if condition.name.is_empty() {
+        if condition.name.trim().is_empty() {
             return Err(TelemetryError::BadCondition(
                 "a condition has no name; name what kind of problem it is".into(),
             ));

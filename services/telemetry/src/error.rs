@@ -10,6 +10,9 @@ pub enum TelemetryError {
         "report has no instance: set instance.service, instance.host and instance.instance_id"
     )]
     MissingInstance,
+    /// A report's identity or gauges are malformed or over a bound.
+    #[error("bad report: {0}")]
+    BadReport(String),
     /// A reported condition is malformed or over a bound.
     #[error("bad condition in report: {0}")]
     BadCondition(String),
@@ -26,9 +29,9 @@ pub enum TelemetryError {
 impl From<TelemetryError> for Status {
     fn from(error: TelemetryError) -> Self {
         let code = match error {
-            TelemetryError::MissingInstance | TelemetryError::BadCondition(_) => {
-                Code::InvalidArgument
-            }
+            TelemetryError::MissingInstance
+            | TelemetryError::BadCondition(_)
+            | TelemetryError::BadReport(_) => Code::InvalidArgument,
             TelemetryError::TooManyInstances { .. } => Code::ResourceExhausted,
         };
         Status::new(code, error.to_string())

@@ -86,6 +86,7 @@ impl InstanceTable {
             }
             _ => return Err(TelemetryError::MissingInstance),
         };
+        validate_report(&report)?;
         validate_conditions(&report.conditions)?;
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -213,6 +214,50 @@ impl InstanceTable {
     }
 }
 
+/// Longest service name, host name, instance id and gauge name, in bytes.
+pub const MAX_REPORT_NAME_BYTES: usize = 256;
+/// Most gauges one report may carry.
+pub const MAX_GAUGES_PER_REPORT: usize = 1000;
+
+/// Refuses identities, gauge names and gauge counts over their bounds, and values that are
+/// not numbers, before anything is recorded.
+fn validate_report(report: &ResourceReport) -> Result<(), TelemetryError> {
+    let id = report.instance.clone().unwrap_or_default();
+    for (what, value) in [
+        ("instance.service", &id.service),
+        ("instance.host", &id.host),
+        ("instance.instance_id", &id.instance_id),
+    ] {
+        if value.len() > MAX_REPORT_NAME_BYTES {
+            return Err(TelemetryError::BadReport(format!(
+                "{what} is {} bytes; the limit is {MAX_REPORT_NAME_BYTES}",
+                value.len()
+            )));
+        }
+    }
+    if report.gauges.len() > MAX_GAUGES_PER_REPORT {
+        return Err(TelemetryError::BadReport(format!(
+            "the report carries {} gauges; the limit is {MAX_GAUGES_PER_REPORT}",
+            report.gauges.len()
+        )));
+    }
+    for gauge in &report.gauges {
+        if gauge.name.trim().is_empty() || gauge.name.len() > MAX_REPORT_NAME_BYTES {
+            return Err(TelemetryError::BadReport(format!(
+                "a gauge name must have 1 to {MAX_REPORT_NAME_BYTES} bytes (got {})",
+                gauge.name.len()
+            )));
+        }
+        if !gauge.value.is_finite() {
+            return Err(TelemetryError::BadReport(format!(
+                "gauge {:?} is {}; gauges are finite numbers",
+                gauge.name, gauge.value
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -326,5 +371,30 @@ mod tests {
         table.record(first).unwrap();
         assert!(!table.list("")[0].down);
         assert!(table.alerts("").0.is_empty());
+    }
+
+    #[test]
+    fn oversized_identities_and_gauges_are_refused() {
+        let table = InstanceTable::new(TelemetryConfig::default());
+        let mut long_id = report(&"x".repeat(MAX_REPORT_NAME_BYTES + 1));
+        assert!(matches!(
+            table.record(long_id.clone()),
+            Err(TelemetryError::BadReport(_))
+        ));
+        long_id.instance.as_mut().unwrap().instance_id = "ok".into();
+        long_id.gauges = vec![
+            mimo_proto::v1::Gauge {
+                name: "g".into(),
+                value: 1.0,
+            };
+            MAX_GAUGES_PER_REPORT + 1
+        ];
+        assert!(table.record(long_id.clone()).is_err());
+        long_id.gauges = vec![mimo_proto::v1::Gauge {
+            name: "g".into(),
+            value: f64::NAN,
+        }];
+        assert!(table.record(long_id).is_err());
+        assert!(table.is_empty(), "nothing refused is kept");
     }
 }

@@ -82,7 +82,11 @@ impl Reporter {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             process: Some(process_stats()),
             interval_ms: self.config.interval.as_millis() as u64,
-            gauges: (self.gauges)(),
+            // Telemetry refuses a report with a non-finite gauge; such a gauge is dropped.
+            gauges: (self.gauges)()
+                .into_iter()
+                .filter(|gauge| gauge.value.is_finite())
+                .collect(),
             conditions: self.conditions.as_ref().map_or_else(Vec::new, |source| {
                 let mut conditions = source();
                 conditions.truncate(MAX_CONDITIONS_PER_REPORT);
