@@ -610,3 +610,56 @@ async fn a_registry_whose_etcd_lost_its_data_drops_what_went_and_goes_on() {
     assert!(added.revision > gone.revision, "{added:?}");
     assert_eq!(added.events[0].skill, "new");
 }
+
+on_both_stores!(big_catalogues_are_refused_and_pages_stay_under_the_message_limit);
+async fn big_catalogues_are_refused_and_pages_stay_under_the_message_limit(store: Store) {
+    let registry = start(store, RegistryConfig::default()).await;
+    let mut client = registry.client.clone();
+    let lease = grant(&mut client, 60_000).await;
+    let huge = vec![tool("t", &"x".repeat(2 * 1024 * 1024))];
+    let refused = client
+        .register_skill(RegisterSkillRequest {
+            lease_id: lease,
+            skill: "huge".into(),
+            endpoint: "127.0.0.1:7".into(),
+            tools: huge,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("the limit is 1048576"),
+        "{}",
+        refused.message()
+    );
+
+    // Eight skills of one 900 KiB tool each: 7 MiB in all, listed in pages under 4 MiB.
+    for index in 0..8 {
+        let lease = grant(&mut client, 60_000).await;
+        let big = vec![tool("t", &"y".repeat(900 * 1024))];
+        register(&mut client, lease, &format!("big{index}"), &big).await;
+    }
+    let mut names = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_tools(ListToolsRequest {
+                page_token,
+                ..ListToolsRequest::default()
+            })
+            .await
+            .expect("every page fits in a message")
+            .into_inner();
+        assert!(
+            page.tools.len() <= 4,
+            "{} tools in one page",
+            page.tools.len()
+        );
+        names.extend(page.tools.into_iter().map(|t| t.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(names.len(), 8);
+}

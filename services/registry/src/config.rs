@@ -18,6 +18,11 @@ pub struct RegistryConfig {
     pub max_tools: usize,
     /// Changes kept for watchers to resume from.
     pub watch_history: usize,
+    /// Bytes (encoded) the kept changes may take, whatever their number.
+    pub watch_history_bytes: usize,
+    /// Largest catalogue one skill may register, in bytes of its encoded tools (etcd
+    /// refuses requests over about 1.5 MiB, so the default fits both stores).
+    pub max_catalogue_bytes: usize,
     /// Most Watch streams open at once.
     pub max_watchers: usize,
     /// Keep leases and registrations in this etcd cluster; in this process's memory when
@@ -34,6 +39,8 @@ impl Default for RegistryConfig {
             max_skills: 10_000,
             max_tools: 10_000,
             watch_history: 10_000,
+            watch_history_bytes: 64 * 1024 * 1024,
+            max_catalogue_bytes: 1024 * 1024,
             max_watchers: 1_000,
             etcd: None,
         }

@@ -30,6 +30,16 @@ pub enum RegistryError {
         /// The bound.
         limit: usize,
     },
+    /// A skill's catalogue is larger than the registry stores.
+    #[error("skill {skill:?}: its catalogue is {bytes} bytes encoded; the limit is {limit}")]
+    CatalogueTooLarge {
+        /// The skill.
+        skill: String,
+        /// Encoded size of its tools.
+        bytes: usize,
+        /// The bound.
+        limit: usize,
+    },
     /// A request field is malformed.
     #[error("{0}")]
     InvalidArgument(String),
@@ -48,7 +58,9 @@ impl From<RegistryError> for Status {
             RegistryError::TtlOutOfRange { .. } | RegistryError::InvalidArgument(_) => {
                 Code::InvalidArgument
             }
-            RegistryError::LimitReached { .. } => Code::ResourceExhausted,
+            RegistryError::LimitReached { .. } | RegistryError::CatalogueTooLarge { .. } => {
+                Code::ResourceExhausted
+            }
             RegistryError::StoreUnavailable(_) => Code::Unavailable,
         };
         Status::new(code, error.to_string())

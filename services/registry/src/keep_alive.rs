@@ -3,6 +3,7 @@
 
 use crate::etcd_store::EtcdStore;
 use crate::state::RegistryState;
+use crate::stream_out::{deliver, last_word};
 use mimo_proto::v1::{KeepAliveRequest, KeepAliveResponse};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -33,7 +34,7 @@ pub(crate) async fn answer_from_memory(
             },
             Err(_) => expired(request.lease_id),
         };
-        if sender.send(Ok(reply)).await.is_err() {
+        if !deliver(&sender, Ok(reply), &shutdown).await {
             return;
         }
     }
@@ -56,7 +57,7 @@ pub(crate) async fn relay_to_etcd(
     let mut answers = match store.keep_alive_stream(queued).await {
         Ok(answers) => answers,
         Err(error) => {
-            let _ = sender.send(Err(Status::from(error))).await;
+            last_word(&sender, Err(Status::from(error)));
             return;
         }
     };
@@ -85,7 +86,7 @@ pub(crate) async fn relay_to_etcd(
                     ))),
                 };
                 let ended = reply.is_err();
-                if sender.send(reply).await.is_err() || ended {
+                if !deliver(&sender, reply, &shutdown).await || ended {
                     return;
                 }
             }
@@ -102,7 +103,7 @@ async fn next_request(
 ) -> Option<KeepAliveRequest> {
     let next = tokio::select! {
         () = shutdown.cancelled() => {
-            let _ = sender.send(Err(Status::unavailable("registry is shutting down"))).await;
+            last_word(sender, Err(Status::unavailable("registry is shutting down")));
             return None;
         }
         next = inbound.message() => next,

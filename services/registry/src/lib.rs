@@ -15,6 +15,7 @@ mod naming;
 mod service;
 mod small_map;
 mod state;
+mod stream_out;
 mod watch;
 mod watcher;
 

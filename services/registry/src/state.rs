@@ -18,6 +18,8 @@ use tokio_util::sync::CancellationToken;
 const MAX_NAME_LEN: usize = 256;
 /// Most tools in one ListTools answer.
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// Most bytes of tools in one ListTools answer, well under the gRPC message limit.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug)]
 struct Tables {
@@ -77,7 +79,7 @@ impl RegistryState {
             tables: Mutex::new(Tables {
                 leases: LeaseTable::new(),
                 catalog: Catalog::default(),
-                hub: WatchHub::new(config.watch_history),
+                hub: WatchHub::new(config.watch_history, config.watch_history_bytes),
             }),
             config,
             deadline_changed: Notify::new(),
@@ -207,6 +209,14 @@ impl RegistryState {
         if tables.leases.time_to_live(lease, Instant::now()).is_none() {
             return Err(RegistryError::LeaseNotFound(lease));
         }
+        let bytes: usize = tools.iter().map(prost::Message::encoded_len).sum();
+        if bytes > self.config.max_catalogue_bytes {
+            return Err(RegistryError::CatalogueTooLarge {
+                skill: skill.to_string(),
+                bytes,
+                limit: self.config.max_catalogue_bytes,
+            });
+        }
         let replacing = tables.catalog.tools_of(lease, skill);
         let is_new_skill = !tables.catalog.has_skill(lease, skill);
         check_limit(
@@ -274,14 +284,20 @@ impl RegistryState {
                     endpoints: providers.iter().map(|p| p.endpoint.to_string()).collect(),
                 })
             });
+        let mut page_bytes = 0;
         for tool in matching {
-            if tools.len() == page_size {
+            let bytes = prost::Message::encoded_len(&tool);
+            // A page also ends before it would pass MAX_PAGE_BYTES (but holds at least one).
+            if tools.len() == page_size
+                || (!tools.is_empty() && page_bytes + bytes > MAX_PAGE_BYTES)
+            {
                 next_page_token = tools
                     .last()
                     .map(|last: &RegisteredTool| last.name.clone())
                     .unwrap_or_default();
                 break;
             }
+            page_bytes += bytes;
             tools.push(tool);
         }
         Ok(ToolPage {
@@ -437,7 +453,11 @@ impl RegistryState {
     /// [`RegistryState::apply`].
     pub(crate) fn new_cache(config: RegistryConfig, revision: u64) -> Self {
         let state = Self::new(config);
-        state.tables().hub = WatchHub::starting_at(revision, state.config.watch_history);
+        state.tables().hub = WatchHub::starting_at(
+            revision,
+            state.config.watch_history,
+            state.config.watch_history_bytes,
+        );
         state
     }
 

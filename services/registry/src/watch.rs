@@ -29,6 +29,9 @@ pub(crate) struct WatchHub {
     complete_after: u64,
     history: VecDeque<Change>,
     max_history: usize,
+    /// Encoded bytes of `history`, and their bound.
+    history_bytes: usize,
+    max_history_bytes: usize,
     live: broadcast::Sender<Change>,
 }
 
@@ -36,21 +39,23 @@ impl WatchHub {
     /// Returns a hub keeping `max_history` changes. Revisions start at the wall clock's
     /// microseconds, so that a revision from before a registry restart is always older than
     /// any of this run and gets a `compacted` answer rather than a wrong resume.
-    pub(crate) fn new(max_history: usize) -> Self {
+    pub(crate) fn new(max_history: usize, max_history_bytes: usize) -> Self {
         let start = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |elapsed| elapsed.as_micros() as u64);
-        Self::starting_at(start, max_history)
+        Self::starting_at(start, max_history, max_history_bytes)
     }
 
     /// Returns a hub whose latest revision is `revision`: for a cache of a store that keeps
     /// its own revisions (etcd).
-    pub(crate) fn starting_at(revision: u64, max_history: usize) -> Self {
+    pub(crate) fn starting_at(revision: u64, max_history: usize, max_history_bytes: usize) -> Self {
         Self {
             revision,
             complete_after: revision,
             history: VecDeque::new(),
             max_history: max_history.max(1),
+            history_bytes: 0,
+            max_history_bytes,
             live: broadcast::channel(LIVE_BUFFER).0,
         }
     }
@@ -91,12 +96,17 @@ impl WatchHub {
             compacted: false,
             compact_revision: 0,
         });
-        if self.history.len() == self.max_history {
-            if let Some(dropped) = self.history.pop_front() {
-                self.complete_after = dropped.revision;
-            }
-        }
+        self.history_bytes += prost::Message::encoded_len(&*change);
         self.history.push_back(change.clone());
+        while self.history.len() > self.max_history
+            || (self.history_bytes > self.max_history_bytes && self.history.len() > 1)
+        {
+            let Some(dropped) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes -= prost::Message::encoded_len(&*dropped);
+            self.complete_after = dropped.revision;
+        }
         // No receiver is not an error: nobody watches.
         let _ = self.live.send(change);
     }
@@ -148,7 +158,7 @@ mod tests {
 
     #[test]
     fn revisions_grow_by_one_per_change_and_empty_changes_take_none() {
-        let mut hub = WatchHub::new(10);
+        let mut hub = WatchHub::new(10, usize::MAX);
         let start = hub.revision();
         hub.publish(event("a"));
         hub.publish(Vec::new());
@@ -168,7 +178,7 @@ mod tests {
 
     #[test]
     fn history_is_bounded_and_older_or_foreign_revisions_are_compacted() {
-        let mut hub = WatchHub::new(2);
+        let mut hub = WatchHub::new(2, usize::MAX);
         let start = hub.revision();
         for skill in ["a", "b", "c"] {
             hub.publish(event(skill));
@@ -186,8 +196,20 @@ mod tests {
     }
 
     #[test]
+    fn history_is_bounded_in_bytes_too() {
+        let mut hub = WatchHub::new(1000, 200);
+        let start = hub.revision();
+        for _ in 0..20 {
+            hub.publish(event(&"s".repeat(50)));
+        }
+        let kept = hub.since(hub.oldest()).unwrap();
+        assert!(kept.len() < 20 && !kept.is_empty(), "{}", kept.len());
+        assert!(hub.since(start + 1).is_err());
+    }
+
+    #[test]
     fn a_subscriber_gets_the_backlog_then_live_changes() {
-        let mut hub = WatchHub::new(10);
+        let mut hub = WatchHub::new(10, usize::MAX);
         let start = hub.revision();
         hub.publish(event("a"));
         let (backlog, mut live) = hub.subscribe(start + 1).unwrap();

@@ -2,6 +2,7 @@
 //! history when it falls behind, filtered by skill.
 
 use crate::state::{RegistryState, Subscription};
+use crate::stream_out::{deliver, last_word};
 use crate::watch::{Change, Compacted};
 use mimo_proto::v1::WatchResponse;
 use std::sync::Arc;
@@ -35,14 +36,14 @@ pub(crate) async fn follow(
     } = subscription;
     let mut last_sent = 0;
     for change in backlog {
-        if !send(&sender, &change, &skill, &mut last_sent).await {
+        if !send(&sender, &change, &skill, &mut last_sent, &shutdown).await {
             return;
         }
     }
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => {
-                let _ = sender.send(Err(Status::unavailable("registry is shutting down"))).await;
+                last_word(&sender, Err(Status::unavailable("registry is shutting down")));
                 return;
             }
             () = sender.closed() => return,
@@ -51,7 +52,7 @@ pub(crate) async fn follow(
         match next {
             Ok(change) => {
                 if change.revision > last_sent
-                    && !send(&sender, &change, &skill, &mut last_sent).await
+                    && !send(&sender, &change, &skill, &mut last_sent, &shutdown).await
                 {
                     return;
                 }
@@ -68,13 +69,13 @@ pub(crate) async fn follow(
                 match resume {
                     Ok(changes) => {
                         for change in changes {
-                            if !send(&sender, &change, &skill, &mut last_sent).await {
+                            if !send(&sender, &change, &skill, &mut last_sent, &shutdown).await {
                                 return;
                             }
                         }
                     }
                     Err(compacted) => {
-                        let _ = sender.send(Ok(compacted_answer(compacted))).await;
+                        let _ = deliver(&sender, Ok(compacted_answer(compacted)), &shutdown).await;
                         return;
                     }
                 }
@@ -85,7 +86,13 @@ pub(crate) async fn follow(
 }
 
 /// Sends the change's events of `skill` (all when empty); returns false once the client went.
-async fn send(sender: &Sender, change: &Change, skill: &str, last_sent: &mut u64) -> bool {
+async fn send(
+    sender: &Sender,
+    change: &Change,
+    skill: &str,
+    last_sent: &mut u64,
+    shutdown: &CancellationToken,
+) -> bool {
     *last_sent = change.revision;
     let answer = if skill.is_empty() {
         (**change).clone()
@@ -104,5 +111,5 @@ async fn send(sender: &Sender, change: &Change, skill: &str, last_sent: &mut u64
             ..(**change).clone()
         }
     };
-    sender.send(Ok(answer)).await.is_ok()
+    deliver(sender, Ok(answer), shutdown).await
 }
