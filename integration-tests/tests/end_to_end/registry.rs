@@ -197,9 +197,9 @@ async fn watch_sends_each_change_once_in_revision_order_and_resumes_from_the_his
         summary(&replaced),
         [
             event(WatchEventType::SkillUpdated, "s", ""),
+            event(WatchEventType::ToolRemoved, "s", "s_a"),
             event(WatchEventType::ToolUpdated, "s", "s_b"),
             event(WatchEventType::ToolAdded, "s", "s_c"),
-            event(WatchEventType::ToolRemoved, "s", "s_a"),
         ]
     );
 

@@ -3,7 +3,7 @@
 use crate::naming::{disambiguated_tool_name, public_tool_name};
 use crate::small_map::SmallMap;
 use mimo_proto::v1::{Tool, WatchEvent, WatchEventType};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Why a skill leaves the catalogue, as watchers see it.
@@ -134,7 +134,14 @@ impl Catalog {
                     .collect()
             })
             .unwrap_or_default();
-        let previous = self.detach_skill(&key, &kept);
+        let (previous, returned) = match self.detach_skill(&key, &kept) {
+            Some((entry, returned)) => (Some(entry), returned),
+            None => (None, Vec::new()),
+        };
+        self.record_departures(&key, previous.as_ref(), endpoint, &kept);
+        for (pair, name) in returned {
+            self.give_back(&pair, &name);
+        }
         let mut entry = SkillEntry {
             endpoint: endpoint.to_string(),
             tools: Vec::with_capacity(tools.len()),
@@ -160,7 +167,7 @@ impl Catalog {
         }
         self.tool_count += entry.tools.len();
         let names = entry.tools.iter().map(|(name, _)| name.clone()).collect();
-        self.record_registration(&key, previous.as_ref(), &entry);
+        self.record_arrivals(&key, previous.as_ref(), &entry);
         self.skills.insert(key, entry);
         self.skills_by_lease
             .entry(lease)
@@ -181,7 +188,7 @@ impl Catalog {
     /// Removes one skill from the lease; returns how many tools went with it.
     pub(crate) fn remove_skill(&mut self, lease: u64, skill: &str, why: Departure) -> usize {
         let key: SkillKey = (lease, skill.to_string());
-        let Some(entry) = self.detach_skill(&key, &HashMap::new()) else {
+        let Some((entry, returned)) = self.detach_skill(&key, &HashMap::new()) else {
             return 0;
         };
         if let Some(skills) = self.skills_by_lease.get_mut(&lease) {
@@ -204,6 +211,9 @@ impl Catalog {
                 None,
             );
         }
+        for (pair, name) in returned {
+            self.give_back(&pair, &name);
+        }
         entry.tools.len()
     }
 
@@ -212,16 +222,19 @@ impl Catalog {
         std::mem::take(&mut self.events)
     }
 
-    /// Takes the skill's entry out of every index (the lease index excepted), giving back
-    /// the names of its tools, except those of `kept` (tool name → public name), which the
-    /// caller registers again under the same names at once.
+    /// Takes the skill's entry out of every index (the lease index excepted). Returns it
+    /// with the names its tools give back, except those of `kept` (tool name → public name),
+    /// which the caller registers again under the same names at once. The caller gives the
+    /// names back after recording the skill's own events, so that watchers hear of a name's
+    /// old owner leaving before of its new owner arriving.
     fn detach_skill(
         &mut self,
         key: &SkillKey,
         kept: &HashMap<String, String>,
-    ) -> Option<SkillEntry> {
+    ) -> Option<(SkillEntry, Vec<(Pair, String)>)> {
         let entry = self.skills.remove(key)?;
         self.tool_count -= entry.tools.len();
+        let mut returned = Vec::new();
         for (name, tool) in &entry.tools {
             if let Some(providers) = self.tools.get_mut(name) {
                 providers.remove(key);
@@ -230,45 +243,71 @@ impl Catalog {
                 }
             }
             if !kept.contains_key(&tool.name) {
-                self.give_back(&(key.1.clone(), tool.name.clone()), name);
+                returned.push(((key.1.clone(), tool.name.clone()), name.clone()));
             }
             self.unpool(tool);
         }
-        Some(entry)
+        Some((entry, returned))
     }
 
-    /// Records what a registration changed: the skill, then each tool added, updated or gone.
-    fn record_registration(
+    /// Records the first half of a registration's change: the skill, then each of its old
+    /// tools that it no longer has.
+    fn record_departures(
         &mut self,
         key: &SkillKey,
         previous: Option<&SkillEntry>,
-        entry: &SkillEntry,
+        endpoint: &str,
+        kept: &HashMap<String, String>,
     ) {
-        let endpoint = &entry.endpoint;
-        let before: BTreeMap<&str, &Tool> = previous
-            .map(|p| p.tools.iter().map(|(n, t)| (n.as_str(), &**t)).collect())
-            .unwrap_or_default();
         let kind = if previous.is_some() {
             WatchEventType::SkillUpdated
         } else {
             WatchEventType::SkillAdded
         };
         self.record(kind, key, endpoint, "", None);
-        for (name, tool) in &entry.tools {
-            match before.get(name.as_str()) {
-                Some(old)
-                    if *old == &**tool && previous.is_some_and(|p| &p.endpoint == endpoint) => {}
-                Some(_) => {
-                    self.record(WatchEventType::ToolUpdated, key, endpoint, name, Some(tool))
+        if let Some(previous) = previous {
+            for (name, tool) in &previous.tools {
+                if !kept.contains_key(&tool.name) {
+                    self.record(
+                        WatchEventType::ToolRemoved,
+                        key,
+                        &previous.endpoint,
+                        name,
+                        None,
+                    );
                 }
-                None => self.record(WatchEventType::ToolAdded, key, endpoint, name, Some(tool)),
             }
         }
-        let now: BTreeSet<&str> = entry.tools.iter().map(|(n, _)| n.as_str()).collect();
-        for (name, _) in before {
-            if !now.contains(name) {
-                let endpoint = previous.map_or(endpoint, |p| &p.endpoint);
-                self.record(WatchEventType::ToolRemoved, key, endpoint, name, None);
+    }
+
+    /// Records the second half: each tool added, or changed (description, schema, host).
+    fn record_arrivals(
+        &mut self,
+        key: &SkillKey,
+        previous: Option<&SkillEntry>,
+        entry: &SkillEntry,
+    ) {
+        let before: BTreeMap<&str, &Tool> = previous
+            .map(|p| p.tools.iter().map(|(n, t)| (n.as_str(), &**t)).collect())
+            .unwrap_or_default();
+        let same_host = previous.is_some_and(|p| p.endpoint == entry.endpoint);
+        for (name, tool) in &entry.tools {
+            match before.get(name.as_str()) {
+                Some(old) if *old == &**tool && same_host => {}
+                Some(_) => self.record(
+                    WatchEventType::ToolUpdated,
+                    key,
+                    &entry.endpoint,
+                    name,
+                    Some(tool),
+                ),
+                None => self.record(
+                    WatchEventType::ToolAdded,
+                    key,
+                    &entry.endpoint,
+                    name,
+                    Some(tool),
+                ),
             }
         }
     }
@@ -327,14 +366,25 @@ impl Catalog {
     /// its hashed name.
     fn take_name(&mut self, pair: &Pair) -> String {
         let Some(plain) = plain_name(pair) else {
-            return disambiguated_tool_name(&pair.0, &pair.1);
+            return self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1));
         };
         match self.holder(&plain) {
+            // Free, or used as another pair's hashed name (a crafted clash): this pair waits
+            // among the claimants.
+            None if !self.free_for(pair, &plain) => {
+                *self
+                    .losers
+                    .entry(plain)
+                    .or_default()
+                    .entry_or_default(pair.clone()) += 1;
+                self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1))
+            }
             None => plain,
             Some(holder) if holder == *pair => plain,
             Some(holder) if *pair < holder => {
                 let registrations = self.tools.get(&plain).map_or(0, SmallMap::len);
-                let hashed = disambiguated_tool_name(&holder.0, &holder.1);
+                let hashed =
+                    self.unused_variant(&holder, disambiguated_tool_name(&holder.0, &holder.1));
                 self.rename(&holder, &plain, &hashed);
                 *self
                     .losers
@@ -349,9 +399,45 @@ impl Catalog {
                     .entry(plain)
                     .or_default()
                     .entry_or_default(pair.clone()) += 1;
-                disambiguated_tool_name(&pair.0, &pair.1)
+                self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1))
             }
         }
+    }
+
+    /// Whether `name` is unused, or used by `pair` itself.
+    fn free_for(&self, pair: &Pair, name: &str) -> bool {
+        self.tools.get(name).is_none_or(|providers| {
+            providers
+                .values()
+                .all(|p| *p.skill == *pair.0 && p.tool.name == pair.1)
+        })
+    }
+
+    /// `name`, unless another pair uses it (a name crafted to equal this pair's hash): then a
+    /// further hashed variant that is free.
+    fn unused_variant(&self, pair: &Pair, name: String) -> String {
+        if self.free_for(pair, &name) {
+            return name;
+        }
+        (2..=9)
+            .map(|n| disambiguated_tool_name(&pair.0, &format!("{}\u{0}{n}", pair.1)))
+            .find(|variant| self.free_for(pair, variant))
+            .unwrap_or(name)
+    }
+
+    /// The hashed name (or variant) `pair`'s registrations use now, if any.
+    fn current_hashed_name(&self, pair: &Pair) -> Option<String> {
+        std::iter::once(disambiguated_tool_name(&pair.0, &pair.1))
+            .chain(
+                (2..=9).map(|n| disambiguated_tool_name(&pair.0, &format!("{}\u{0}{n}", pair.1))),
+            )
+            .find(|name| {
+                self.tools.get(name).is_some_and(|providers| {
+                    providers
+                        .values()
+                        .any(|p| *p.skill == *pair.0 && p.tool.name == pair.1)
+                })
+            })
     }
 
     /// Gives back the name `name` of one registration of `pair` (already out of the index):
@@ -375,8 +461,9 @@ impl Catalog {
             if losers.is_empty() {
                 self.losers.remove(&plain);
             }
-            let hashed = disambiguated_tool_name(&next.0, &next.1);
-            self.rename(&next, &hashed, &plain);
+            if let Some(hashed) = self.current_hashed_name(&next) {
+                self.rename(&next, &hashed, &plain);
+            }
         } else if let Some(losers) = self.losers.get_mut(&plain) {
             if let Some(count) = losers.get_mut(pair) {
                 *count -= 1;
@@ -583,6 +670,68 @@ mod tests {
             "{outcomes:#?}"
         );
         assert!(outcomes[0].contains(&("a_b_c_d".into(), "a".into(), "b_c_d".into())));
+    }
+
+    #[test]
+    fn a_plain_name_crafted_to_equal_a_hash_never_shares_it() {
+        let mut catalog = Catalog::default();
+        // "b.c" is not a valid name part, so the pair gets a hashed name...
+        catalog.register(1, "hx", "h:1", vec![tool("b.c")]);
+        let hashed = routes(&catalog)[0].0.clone();
+        let (skill, tool_part) = hashed.rsplit_once('_').unwrap();
+        // ...and another skill's plain name is crafted to be that very string.
+        catalog.register(2, skill, "h:2", vec![tool(tool_part)]);
+        let names = routes(&catalog);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_ne!(names[0].0, names[1].0, "{names:?}");
+        for (lease, skill) in [(1, "hx"), (2, skill)] {
+            catalog.remove_skill(lease, skill, Departure::Removed);
+        }
+        assert!(catalog.tools.is_empty() && catalog.losers.is_empty());
+    }
+
+    /// Replays events into a map from public name to the skill serving it.
+    fn replay(events: &[WatchEvent], view: &mut BTreeMap<String, String>) {
+        for event in events {
+            match event.r#type() {
+                WatchEventType::ToolAdded | WatchEventType::ToolUpdated => {
+                    view.insert(event.tool_name.clone(), event.skill.clone());
+                }
+                WatchEventType::ToolRemoved => {
+                    view.remove(&event.tool_name);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn events_replayed_in_order_give_the_listed_names() {
+        let mut catalog = Catalog::default();
+        let mut view = BTreeMap::new();
+        let steps: [&dyn Fn(&mut Catalog); 4] = [
+            &|c| {
+                c.register(1, "a_b", "h:1", vec![tool("c")]);
+            },
+            &|c| {
+                c.register(2, "a", "h:2", vec![tool("b_c")]);
+            },
+            &|c| {
+                c.register(2, "a", "h:2", vec![tool("other")]);
+            },
+            &|c| {
+                c.remove_skill(1, "a_b", Departure::Removed);
+            },
+        ];
+        for step in steps {
+            step(&mut catalog);
+            replay(&catalog.take_events(), &mut view);
+            let listed: BTreeMap<String, String> = routes(&catalog)
+                .into_iter()
+                .map(|(name, skill, _)| (name, skill))
+                .collect();
+            assert_eq!(view, listed);
+        }
     }
 
     #[test]
