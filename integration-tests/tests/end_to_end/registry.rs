@@ -663,3 +663,69 @@ async fn big_catalogues_are_refused_and_pages_stay_under_the_message_limit(store
     }
     assert_eq!(names.len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_take_each_others_fresh_leases_and_skip_foreign_records_in_etcd() {
+    use mimo_etcd::etcdserverpb::{kv_client::KvClient, PutRequest};
+    let first = start(Store::Etcd, RegistryConfig::default()).await;
+    let second = first.replica(RegistryConfig::default()).await;
+    let mut a = first.client.clone();
+    let mut b = second.client.clone();
+    // A lease granted through one replica is good at the other at once.
+    for index in 0..20 {
+        let lease = grant(&mut a, 60_000).await;
+        register(&mut b, lease, &format!("s{index}"), &[tool("t", "")]).await;
+    }
+
+    // Records written under the prefix by something else: a registration with a bad
+    // endpoint, and one attached to no lease. Neither is served; real ones still are.
+    let address = first.etcd.as_ref().unwrap().address().to_string();
+    let mut kv = KvClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let lease = grant(&mut a, 60_000).await;
+    let bad = mimo_proto::v1::StoredSkill {
+        endpoint: "not an endpoint".into(),
+        tools: vec![tool("t", "")],
+    };
+    let good = mimo_proto::v1::StoredSkill {
+        endpoint: "127.0.0.1:9".into(),
+        tools: vec![tool("t", "")],
+    };
+    for (skill, value, attached) in [("bad", &bad, lease as i64), ("ghost", &good, 0)] {
+        use prost::Message;
+        kv.put(PutRequest {
+            key: format!("/mimo/registry/skills/{lease:016x}/{skill}").into_bytes(),
+            value: value.encode_to_vec(),
+            lease: attached,
+            ..PutRequest::default()
+        })
+        .await
+        .unwrap();
+    }
+    register(&mut a, lease, "real", &[tool("t", "")]).await;
+    let names: Vec<String> = b
+        .list_tools(ListToolsRequest {
+            name_prefix: "real".into(),
+            ..ListToolsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tools
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["real_t"]);
+    for skill in ["bad", "ghost"] {
+        let listed = b
+            .list_tools(ListToolsRequest {
+                skill: skill.into(),
+                ..ListToolsRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(listed.tools.is_empty(), "{skill}: {listed:?}");
+    }
+}

@@ -250,9 +250,18 @@ impl EtcdStore {
         endpoint: &str,
         tools: Vec<Tool>,
     ) -> Result<Vec<String>, RegistryError> {
-        let endpoint = self
+        let endpoint = match self
             .cache
-            .prepare_registration(lease, skill, endpoint, &tools)?;
+            .prepare_registration(lease, skill, endpoint, &tools)
+        {
+            Err(RegistryError::LeaseNotFound(_)) => {
+                // Granted through another replica, perhaps, and not seen here yet.
+                self.catch_up_with_lease(lease).await?;
+                self.cache
+                    .prepare_registration(lease, skill, endpoint, &tools)?
+            }
+            other => other?,
+        };
         let tool_count = tools.len();
         let value = StoredSkill {
             endpoint: endpoint.clone(),
@@ -279,7 +288,7 @@ impl EtcdStore {
     /// Removes one skill from a lease; returns how many tools went with it.
     pub async fn unregister_skill(&self, lease: u64, skill: &str) -> Result<usize, RegistryError> {
         if !self.cache.has_lease(lease) {
-            return Err(RegistryError::LeaseNotFound(lease));
+            self.catch_up_with_lease(lease).await?;
         }
         let removed = self.cache.tools_of(lease, skill);
         let delete = DeleteRangeRequest {
@@ -297,6 +306,30 @@ impl EtcdStore {
             "skill unregistered in etcd"
         );
         Ok(removed)
+    }
+
+    /// Waits until the cache has seen a lease that etcd has (granted through another
+    /// replica a moment ago); `LeaseNotFound` when etcd does not have it.
+    async fn catch_up_with_lease(&self, lease: u64) -> Result<(), RegistryError> {
+        let answer = timed(
+            self.leases
+                .clone()
+                .lease_time_to_live(LeaseTimeToLiveRequest {
+                    id: lease as i64,
+                    keys: false,
+                }),
+        )
+        .await
+        .map_err(|e| lease_error(e, lease))?;
+        if answer.ttl < 0 {
+            return Err(RegistryError::LeaseNotFound(lease));
+        }
+        self.caught_up(revision_of(answer.header.as_ref())).await?;
+        if self.cache.has_lease(lease) {
+            Ok(())
+        } else {
+            Err(RegistryError::LeaseNotFound(lease))
+        }
     }
 
     fn key(&self, rest: &str) -> Vec<u8> {
@@ -373,7 +406,7 @@ impl Snapshot {
                     leases.insert(lease, lease_ttl(&kv.value));
                 }
                 Some(Key::Skill(lease, skill)) => {
-                    if let Some(stored) = decode_skill(&kv.key, &kv.value) {
+                    if let Some(stored) = decode_skill(kv, lease, &skill) {
                         skills.insert((lease, skill), stored);
                     }
                 }
@@ -470,12 +503,29 @@ fn lease_ttl(value: &[u8]) -> Duration {
     Duration::from_millis(millis)
 }
 
-fn decode_skill(key: &[u8], value: &[u8]) -> Option<StoredSkill> {
-    match StoredSkill::decode(value) {
-        Ok(stored) => Some(stored),
+/// The registration a key holds, if it is one this registry would have written: a
+/// `StoredSkill` that passes the same checks as a RegisterSkill call, attached to the lease
+/// its key names. Anything else under the prefix is skipped and logged.
+fn decode_skill(kv: &KeyValue, lease: u64, skill: &str) -> Option<StoredSkill> {
+    let key = String::from_utf8_lossy(&kv.key);
+    let stored = match StoredSkill::decode(kv.value.as_slice()) {
+        Ok(stored) => stored,
         Err(error) => {
-            tracing::error!(key = %String::from_utf8_lossy(key), %error,
-                "an etcd registration is not a StoredSkill; skipped");
+            tracing::error!(%key, %error, "an etcd registration is not a StoredSkill; skipped");
+            return None;
+        }
+    };
+    if kv.lease as u64 != lease {
+        tracing::error!(%key, attached = kv.lease, "an etcd registration is not attached to its lease; skipped");
+        return None;
+    }
+    match crate::state::validate_registration(skill, &stored.endpoint, &stored.tools) {
+        Ok(endpoint) => Some(StoredSkill {
+            endpoint,
+            tools: stored.tools,
+        }),
+        Err(error) => {
+            tracing::error!(%key, %error, "an etcd registration is not valid; skipped");
             None
         }
     }
@@ -516,7 +566,7 @@ fn revision_ops(prefix: &str, events: &[&mimo_etcd::mvccpb::Event]) -> Vec<Cache
                 ttl: lease_ttl(&kv.value),
             }),
             (EventType::Put, Some(Key::Skill(lease, skill))) => {
-                if let Some(stored) = decode_skill(&kv.key, &kv.value) {
+                if let Some(stored) = decode_skill(kv, lease, &skill) {
                     ops.push(CacheOp::PutSkill {
                         lease,
                         skill,

@@ -596,6 +596,11 @@ fn validate_name(what: &str, name: &str) -> Result<(), RegistryError> {
             "{what} name is empty"
         )));
     }
+    if name.chars().any(char::is_control) {
+        return Err(RegistryError::InvalidArgument(format!(
+            "{what} name {name:?} holds a control character"
+        )));
+    }
     if name.len() > MAX_NAME_LEN {
         return Err(RegistryError::InvalidArgument(format!(
             "{what} name is {} bytes; the limit is {MAX_NAME_LEN}",
@@ -606,7 +611,7 @@ fn validate_name(what: &str, name: &str) -> Result<(), RegistryError> {
 }
 
 /// Checks names and tools; returns the endpoint in its stored `host:port` form.
-fn validate_registration(
+pub(crate) fn validate_registration(
     skill: &str,
     endpoint: &str,
     tools: &[Tool],
