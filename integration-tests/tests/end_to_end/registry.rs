@@ -464,18 +464,36 @@ async fn list_tools_pages_through_every_tool_once_in_name_order(store: Store) {
     assert_eq!(names, expected);
     assert_eq!(pages, 3);
 
-    let prefixed = client
+    let page = |page_token: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_tools(ListToolsRequest {
+                    name_prefix: "big_t1".into(),
+                    page_size: 4,
+                    page_token,
+                    ..ListToolsRequest::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let first = page(String::new()).await;
+    let second = page(first.next_page_token.clone()).await;
+    let names = |page: &mimo_proto::v1::ListToolsResponse| -> Vec<String> {
+        page.tools.iter().map(|t| t.name.clone()).collect()
+    };
+    assert_eq!(names(&first), ["big_t10", "big_t11", "big_t12", "big_t13"]);
+    assert_eq!(names(&second), ["big_t14", "big_t15", "big_t16", "big_t17"]);
+    let forged = client
         .list_tools(ListToolsRequest {
-            name_prefix: "big_t1".into(),
-            page_size: 4,
             page_token: "big_t13".into(),
             ..ListToolsRequest::default()
         })
         .await
-        .unwrap()
-        .into_inner();
-    let prefixed: Vec<String> = prefixed.tools.into_iter().map(|t| t.name).collect();
-    assert_eq!(prefixed, ["big_t14", "big_t15", "big_t16", "big_t17"]);
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::InvalidArgument, "{forged:?}");
 
     let too_big = client
         .list_tools(ListToolsRequest {

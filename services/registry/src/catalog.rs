@@ -1,9 +1,14 @@
-//! The catalogue of registered skills and their tools, indexed by public tool name.
+//! The catalogue of registered skills and their tools, indexed by skill (then lease), not by
+//! tool: a public name `<skill>_<tool>` is found by splitting it at each `_`, so a tool costs a
+//! pointer to its description (shared by every registration with the same one) and no index
+//! entry of its own. Only names that are not plain (invalid characters, too long, or lost to a
+//! smaller pair claiming the same plain name) are kept in a map of their own.
 
 use crate::naming::{disambiguated_tool_name, public_tool_name};
 use crate::small_map::SmallMap;
 use mimo_proto::v1::{Tool, WatchEvent, WatchEventType};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 
 /// Why a skill leaves the catalogue, as watchers see it.
@@ -15,15 +20,30 @@ pub(crate) enum Departure {
     Expired,
 }
 
-/// Who registered a skill: the lease and the skill's name.
-type SkillKey = (u64, String);
+/// A (skill, tool) pair by original names.
+type Pair = (String, String);
 
-/// One skill as a host registered it.
-#[derive(Debug, Clone)]
-pub(crate) struct SkillEntry {
-    pub(crate) endpoint: String,
-    /// (public name, tool) pairs, in the order the skill listed them.
-    pub(crate) tools: Vec<(String, Arc<Tool>)>,
+/// One skill as one host registered it.
+#[derive(Debug)]
+struct SkillEntry {
+    endpoint: Arc<str>,
+    /// Its tools, sorted by name.
+    tools: Vec<Arc<Tool>>,
+    /// Indexes into `tools` in the order the skill listed them.
+    listed: Vec<u32>,
+}
+
+impl SkillEntry {
+    fn tool(&self, name: &str) -> Option<&Arc<Tool>> {
+        self.tools
+            .binary_search_by(|tool| tool.name.as_str().cmp(name))
+            .ok()
+            .map(|at| &self.tools[at])
+    }
+
+    fn listed(&self) -> impl Iterator<Item = &Arc<Tool>> {
+        self.listed.iter().map(|&at| &self.tools[at as usize])
+    }
 }
 
 /// One provider of a public tool name.
@@ -36,32 +56,43 @@ pub(crate) struct ToolProvider {
     pub(crate) lease: u64,
 }
 
+/// One registered skill, as listed.
+#[derive(Debug)]
+pub(crate) struct Registration<'a> {
+    pub(crate) lease: u64,
+    pub(crate) skill: &'a str,
+    pub(crate) endpoint: &'a str,
+    pub(crate) tools: usize,
+}
+
+/// Where a listing resumes: after this (skill, tool).
+pub(crate) type ListPosition = (String, String);
+
 /// Skills and tools; every change keeps the indexes consistent.
 #[derive(Debug, Default)]
 pub(crate) struct Catalog {
-    skills: BTreeMap<SkillKey, SkillEntry>,
-    skills_by_lease: HashMap<u64, SmallMap<String, ()>>,
-    tools: BTreeMap<String, SmallMap<SkillKey, ToolProvider>>,
-    tool_count: usize,
-    /// For each valid plain name `<skill>_<tool>` claimed by more than one (skill, tool)
-    /// pair: the pairs that do not hold it, with their registration counts. The smallest
-    /// claiming pair holds the plain name and the others get hashed names, so that names
-    /// depend on what is registered, never on the order it was registered in.
-    losers: BTreeMap<String, SmallMap<Pair, usize>>,
-    /// Tool descriptions shared by every registration that has the same one (many hosts
-    /// serve the same skills).
+    /// skill → lease → registration.
+    skills: BTreeMap<Arc<str>, SmallMap<u64, SkillEntry>>,
+    skills_by_lease: HashMap<u64, SmallMap<Arc<str>, ()>>,
+    /// Public names that are not plain, both ways.
+    hashed: BTreeMap<String, Pair>,
+    hashed_of: HashMap<Pair, String>,
+    /// For each plain name claimed by more than one pair: the claimants that do not hold it.
+    /// The smallest claimant holds the plain name and the others get hashed names, so that
+    /// names depend on what is registered, never on the order it was registered in.
+    losers: BTreeMap<String, SmallMap<Pair, ()>>,
+    /// Tool descriptions shared by every registration that has the same one.
     pool: HashSet<PooledTool>,
+    skill_count: usize,
+    tool_count: usize,
     /// Events of the change under way, taken by [`Catalog::take_events`].
     events: Vec<WatchEvent>,
 }
 
-/// A (skill, tool) pair by original names.
-type Pair = (String, String);
-
 impl Catalog {
     /// Number of registered skills (a skill served by two hosts counts twice).
     pub(crate) fn skill_count(&self) -> usize {
-        self.skills.len()
+        self.skill_count
     }
 
     /// Number of registered tools (counted per registering skill).
@@ -69,29 +100,33 @@ impl Catalog {
         self.tool_count
     }
 
+    fn entry_of(&self, lease: u64, skill: &str) -> Option<&SkillEntry> {
+        self.skills.get(skill)?.get(&lease)
+    }
+
     /// Whether the skill is registered under the lease.
     pub(crate) fn has_skill(&self, lease: u64, skill: &str) -> bool {
-        self.skills.contains_key(&(lease, skill.to_string()))
+        self.entry_of(lease, skill).is_some()
     }
 
     /// Public names of the skill's tools under the lease, in the order it listed them.
     pub(crate) fn names_of(&self, lease: u64, skill: &str) -> Vec<String> {
-        self.skills
-            .get(&(lease, skill.to_string()))
-            .map(|entry| entry.tools.iter().map(|(name, _)| name.clone()).collect())
+        self.entry_of(lease, skill)
+            .map(|entry| {
+                entry
+                    .listed()
+                    .map(|tool| self.name_of(&(skill.to_string(), tool.name.clone())))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// (endpoint, tools in their order) of a registered skill.
     pub(crate) fn entry(&self, lease: u64, skill: &str) -> Option<(String, Vec<Tool>)> {
-        self.skills.get(&(lease, skill.to_string())).map(|entry| {
+        self.entry_of(lease, skill).map(|entry| {
             (
-                entry.endpoint.clone(),
-                entry
-                    .tools
-                    .iter()
-                    .map(|(_, tool)| (**tool).clone())
-                    .collect(),
+                entry.endpoint.to_string(),
+                entry.listed().map(|tool| (**tool).clone()).collect(),
             )
         })
     }
@@ -100,15 +135,26 @@ impl Catalog {
     pub(crate) fn skills_of(&self, lease: u64) -> Vec<String> {
         self.skills_by_lease
             .get(&lease)
-            .map(|skills| skills.iter().map(|(skill, ())| skill.clone()).collect())
+            .map(|skills| skills.iter().map(|(skill, ())| skill.to_string()).collect())
             .unwrap_or_default()
     }
 
     /// Tools the skill now has under the lease, which a replacement would release.
     pub(crate) fn tools_of(&self, lease: u64, skill: &str) -> usize {
-        self.skills
-            .get(&(lease, skill.to_string()))
+        self.entry_of(lease, skill)
             .map_or(0, |entry| entry.tools.len())
+    }
+
+    /// Every registration, by skill then lease.
+    pub(crate) fn registrations(&self) -> impl Iterator<Item = Registration<'_>> {
+        self.skills.iter().flat_map(|(skill, by_lease)| {
+            by_lease.iter().map(move |(lease, entry)| Registration {
+                lease: *lease,
+                skill: skill.as_ref(),
+                endpoint: &entry.endpoint,
+                tools: entry.tools.len(),
+            })
+        })
     }
 
     /// Replaces the skill's whole catalogue under the lease; returns the public names given.
@@ -119,67 +165,128 @@ impl Catalog {
         endpoint: &str,
         tools: Vec<Tool>,
     ) -> Vec<String> {
-        let key: SkillKey = (lease, skill.to_string());
-        // Tools the skill keeps keep their names (and their hold on them) as they are.
+        let previous = self.detach(lease, skill);
         let new_names: HashSet<&str> = tools.iter().map(|tool| tool.name.as_str()).collect();
-        let kept: HashMap<String, String> = self
-            .skills
-            .get(&key)
+        let kept: HashSet<String> = previous
+            .as_ref()
             .map(|entry| {
                 entry
                     .tools
                     .iter()
-                    .filter(|(_, tool)| new_names.contains(tool.name.as_str()))
-                    .map(|(name, tool)| (tool.name.clone(), name.clone()))
+                    .filter(|tool| new_names.contains(tool.name.as_str()))
+                    .map(|tool| tool.name.clone())
                     .collect()
             })
             .unwrap_or_default();
-        let (previous, returned) = match self.detach_skill(&key, &kept) {
-            Some((entry, returned)) => (Some(entry), returned),
-            None => (None, Vec::new()),
+        // First what leaves (named as they were), then names given back, then what comes.
+        let kind = if previous.is_some() {
+            WatchEventType::SkillUpdated
+        } else {
+            WatchEventType::SkillAdded
         };
-        self.record_departures(&key, previous.as_ref(), endpoint, &kept);
-        for (pair, name) in returned {
-            self.give_back(&pair, &name);
+        self.record(kind, lease, skill, endpoint, "", None);
+        if let Some(previous) = &previous {
+            for tool in previous.listed() {
+                if !kept.contains(&tool.name) {
+                    let name = self.name_of(&(skill.to_string(), tool.name.clone()));
+                    self.record(
+                        WatchEventType::ToolRemoved,
+                        lease,
+                        skill,
+                        &previous.endpoint,
+                        &name,
+                        None,
+                    );
+                }
+            }
+            for tool in &previous.tools {
+                if !kept.contains(&tool.name) {
+                    self.give_back(&(skill.to_string(), tool.name.clone()));
+                }
+            }
         }
-        let mut entry = SkillEntry {
-            endpoint: endpoint.to_string(),
-            tools: Vec::with_capacity(tools.len()),
+        // Names for pairs registered nowhere else yet.
+        for tool in &tools {
+            let pair = (skill.to_string(), tool.name.clone());
+            if !kept.contains(&tool.name) && self.registrations_of(&pair) == 0 {
+                self.take_name(&pair);
+            }
+        }
+        let mut shared: Vec<Arc<Tool>> = tools.into_iter().map(|tool| self.intern(tool)).collect();
+        let listed_names: Vec<String> = shared.iter().map(|tool| tool.name.clone()).collect();
+        shared.sort_by(|a, b| a.name.cmp(&b.name));
+        shared.dedup_by(|a, b| a.name == b.name);
+        // Collected in place, the vector still holds the request's buffer of whole tools.
+        shared.shrink_to_fit();
+        let listed = listed_names
+            .iter()
+            .filter_map(|name| {
+                shared
+                    .binary_search_by(|tool| tool.name.as_str().cmp(name))
+                    .ok()
+                    .map(|at| at as u32)
+            })
+            .collect();
+        let mut listed: Vec<u32> = listed;
+        listed.shrink_to_fit();
+        let entry = SkillEntry {
+            endpoint: Arc::from(endpoint),
+            tools: shared,
+            listed,
         };
-        let shared_skill: Arc<str> = Arc::from(skill);
-        let shared_endpoint: Arc<str> = Arc::from(endpoint);
-        for tool in tools {
-            let name = match kept.get(&tool.name) {
-                Some(name) => name.clone(),
-                None => self.take_name(&(skill.to_string(), tool.name.clone())),
-            };
-            let tool = self.intern(tool);
-            self.tools.entry(name.clone()).or_default().insert(
-                key.clone(),
-                ToolProvider {
-                    skill: shared_skill.clone(),
-                    tool: tool.clone(),
-                    endpoint: shared_endpoint.clone(),
-                    lease,
-                },
-            );
-            entry.tools.push((name, tool));
-        }
+        let skill_key = self.skill_key(skill);
         self.tool_count += entry.tools.len();
-        let names = entry.tools.iter().map(|(name, _)| name.clone()).collect();
-        self.record_arrivals(&key, previous.as_ref(), &entry);
-        self.skills.insert(key, entry);
+        self.skill_count += 1;
+        let arrivals: Vec<(String, Arc<Tool>, bool)> = entry
+            .listed()
+            .map(|tool| {
+                let unchanged = previous.as_ref().is_some_and(|p| {
+                    p.endpoint == entry.endpoint
+                        && p.tool(&tool.name).is_some_and(|old| **old == **tool)
+                });
+                (tool.name.clone(), tool.clone(), unchanged)
+            })
+            .collect();
+        let had = |name: &str| previous.as_ref().is_some_and(|p| p.tool(name).is_some());
+        let had: Vec<bool> = arrivals.iter().map(|(name, _, _)| had(name)).collect();
+        self.skills
+            .entry(skill_key.clone())
+            .or_default()
+            .insert(lease, entry);
         self.skills_by_lease
             .entry(lease)
             .or_default()
-            .insert(skill.to_string(), ());
-        names
+            .insert(skill_key, ());
+        for ((tool_name, tool, unchanged), had) in arrivals.into_iter().zip(had) {
+            if unchanged {
+                continue;
+            }
+            let name = self.name_of(&(skill.to_string(), tool_name));
+            let kind = if had {
+                WatchEventType::ToolUpdated
+            } else {
+                WatchEventType::ToolAdded
+            };
+            self.record(kind, lease, skill, endpoint, &name, Some(&tool));
+        }
+        if let Some(previous) = previous {
+            for tool in &previous.tools {
+                self.unpool(tool);
+            }
+        }
+        self.names_of(lease, skill)
     }
 
     /// Removes every skill attached to the lease; returns how many there were.
     pub(crate) fn remove_lease(&mut self, lease: u64, why: Departure) -> usize {
-        let skills = self.skills_by_lease.remove(&lease).unwrap_or_default();
-        for (skill, ()) in skills.iter() {
+        let skills = self.skills_by_lease.get(&lease).map(|skills| {
+            skills
+                .iter()
+                .map(|(skill, ())| skill.to_string())
+                .collect::<Vec<_>>()
+        });
+        let skills = skills.unwrap_or_default();
+        for skill in &skills {
             self.remove_skill(lease, skill, why);
         }
         skills.len()
@@ -187,32 +294,30 @@ impl Catalog {
 
     /// Removes one skill from the lease; returns how many tools went with it.
     pub(crate) fn remove_skill(&mut self, lease: u64, skill: &str, why: Departure) -> usize {
-        let key: SkillKey = (lease, skill.to_string());
-        let Some((entry, returned)) = self.detach_skill(&key, &HashMap::new()) else {
+        let Some(entry) = self.detach(lease, skill) else {
             return 0;
         };
-        if let Some(skills) = self.skills_by_lease.get_mut(&lease) {
-            skills.remove(&skill.to_string());
-            if skills.is_empty() {
-                self.skills_by_lease.remove(&lease);
-            }
-        }
         let kind = match why {
             Departure::Removed => WatchEventType::SkillRemoved,
             Departure::Expired => WatchEventType::SkillExpired,
         };
-        self.record(kind, &key, &entry.endpoint, "", None);
-        for (name, _) in &entry.tools {
+        self.record(kind, lease, skill, &entry.endpoint, "", None);
+        for tool in entry.listed() {
+            let name = self.name_of(&(skill.to_string(), tool.name.clone()));
             self.record(
                 WatchEventType::ToolRemoved,
-                &key,
+                lease,
+                skill,
                 &entry.endpoint,
-                name,
+                &name,
                 None,
             );
         }
-        for (pair, name) in returned {
-            self.give_back(&pair, &name);
+        for tool in &entry.tools {
+            self.give_back(&(skill.to_string(), tool.name.clone()));
+        }
+        for tool in &entry.tools {
+            self.unpool(tool);
         }
         entry.tools.len()
     }
@@ -222,195 +327,219 @@ impl Catalog {
         std::mem::take(&mut self.events)
     }
 
-    /// Takes the skill's entry out of every index (the lease index excepted). Returns it
-    /// with the names its tools give back, except those of `kept` (tool name → public name),
-    /// which the caller registers again under the same names at once. The caller gives the
-    /// names back after recording the skill's own events, so that watchers hear of a name's
-    /// old owner leaving before of its new owner arriving.
-    fn detach_skill(
-        &mut self,
-        key: &SkillKey,
-        kept: &HashMap<String, String>,
-    ) -> Option<(SkillEntry, Vec<(Pair, String)>)> {
-        let entry = self.skills.remove(key)?;
-        self.tool_count -= entry.tools.len();
-        let mut returned = Vec::new();
-        for (name, tool) in &entry.tools {
-            if let Some(providers) = self.tools.get_mut(name) {
-                providers.remove(key);
-                if providers.is_empty() {
-                    self.tools.remove(name);
-                }
-            }
-            if !kept.contains_key(&tool.name) {
-                returned.push(((key.1.clone(), tool.name.clone()), name.clone()));
-            }
-            self.unpool(tool);
+    /// Providers of the public tool name, by lease.
+    pub(crate) fn providers(&self, public_name: &str) -> Vec<ToolProvider> {
+        match self.pair_named(public_name) {
+            Some(pair) => self.providers_of(&pair),
+            None => Vec::new(),
         }
-        Some((entry, returned))
     }
 
-    /// Records the first half of a registration's change: the skill, then each of its old
-    /// tools that it no longer has.
-    fn record_departures(
-        &mut self,
-        key: &SkillKey,
-        previous: Option<&SkillEntry>,
-        endpoint: &str,
-        kept: &HashMap<String, String>,
-    ) {
-        let kind = if previous.is_some() {
-            WatchEventType::SkillUpdated
-        } else {
-            WatchEventType::SkillAdded
+    /// Public tools in (skill, tool) order, after `after` when given, whose public names
+    /// start with `prefix`, of `skill` only when it is non-empty: (public name, providers).
+    pub(crate) fn listing<'a>(
+        &'a self,
+        skill: &'a str,
+        prefix: &'a str,
+        after: Option<ListPosition>,
+    ) -> impl Iterator<Item = (String, Vec<ToolProvider>)> + 'a {
+        let after_skill = after.as_ref().map(|(skill, _)| skill.clone());
+        self.candidate_skills(skill, prefix, after_skill.as_deref())
+            .flat_map(move |candidate| {
+                let names: BTreeSet<String> = self
+                    .skills
+                    .get(candidate.as_str())
+                    .map(|by_lease| {
+                        by_lease
+                            .values()
+                            .flat_map(|entry| entry.tools.iter().map(|tool| tool.name.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let after = after.clone();
+                names.into_iter().filter_map(move |tool| {
+                    if let Some((after_skill, after_tool)) = &after {
+                        if *after_skill == candidate && tool <= *after_tool {
+                            return None;
+                        }
+                    }
+                    let pair = (candidate.clone(), tool);
+                    let name = self.name_of(&pair);
+                    name.starts_with(prefix)
+                        .then(|| (name, self.providers_of(&pair)))
+                })
+            })
+    }
+
+    /// Skills that may have a public name starting with `prefix`, sorted, from `after` on.
+    fn candidate_skills<'a>(
+        &'a self,
+        only: &'a str,
+        prefix: &'a str,
+        after: Option<&str>,
+    ) -> Box<dyn Iterator<Item = String> + 'a> {
+        let from = after.unwrap_or("").to_string();
+        if !only.is_empty() {
+            let wanted = self.skills.contains_key(only) && only >= from.as_str();
+            return Box::new(wanted.then(|| only.to_string()).into_iter());
+        }
+        // Plain names: the skill starts with the prefix, or is the part of it before a `_`.
+        let mut extra: BTreeSet<String> = prefix
+            .match_indices('_')
+            .map(|(at, _)| &prefix[..at])
+            .filter(|skill| self.skills.contains_key(*skill))
+            .map(str::to_string)
+            .collect();
+        // Hashed names start with a sanitised skill name, which may sort anywhere.
+        extra.extend(
+            self.hashed
+                .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+                .take_while(|(name, _)| name.starts_with(prefix))
+                .map(|(_, pair)| pair.0.clone()),
+        );
+        extra.retain(|skill| *skill >= from);
+        let start = std::cmp::max(prefix.to_string(), from);
+        let range = self
+            .skills
+            .range::<str, _>((Bound::Included(start.as_str()), Bound::Unbounded))
+            .map(|(skill, _)| skill.to_string())
+            .take_while(move |skill| skill.starts_with(prefix));
+        Box::new(merge_sorted(extra.into_iter(), range))
+    }
+
+    fn providers_of(&self, pair: &Pair) -> Vec<ToolProvider> {
+        let Some((skill, by_lease)) = self.skills.get_key_value(pair.0.as_str()) else {
+            return Vec::new();
         };
-        self.record(kind, key, endpoint, "", None);
-        if let Some(previous) = previous {
-            for (name, tool) in &previous.tools {
-                if !kept.contains_key(&tool.name) {
-                    self.record(
-                        WatchEventType::ToolRemoved,
-                        key,
-                        &previous.endpoint,
-                        name,
-                        None,
-                    );
-                }
-            }
+        by_lease
+            .iter()
+            .filter_map(|(lease, entry)| {
+                entry.tool(&pair.1).map(|tool| ToolProvider {
+                    skill: skill.clone(),
+                    tool: tool.clone(),
+                    endpoint: entry.endpoint.clone(),
+                    lease: *lease,
+                })
+            })
+            .collect()
+    }
+
+    /// How many registrations have the pair.
+    fn registrations_of(&self, pair: &Pair) -> usize {
+        self.skills.get(pair.0.as_str()).map_or(0, |by_lease| {
+            by_lease
+                .values()
+                .filter(|entry| entry.tool(&pair.1).is_some())
+                .count()
+        })
+    }
+
+    /// The pair a public name belongs to now.
+    fn pair_named(&self, name: &str) -> Option<Pair> {
+        if let Some(pair) = self.hashed.get(name) {
+            return Some(pair.clone());
+        }
+        self.holder(name)
+    }
+
+    /// The pair's public name now.
+    fn name_of(&self, pair: &Pair) -> String {
+        match self.hashed_of.get(pair) {
+            Some(name) => name.clone(),
+            None => format!("{}_{}", pair.0, pair.1),
         }
     }
 
-    /// Records the second half: each tool added, or changed (description, schema, host).
-    fn record_arrivals(
-        &mut self,
-        key: &SkillKey,
-        previous: Option<&SkillEntry>,
-        entry: &SkillEntry,
-    ) {
-        let before: BTreeMap<&str, &Tool> = previous
-            .map(|p| p.tools.iter().map(|(n, t)| (n.as_str(), &**t)).collect())
-            .unwrap_or_default();
-        let same_host = previous.is_some_and(|p| p.endpoint == entry.endpoint);
-        for (name, tool) in &entry.tools {
-            match before.get(name.as_str()) {
-                Some(old) if *old == &**tool && same_host => {}
-                Some(_) => self.record(
-                    WatchEventType::ToolUpdated,
-                    key,
-                    &entry.endpoint,
-                    name,
-                    Some(tool),
-                ),
-                None => self.record(
-                    WatchEventType::ToolAdded,
-                    key,
-                    &entry.endpoint,
-                    name,
-                    Some(tool),
-                ),
-            }
-        }
+    /// The registered pair holding `plain` as its plain name, if any: found by splitting the
+    /// name at each `_` into a skill and a tool.
+    fn holder(&self, plain: &str) -> Option<Pair> {
+        plain.match_indices('_').find_map(|(at, _)| {
+            let pair = (plain[..at].to_string(), plain[at + 1..].to_string());
+            (self.registrations_of(&pair) > 0
+                && !self.hashed_of.contains_key(&pair)
+                && plain_name(&pair).as_deref() == Some(plain))
+            .then_some(pair)
+        })
     }
 
-    fn record(
-        &mut self,
-        kind: WatchEventType,
-        key: &SkillKey,
-        endpoint: &str,
-        tool_name: &str,
-        tool: Option<&Tool>,
-    ) {
-        self.events.push(WatchEvent {
-            r#type: kind as i32,
-            skill: key.1.clone(),
-            lease_id: key.0,
-            endpoint: endpoint.to_string(),
-            tool_name: tool_name.to_string(),
-            tool: tool.cloned(),
-        });
-    }
-
-    /// Providers of the public tool name, in a stable order.
-    pub(crate) fn providers(&self, public_name: &str) -> Vec<&ToolProvider> {
-        self.tools
-            .get(public_name)
-            .map(|providers| providers.values().collect())
-            .unwrap_or_default()
-    }
-
-    /// Public tool names after `after` (from the start when empty) and not before `from`,
-    /// with their providers, sorted by name.
-    pub(crate) fn tools_after(
-        &self,
-        after: &str,
-        from: &str,
-    ) -> impl Iterator<Item = (&String, Vec<&ToolProvider>)> {
-        use std::ops::Bound;
-        let start = if after.is_empty() || after < from {
-            Bound::Included(from.to_string())
-        } else {
-            Bound::Excluded(after.to_string())
-        };
-        self.tools
-            .range((start, Bound::Unbounded))
-            .map(|(name, providers)| (name, providers.values().collect()))
-    }
-
-    /// Every registered skill with its lease, sorted by lease then name.
-    pub(crate) fn skills(&self) -> impl Iterator<Item = (&SkillKey, &SkillEntry)> {
-        self.skills.iter()
-    }
-
-    /// Names a new registration of `pair`: its plain name if valid and no smaller pair
-    /// claims it (taking it over from a larger holder, which moves to its hashed name), else
-    /// its hashed name.
-    fn take_name(&mut self, pair: &Pair) -> String {
+    /// Names a pair registered for the first time: its plain name if valid and no smaller
+    /// pair claims it (taking it over from a larger holder, which moves to a hashed name),
+    /// else a hashed name.
+    fn take_name(&mut self, pair: &Pair) {
         let Some(plain) = plain_name(pair) else {
-            return self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1));
+            let hashed = self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1));
+            self.set_hashed(pair, hashed);
+            return;
         };
         match self.holder(&plain) {
-            // Free, or used as another pair's hashed name (a crafted clash): this pair waits
-            // among the claimants.
-            None if !self.free_for(pair, &plain) => {
-                *self
-                    .losers
-                    .entry(plain)
-                    .or_default()
-                    .entry_or_default(pair.clone()) += 1;
-                self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1))
-            }
-            None => plain,
-            Some(holder) if holder == *pair => plain,
+            None if self.hashed.contains_key(&plain) => self.lose(pair, plain),
+            None => {}
+            Some(holder) if holder == *pair => {}
             Some(holder) if *pair < holder => {
-                let registrations = self.tools.get(&plain).map_or(0, SmallMap::len);
                 let hashed =
                     self.unused_variant(&holder, disambiguated_tool_name(&holder.0, &holder.1));
                 self.rename(&holder, &plain, &hashed);
-                *self
-                    .losers
-                    .entry(plain.clone())
-                    .or_default()
-                    .entry_or_default(holder) += registrations;
-                plain
+                self.set_hashed(&holder, hashed);
+                self.losers.entry(plain).or_default().insert(holder, ());
             }
-            Some(_) => {
-                *self
-                    .losers
-                    .entry(plain)
-                    .or_default()
-                    .entry_or_default(pair.clone()) += 1;
-                self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1))
-            }
+            Some(_) => self.lose(pair, plain),
         }
+    }
+
+    /// Makes `pair` a claimant of `plain` that does not hold it.
+    fn lose(&mut self, pair: &Pair, plain: String) {
+        let hashed = self.unused_variant(pair, disambiguated_tool_name(&pair.0, &pair.1));
+        self.set_hashed(pair, hashed);
+        self.losers
+            .entry(plain)
+            .or_default()
+            .insert(pair.clone(), ());
+    }
+
+    /// After a registration of `pair` went: when it was the last, its name is given back, and
+    /// a plain name it held goes to the smallest other claimant.
+    fn give_back(&mut self, pair: &Pair) {
+        if self.registrations_of(pair) > 0 {
+            return;
+        }
+        let plain = plain_name(pair);
+        if let Some(hashed) = self.hashed_of.remove(pair) {
+            self.hashed.remove(&hashed);
+            if let Some(plain) = &plain {
+                if let Some(losers) = self.losers.get_mut(plain) {
+                    losers.remove(pair);
+                    if losers.is_empty() {
+                        self.losers.remove(plain);
+                    }
+                }
+            }
+            return;
+        }
+        let Some(plain) = plain else { return };
+        let Some(losers) = self.losers.get_mut(&plain) else {
+            return;
+        };
+        let Some(next) = losers.first_key().cloned() else {
+            return;
+        };
+        losers.remove(&next);
+        if losers.is_empty() {
+            self.losers.remove(&plain);
+        }
+        if let Some(hashed) = self.hashed_of.remove(&next) {
+            self.hashed.remove(&hashed);
+            self.rename(&next, &hashed, &plain);
+        }
+    }
+
+    fn set_hashed(&mut self, pair: &Pair, name: String) {
+        self.hashed.insert(name.clone(), pair.clone());
+        self.hashed_of.insert(pair.clone(), name);
     }
 
     /// Whether `name` is unused, or used by `pair` itself.
     fn free_for(&self, pair: &Pair, name: &str) -> bool {
-        self.tools.get(name).is_none_or(|providers| {
-            providers
-                .values()
-                .all(|p| *p.skill == *pair.0 && p.tool.name == pair.1)
-        })
+        self.pair_named(name).is_none_or(|user| user == *pair)
     }
 
     /// `name`, unless another pair uses it (a name crafted to equal this pair's hash): then a
@@ -425,63 +554,71 @@ impl Catalog {
             .unwrap_or(name)
     }
 
-    /// The hashed name (or variant) `pair`'s registrations use now, if any.
-    fn current_hashed_name(&self, pair: &Pair) -> Option<String> {
-        std::iter::once(disambiguated_tool_name(&pair.0, &pair.1))
-            .chain(
-                (2..=9).map(|n| disambiguated_tool_name(&pair.0, &format!("{}\u{0}{n}", pair.1))),
-            )
-            .find(|name| {
-                self.tools.get(name).is_some_and(|providers| {
-                    providers
-                        .values()
-                        .any(|p| *p.skill == *pair.0 && p.tool.name == pair.1)
-                })
-            })
-    }
-
-    /// Gives back the name `name` of one registration of `pair` (already out of the index):
-    /// when the holder's last registration goes, the smallest other claimant takes the plain
-    /// name.
-    fn give_back(&mut self, pair: &Pair, name: &str) {
-        let Some(plain) = plain_name(pair) else {
-            return;
-        };
-        if name == plain {
-            if self.tools.contains_key(&plain) {
-                return;
-            }
-            let Some(losers) = self.losers.get_mut(&plain) else {
-                return;
-            };
-            let Some(next) = losers.first_key().cloned() else {
-                return;
-            };
-            losers.remove(&next);
-            if losers.is_empty() {
-                self.losers.remove(&plain);
-            }
-            if let Some(hashed) = self.current_hashed_name(&next) {
-                self.rename(&next, &hashed, &plain);
-            }
-        } else if let Some(losers) = self.losers.get_mut(&plain) {
-            if let Some(count) = losers.get_mut(pair) {
-                *count -= 1;
-                if *count == 0 {
-                    losers.remove(pair);
-                }
-            }
-            if losers.is_empty() {
-                self.losers.remove(&plain);
-            }
+    /// Records that every registration of `pair` moved from public name `from` to `to`.
+    fn rename(&mut self, pair: &Pair, from: &str, to: &str) {
+        for provider in self.providers_of(pair) {
+            let (skill, endpoint, tool) = (provider.skill, provider.endpoint, provider.tool);
+            self.record(
+                WatchEventType::ToolRemoved,
+                provider.lease,
+                &skill,
+                &endpoint,
+                from,
+                None,
+            );
+            self.record(
+                WatchEventType::ToolAdded,
+                provider.lease,
+                &skill,
+                &endpoint,
+                to,
+                Some(&tool),
+            );
         }
     }
 
-    /// The pair holding a plain name now.
-    fn holder(&self, plain: &str) -> Option<Pair> {
-        let (_, provider) = self.tools.get(plain)?.iter().next()?;
-        let pair = (provider.skill.to_string(), provider.tool.name.clone());
-        (plain_name(&pair).as_deref() == Some(plain)).then_some(pair)
+    /// Takes the registration out of the skill and lease indexes; returns it.
+    fn detach(&mut self, lease: u64, skill: &str) -> Option<SkillEntry> {
+        let by_lease = self.skills.get_mut(skill)?;
+        let entry = by_lease.remove(&lease)?;
+        if by_lease.is_empty() {
+            self.skills.remove(skill);
+        }
+        if let Some(skills) = self.skills_by_lease.get_mut(&lease) {
+            skills.remove(&Arc::from(skill));
+            if skills.is_empty() {
+                self.skills_by_lease.remove(&lease);
+            }
+        }
+        self.tool_count -= entry.tools.len();
+        self.skill_count -= 1;
+        Some(entry)
+    }
+
+    /// The skill's name as shared by its registrations.
+    fn skill_key(&self, skill: &str) -> Arc<str> {
+        self.skills
+            .get_key_value(skill)
+            .map_or_else(|| Arc::from(skill), |(key, _)| key.clone())
+    }
+
+    fn record(
+        &mut self,
+        kind: WatchEventType,
+        lease: u64,
+        skill: &str,
+        endpoint: &str,
+        tool_name: &str,
+        tool: Option<&Tool>,
+    ) {
+        self.events.push(WatchEvent {
+            r#type: kind as i32,
+            skill: skill.to_string(),
+            lease_id: lease,
+            endpoint: endpoint.to_string(),
+            tool_name: tool_name.to_string(),
+            tool: tool.cloned(),
+        });
     }
 
     /// The shared copy of a tool description.
@@ -499,43 +636,6 @@ impl Catalog {
     fn unpool(&mut self, tool: &Arc<Tool>) {
         if Arc::strong_count(tool) == 2 {
             self.pool.remove(&PooledTool(tool.clone()));
-        }
-    }
-
-    /// Moves every registration of `pair` from public name `from` to `to`.
-    fn rename(&mut self, pair: &Pair, from: &str, to: &str) {
-        let Some(providers) = self.tools.get_mut(from) else {
-            return;
-        };
-        let moving: Vec<SkillKey> = providers
-            .iter()
-            .filter(|(_, p)| *p.skill == *pair.0 && p.tool.name == pair.1)
-            .map(|(key, _)| key.clone())
-            .collect();
-        let mut moved = Vec::new();
-        for key in moving {
-            if let Some(provider) = providers.remove(&key) {
-                moved.push((key, provider));
-            }
-        }
-        if providers.is_empty() {
-            self.tools.remove(from);
-        }
-        for (key, provider) in moved {
-            if let Some(entry) = self.skills.get_mut(&key) {
-                for (name, tool) in &mut entry.tools {
-                    if name == from && tool.name == pair.1 {
-                        *name = to.to_string();
-                    }
-                }
-            }
-            let (endpoint, tool) = (provider.endpoint.clone(), provider.tool.clone());
-            self.tools
-                .entry(to.to_string())
-                .or_default()
-                .insert(key.clone(), provider);
-            self.record(WatchEventType::ToolRemoved, &key, &endpoint, from, None);
-            self.record(WatchEventType::ToolAdded, &key, &endpoint, to, Some(&tool));
         }
     }
 }
@@ -571,6 +671,25 @@ fn plain_name(pair: &Pair) -> Option<String> {
     (name == format!("{}_{}", pair.0, pair.1)).then_some(name)
 }
 
+/// Merges two sorted iterators into one, each value once.
+fn merge_sorted<T: Ord>(
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+) -> impl Iterator<Item = T> {
+    let mut a = a.peekable();
+    let mut b = b.peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x == y => {
+            b.next();
+            a.next()
+        }
+        (Some(x), Some(y)) if x < y => a.next(),
+        (Some(_), Some(_)) => b.next(),
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -583,17 +702,19 @@ mod tests {
         }
     }
 
-    /// Every public name with the (skill, tool) it routes to.
+    /// Every public name with the (skill, tool) it routes to, sorted.
     fn routes(catalog: &Catalog) -> Vec<(String, String, String)> {
-        catalog
-            .tools_after("", "")
+        let mut routes: Vec<_> = catalog
+            .listing("", "", None)
             .flat_map(|(name, providers)| {
                 providers
                     .into_iter()
                     .map(|p| (name.clone(), p.skill.to_string(), p.tool.name.clone()))
                     .collect::<Vec<_>>()
             })
-            .collect()
+            .collect();
+        routes.sort();
+        routes
     }
 
     #[test]
@@ -657,7 +778,7 @@ mod tests {
                 catalog.remove_skill(lease, skill, Departure::Removed);
             }
             catalog.remove_lease(9, Departure::Expired);
-            assert!(catalog.tools.is_empty() && catalog.skills.is_empty());
+            assert!(catalog.hashed.is_empty() && catalog.skills.is_empty());
             assert!(catalog.losers.is_empty(), "{:?}", catalog.losers);
             assert!(
                 catalog.pool.is_empty(),
@@ -687,7 +808,9 @@ mod tests {
         for (lease, skill) in [(1, "hx"), (2, skill)] {
             catalog.remove_skill(lease, skill, Departure::Removed);
         }
-        assert!(catalog.tools.is_empty() && catalog.losers.is_empty());
+        assert!(
+            catalog.skills.is_empty() && catalog.losers.is_empty() && catalog.hashed_of.is_empty()
+        );
     }
 
     /// Replays events into a map from public name to the skill serving it.

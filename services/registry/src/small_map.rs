@@ -34,25 +34,10 @@ impl<K: Ord, V> SmallMap<K, V> {
         Some(value)
     }
 
-    /// The value of `key`, to change.
-    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    /// The value of `key`.
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
         let at = self.entries.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
-        Some(&mut self.entries[at].1)
-    }
-
-    /// The value of `key`, inserted as `V::default()` when missing.
-    pub(crate) fn entry_or_default(&mut self, key: K) -> &mut V
-    where
-        V: Default,
-    {
-        let at = match self.entries.binary_search_by(|(k, _)| k.cmp(&key)) {
-            Ok(at) => at,
-            Err(at) => {
-                self.entries.insert(at, (key, V::default()));
-                at
-            }
-        };
-        &mut self.entries[at].1
+        Some(&self.entries[at].1)
     }
 
     /// The smallest key.
@@ -68,11 +53,6 @@ impl<K: Ord, V> SmallMap<K, V> {
     /// Values in key order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
-    }
-
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
     }
 
     /// Whether the map is empty.
@@ -95,7 +75,8 @@ mod tests {
         assert_eq!(map.values().copied().collect::<Vec<_>>(), ["a", "C"]);
         assert_eq!(map.remove(&1), Some("a"));
         assert_eq!(map.remove(&1), None);
-        *map.entry_or_default(2) = "b";
+        map.insert(2, "b");
+        assert_eq!(map.get(&2), Some(&"b"));
         assert_eq!(map.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [2, 3]);
         assert!(!map.is_empty());
     }

@@ -247,8 +247,9 @@ impl RegistryState {
         Ok(removed)
     }
 
-    /// One page of live tools, filtered by skill and public-name prefix when those are
-    /// non-empty, starting after `page_token` (the last name of the previous page).
+    /// One page of live tools in (skill, tool) order, filtered by skill and public-name
+    /// prefix when those are non-empty, starting where `page_token` (the previous page's
+    /// `next_page_token`) says.
     pub fn list_tools(
         &self,
         skill: &str,
@@ -265,20 +266,20 @@ impl RegistryState {
             }
             size => size,
         };
+        let after = match page_token {
+            "" => None,
+            token => Some(parse_page_token(token)?),
+        };
         let tables = self.tables();
         let mut tools = Vec::new();
         let mut next_page_token = String::new();
         let matching = tables
             .catalog
-            .tools_after(page_token, name_prefix)
-            .take_while(|(name, _)| name.starts_with(name_prefix))
+            .listing(skill, name_prefix, after)
             .filter_map(|(name, providers)| {
                 let first = providers.first()?;
-                if !skill.is_empty() && &*first.skill != skill {
-                    return None;
-                }
                 Some(RegisteredTool {
-                    name: name.clone(),
+                    name,
                     skill: first.skill.to_string(),
                     tool: Some((*first.tool).clone()),
                     endpoints: providers.iter().map(|p| p.endpoint.to_string()).collect(),
@@ -291,10 +292,7 @@ impl RegistryState {
             if tools.len() == page_size
                 || (!tools.is_empty() && page_bytes + bytes > MAX_PAGE_BYTES)
             {
-                next_page_token = tools
-                    .last()
-                    .map(|last: &RegisteredTool| last.name.clone())
-                    .unwrap_or_default();
+                next_page_token = tools.last().map(page_token_after).unwrap_or_default();
                 break;
             }
             page_bytes += bytes;
@@ -375,12 +373,12 @@ impl RegistryState {
     pub fn list_skills(&self) -> Vec<RegisteredSkill> {
         self.tables()
             .catalog
-            .skills()
-            .map(|((lease, skill), entry)| RegisteredSkill {
-                skill: skill.clone(),
-                endpoint: entry.endpoint.clone(),
-                lease_id: *lease,
-                tool_count: entry.tools.len() as u32,
+            .registrations()
+            .map(|registration| RegisteredSkill {
+                skill: registration.skill.to_string(),
+                endpoint: registration.endpoint.to_string(),
+                lease_id: registration.lease,
+                tool_count: registration.tools as u32,
             })
             .collect()
     }
@@ -536,8 +534,8 @@ impl RegistryState {
             tables.leases.ids().collect(),
             tables
                 .catalog
-                .skills()
-                .map(|(key, _)| key.clone())
+                .registrations()
+                .map(|registration| (registration.lease, registration.skill.to_string()))
                 .collect(),
         )
     }
@@ -608,6 +606,26 @@ fn validate_name(what: &str, name: &str) -> Result<(), RegistryError> {
         )));
     }
     Ok(())
+}
+
+/// Separates the skill and the tool in a page token.
+const TOKEN_SEPARATOR: char = '\u{1f}';
+
+/// The token of the page that starts after `tool`.
+fn page_token_after(tool: &RegisteredTool) -> String {
+    let original = tool.tool.as_ref().map_or("", |t| t.name.as_str());
+    format!("{}{TOKEN_SEPARATOR}{original}", tool.skill)
+}
+
+fn parse_page_token(token: &str) -> Result<(String, String), RegistryError> {
+    token
+        .split_once(TOKEN_SEPARATOR)
+        .map(|(skill, tool)| (skill.to_string(), tool.to_string()))
+        .ok_or_else(|| {
+            RegistryError::InvalidArgument(format!(
+                "page_token {token:?} is not one ListTools gave; pass next_page_token as it came"
+            ))
+        })
 }
 
 /// Checks names and tools; returns the endpoint in its stored `host:port` form.
