@@ -864,4 +864,96 @@ mod tests {
         catalog.register(2, "time", "h:2", vec![tool("now")]);
         assert_eq!(catalog.providers("time_now").len(), 2);
     }
+
+    #[test]
+    fn random_catalogues_list_resolve_and_page_like_a_brute_force_model() {
+        // Skill and tool names built from pieces that collide when joined with `_`, with
+        // some invalid characters.
+        let skills = ["a", "a_b", "a_b_c", "b", "x.y", "long_skill_name"];
+        let tools = ["b", "c", "b_c", "c_d", "d", "t.1", "z"];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |bound: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % bound as u64) as usize
+        };
+        for _round in 0..200 {
+            let mut catalog = Catalog::default();
+            for _step in 0..12 {
+                let lease = 1 + next(3) as u64;
+                let skill = skills[next(skills.len())];
+                if next(4) == 0 {
+                    catalog.remove_skill(lease, skill, Departure::Removed);
+                    continue;
+                }
+                let picked: Vec<Tool> = tools
+                    .iter()
+                    .filter(|_| next(2) == 0)
+                    .map(|name| tool(name))
+                    .collect();
+                catalog.register(lease, skill, "h:1", picked);
+            }
+            // Brute force: every registered pair, with the name the catalogue gives it.
+            let mut pairs: Vec<(String, String)> = catalog
+                .skills
+                .iter()
+                .flat_map(|(skill, by_lease)| {
+                    by_lease.values().flat_map(move |entry| {
+                        entry
+                            .tools
+                            .iter()
+                            .map(move |t| (skill.to_string(), t.name.clone()))
+                    })
+                })
+                .collect();
+            pairs.sort();
+            pairs.dedup();
+            let named: Vec<(String, (String, String))> = pairs
+                .iter()
+                .map(|pair| (catalog.name_of(pair), pair.clone()))
+                .collect();
+            let unique: HashSet<&String> = named.iter().map(|(name, _)| name).collect();
+            assert_eq!(unique.len(), named.len(), "one name per pair: {named:?}");
+            for (name, pair) in &named {
+                assert!(crate::naming::MAX_PUBLIC_NAME_LEN >= name.len());
+                let providers = catalog.providers(name);
+                assert!(!providers.is_empty(), "{name} resolves");
+                assert!(providers
+                    .iter()
+                    .all(|p| *p.skill == *pair.0 && p.tool.name == pair.1));
+            }
+            for prefix in ["", "a", "a_", "a_b", "a_b_c", "x", "l", "zz"] {
+                let expected: Vec<&String> = named
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(prefix))
+                    .map(|(name, _)| name)
+                    .collect();
+                let listed: Vec<String> = catalog
+                    .listing("", prefix, None)
+                    .map(|(name, _)| name)
+                    .collect();
+                assert_eq!(
+                    listed.iter().collect::<Vec<_>>(),
+                    expected,
+                    "prefix {prefix:?}"
+                );
+                // Paging one at a time from each listed position gives the rest.
+                let mut paged = Vec::new();
+                let mut after = None;
+                loop {
+                    let next_one = catalog.listing("", prefix, after.clone()).next();
+                    let Some((name, providers)) = next_one else {
+                        break;
+                    };
+                    after = Some((
+                        providers[0].skill.to_string(),
+                        providers[0].tool.name.clone(),
+                    ));
+                    paged.push(name);
+                }
+                assert_eq!(paged, listed, "paged, prefix {prefix:?}");
+            }
+        }
+    }
 }
