@@ -82,6 +82,22 @@ pub enum MemoryError {
     /// The runtime is shutting down and cancelled the change.
     #[error("memory is shutting down")]
     ShuttingDown,
+    /// Another process has the database open.
+    #[error("the memory database {} is in use by another Mimo memory process (pid {holder}); stop that one, or give this one another --database", database.display())]
+    InUse {
+        /// The database file.
+        database: PathBuf,
+        /// The holder's pid, as it wrote it.
+        holder: String,
+    },
+    /// The instance lock file could not be used.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
     /// The database's directory could not be created.
     #[error("cannot create directory {path}: {source}")]
     CreateDirectory {
@@ -112,7 +128,9 @@ impl From<MemoryError> for Status {
             | MemoryError::MalformedRow { .. }
             | MemoryError::Database(_)
             | MemoryError::Migration(_)
-            | MemoryError::CreateDirectory { .. } => {
+            | MemoryError::CreateDirectory { .. }
+            | MemoryError::InUse { .. }
+            | MemoryError::Lock { .. } => {
                 tracing::error!(error = %error, "memory database failed");
                 return Status::unavailable("the memory database is unavailable; retry later");
             }

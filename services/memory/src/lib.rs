@@ -12,6 +12,7 @@ mod embedder;
 mod error;
 mod hash_embedder;
 mod index;
+mod instance_lock;
 mod load;
 mod service;
 mod store;

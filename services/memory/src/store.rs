@@ -35,6 +35,8 @@ pub struct MemoryStore {
 
 struct Inner {
     config: MemoryConfig,
+    /// This process's hold on the database file, released when the store closes or goes.
+    lock: std::sync::Mutex<Option<crate::instance_lock::InstanceLock>>,
     pools: Pools,
     /// Never held across an await.
     index: RwLock<VectorIndex>,
@@ -47,6 +49,8 @@ struct Inner {
 pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
     let started = Instant::now();
     tracing::info!(path = %config.database_path.display(), embedder = config.embedder.id(), "opening memory");
+    ensure_parent(&config.database_path).await?;
+    let lock = crate::instance_lock::acquire(&config.database_path)?;
     let pools = database::connect(&config).await?;
     let engrams: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM engrams")
         .fetch_one(&pools.read)
@@ -62,12 +66,26 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
     );
     Ok(MemoryStore {
         inner: Arc::new(Inner {
+            lock: std::sync::Mutex::new(Some(lock)),
             config,
             pools,
             index: RwLock::new(index),
             engrams: AtomicUsize::new(engrams),
         }),
     })
+}
+
+/// Creates the database's folder when missing, so that its lock file can be made.
+async fn ensure_parent(path: &std::path::Path) -> Result<(), MemoryError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|source| MemoryError::CreateDirectory {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 impl MemoryStore {
@@ -172,10 +190,16 @@ impl MemoryStore {
         }
     }
 
-    /// Closes the database pools; every later call on any clone fails with a database error.
+    /// Closes the database pools and lets go of the database file (another process may
+    /// open it then); every later call on any clone fails with a database error.
     pub async fn close(&self) {
         self.inner.pools.write.close().await;
         self.inner.pools.read.close().await;
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 
     /// The vector of `text` (the request's `field`); a zero vector, which no search could

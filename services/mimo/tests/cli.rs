@@ -1135,3 +1135,44 @@ fn a_skill_host_given_two_replicas_keeps_its_tools_when_one_dies() {
     let log = std::fs::read_to_string(folder.path().join("skill-host.log")).unwrap_or_default();
     assert!(log.contains(&format!("next_registry={second}")), "{log}");
 }
+
+#[test]
+fn a_second_memory_process_on_the_same_database_is_refused_naming_the_first() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let database = folder.path().join("memory.sqlite");
+    let log_path = folder.path().join("memory-1.log");
+    let mut command = mimo_command(folder.path());
+    command
+        .args(["memory", "--memory-listen", "127.0.0.1:0"])
+        .args(["--telemetry-address", "127.0.0.1:1"])
+        .arg("--database")
+        .arg(&database)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log"));
+    let first = KillOnDrop(command.spawn().expect("spawn mimo memory"));
+    wait_until(
+        "the first memory process to open its database",
+        PATIENCE,
+        || {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            log.contains("memory open").then_some(()).ok_or(log)
+        },
+    );
+
+    let mut second = mimo_command(folder.path());
+    second
+        .args(["memory", "--memory-listen", "127.0.0.1:0"])
+        .args(["--telemetry-address", "127.0.0.1:1"])
+        .arg("--database")
+        .arg(&database);
+    let refused = run(second);
+    let stderr = text(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "in use by another Mimo memory process (pid {})",
+            first.0.id()
+        )),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,74 @@
+//! One memory process per SQLite file: an exclusive lock on `<database>.lock`, held for as
+//! long as the store is open. A second process opening the same file is refused, naming the
+//! first one's pid, instead of sharing the file while its in-memory index goes stale.
+
+use crate::error::MemoryError;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// Held while the store is open; the lock goes with the file handle.
+#[derive(Debug)]
+pub(crate) struct InstanceLock {
+    _file: File,
+}
+
+/// The lock file beside `database`.
+pub(crate) fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the lock of `database`, or says which process holds it.
+pub(crate) fn acquire(database: &Path) -> Result<InstanceLock, MemoryError> {
+    let path = lock_path(database);
+    let lock_error = |source| MemoryError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0).map_err(lock_error)?;
+            file.rewind().map_err(lock_error)?;
+            write!(file, "{}", std::process::id()).map_err(lock_error)?;
+            Ok(InstanceLock { _file: file })
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            Err(MemoryError::InUse {
+                database: database.to_path_buf(),
+                holder: holder.trim().to_string(),
+            })
+        }
+        Err(TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_opener_is_refused_with_the_holders_pid_until_the_first_lets_go() {
+        let folder = tempfile::tempdir().unwrap();
+        let database = folder.path().join("memory.sqlite");
+        let first = acquire(&database).unwrap();
+        match acquire(&database) {
+            Err(MemoryError::InUse { holder, .. }) => {
+                assert_eq!(holder, std::process::id().to_string());
+            }
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        drop(first);
+        acquire(&database).expect("free once the first holder is gone");
+    }
+}
