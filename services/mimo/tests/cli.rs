@@ -1176,3 +1176,90 @@ fn a_second_memory_process_on_the_same_database_is_refused_naming_the_first() {
         "{stderr}"
     );
 }
+
+#[test]
+fn every_acknowledged_engram_survives_a_sigkill_of_the_memory_service() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let database = folder.path().join("memory.sqlite");
+    let address = format!("127.0.0.1:{}", free_loopback_port());
+    let start_memory = |log_name: &str| {
+        let log_path = folder.path().join(log_name);
+        let mut command = mimo_command(folder.path());
+        command
+            .args(["memory", "--memory-listen", &address])
+            .args(["--telemetry-address", "127.0.0.1:1"])
+            .arg("--database")
+            .arg(&database)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).expect("log"));
+        let process = KillOnDrop(command.spawn().expect("spawn mimo memory"));
+        wait_until("the memory service to listen", PATIENCE, || {
+            std::net::TcpStream::connect(&address)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        process
+    };
+    let mut first = start_memory("memory-1.log");
+
+    // Stores one engram after another until the service is gone; keeps each acknowledged id.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let storer = {
+        let acknowledged = acknowledged.clone();
+        let folder = folder.path().to_path_buf();
+        let address = address.clone();
+        std::thread::spawn(move || {
+            for index in 0.. {
+                let mut command = mimo_command(&folder);
+                let content = format!("engram number {index} about topic{index}");
+                command.args(["memory", "store", &content, "--memory-address", &address]);
+                let stored = run(command);
+                if !stored.status.success() {
+                    return;
+                }
+                let id = text(&stored.stdout).trim().to_string();
+                acknowledged.lock().unwrap().push((id, content));
+            }
+        })
+    };
+    wait_until("twenty acknowledged stores", PATIENCE, || {
+        let count = acknowledged.lock().unwrap().len();
+        (count >= 20).then_some(()).ok_or(format!("{count} so far"))
+    });
+    first.0.kill().expect("SIGKILL the memory service");
+    first.0.wait().expect("reap it");
+    storer
+        .join()
+        .expect("the storing thread ends once the service is gone");
+
+    let _second = start_memory("memory-2.log");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    for (id, content) in &acknowledged {
+        let mut command = mimo_command(folder.path());
+        command.args(["memory", "get", id, "--memory-address", &address]);
+        let got = run(command);
+        assert!(got.status.success(), "{id}: {}", text(&got.stderr));
+        assert!(
+            text(&got.stdout).contains(content.as_str()),
+            "{id}: {}",
+            text(&got.stdout)
+        );
+    }
+    let (last_id, last_content) = acknowledged.last().expect("some stores");
+    let mut command = mimo_command(folder.path());
+    command.args([
+        "memory",
+        "search",
+        last_content,
+        "--limit",
+        "1",
+        "--memory-address",
+        &address,
+    ]);
+    let found = run(command);
+    assert!(
+        text(&found.stdout).contains(last_id.as_str()),
+        "{}",
+        text(&found.stdout)
+    );
+}
