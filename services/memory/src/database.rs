@@ -28,21 +28,10 @@ pub(crate) struct Pools {
     pub(crate) read: SqlitePool,
 }
 
-/// Opens (creating if missing) the database of `config`, brings its schema up to date, and
-/// returns its pools.
+/// Opens (creating if missing) the database of `config`, whose folder exists, brings its
+/// schema up to date, and returns its pools.
 pub(crate) async fn connect(config: &MemoryConfig) -> Result<Pools, MemoryError> {
     let path = &config.database_path;
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|source| MemoryError::CreateDirectory {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-    }
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)

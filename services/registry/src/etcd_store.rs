@@ -16,8 +16,8 @@ use crate::state::{CacheOp, RegistryState};
 use mimo_etcd::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, watch_client::WatchClient,
     watch_request::RequestUnion, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
-    LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest,
-    WatchCreateRequest, WatchRequest,
+    LeaseKeepAliveResponse, LeaseRevokeRequest, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    PutRequest, RangeRequest, WatchCreateRequest, WatchRequest,
 };
 use mimo_etcd::mvccpb::{event::EventType, KeyValue};
 use mimo_proto::v1::{StoredSkill, Tool};
@@ -61,12 +61,7 @@ impl EtcdConfig {
             Some((hosts, _)) => (hosts, DEFAULT_PREFIX.to_string()),
             None => (rest, DEFAULT_PREFIX.to_string()),
         };
-        let endpoints: Vec<String> = hosts
-            .split(',')
-            .map(str::trim)
-            .filter(|host| !host.is_empty())
-            .map(str::to_string)
-            .collect();
+        let endpoints = mimo_proto::connect::address_list(hosts);
         if endpoints.is_empty() {
             return Err(format!("{address:?} names no etcd member"));
         }
@@ -147,14 +142,7 @@ impl EtcdStore {
     pub async fn grant(&self, ttl_ms: u64) -> Result<(u64, Duration), RegistryError> {
         self.cache.check_ttl(ttl_ms)?;
         let (leases, _, _) = self.cache.counts();
-        if leases >= self.config.max_leases {
-            return Err(RegistryError::LimitReached {
-                what: "leases",
-                current: leases,
-                adding: 1,
-                limit: self.config.max_leases,
-            });
-        }
+        crate::state::check_limit("leases", leases, 1, self.config.max_leases)?;
         let seconds = ttl_ms.div_ceil(1000) as i64;
         let granted = timed(self.leases.clone().lease_grant(LeaseGrantRequest {
             ttl: seconds,
@@ -222,19 +210,7 @@ impl EtcdStore {
         &self,
         lease: u64,
     ) -> Result<(Duration, Duration, Vec<String>), RegistryError> {
-        let answer = timed(
-            self.leases
-                .clone()
-                .lease_time_to_live(LeaseTimeToLiveRequest {
-                    id: lease as i64,
-                    keys: false,
-                }),
-        )
-        .await
-        .map_err(|e| lease_error(e, lease))?;
-        if answer.ttl < 0 {
-            return Err(RegistryError::LeaseNotFound(lease));
-        }
+        let answer = self.live_lease(lease).await?;
         Ok((
             Duration::from_secs(answer.ttl as u64),
             Duration::from_secs(answer.granted_ttl.max(0) as u64),
@@ -308,9 +284,8 @@ impl EtcdStore {
         Ok(removed)
     }
 
-    /// Waits until the cache has seen a lease that etcd has (granted through another
-    /// replica a moment ago); `LeaseNotFound` when etcd does not have it.
-    async fn catch_up_with_lease(&self, lease: u64) -> Result<(), RegistryError> {
+    /// etcd's view of a lease it still has; `LeaseNotFound` when it has not.
+    async fn live_lease(&self, lease: u64) -> Result<LeaseTimeToLiveResponse, RegistryError> {
         let answer = timed(
             self.leases
                 .clone()
@@ -324,6 +299,13 @@ impl EtcdStore {
         if answer.ttl < 0 {
             return Err(RegistryError::LeaseNotFound(lease));
         }
+        Ok(answer)
+    }
+
+    /// Waits until the cache has seen a lease that etcd has (granted through another
+    /// replica a moment ago); `LeaseNotFound` when etcd does not have it.
+    async fn catch_up_with_lease(&self, lease: u64) -> Result<(), RegistryError> {
+        let answer = self.live_lease(lease).await?;
         self.caught_up(revision_of(answer.header.as_ref())).await?;
         if self.cache.has_lease(lease) {
             Ok(())

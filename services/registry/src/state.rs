@@ -571,7 +571,7 @@ impl Drop for WatcherSlot {
     }
 }
 
-fn check_limit(
+pub(crate) fn check_limit(
     what: &'static str,
     current: usize,
     adding: usize,

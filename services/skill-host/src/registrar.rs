@@ -41,12 +41,7 @@ pub struct Registration {
 /// Splits a `--registry-address` value (`HOST:PORT[,HOST:PORT...]`) into replica addresses,
 /// each checked, so that a bad one stops the host at start rather than leaving it unregistered.
 pub fn registry_addresses(value: &str) -> Result<Vec<String>, connect::ConnectError> {
-    let addresses: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|address| !address.is_empty())
-        .map(str::to_string)
-        .collect();
+    let addresses = connect::address_list(value);
     if addresses.is_empty() {
         return Err(connect::ConnectError::InvalidAddress {
             address: value.to_string(),

@@ -63,6 +63,17 @@ pub fn lazy_channel(address: &str) -> Result<Channel, ConnectError> {
     Ok(endpoint(address)?.connect_lazy())
 }
 
+/// The addresses of a comma-separated list (`HOST:PORT[,HOST:PORT...]`), trimmed, empty
+/// entries dropped.
+pub fn address_list(addresses: &str) -> Vec<String> {
+    addresses
+        .split(',')
+        .map(str::trim)
+        .filter(|address| !address.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Connects to the first reachable of `addresses` (`HOST:PORT[,HOST:PORT...]`, replicas of
 /// one service), trying them in order; the error is the last one's.
 pub async fn channel_to_any(addresses: &str) -> Result<Channel, ConnectError> {
@@ -70,12 +81,8 @@ pub async fn channel_to_any(addresses: &str) -> Result<Channel, ConnectError> {
         address: addresses.to_string(),
         reason: "no address given".into(),
     };
-    for address in addresses
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-    {
-        match channel(address).await {
+    for address in address_list(addresses) {
+        match channel(&address).await {
             Ok(channel) => return Ok(channel),
             Err(error) => last = error,
         }
