@@ -747,3 +747,44 @@ async fn replicas_take_each_others_fresh_leases_and_skip_foreign_records_in_etcd
         assert!(listed.tools.is_empty(), "{skill}: {listed:?}");
     }
 }
+
+on_both_stores!(a_skill_on_two_hosts_is_resolved_to_each_in_turn);
+async fn a_skill_on_two_hosts_is_resolved_to_each_in_turn(store: Store) {
+    let registry = start(store, RegistryConfig::default()).await;
+    let mut client = registry.client.clone();
+    let mut lease_of = std::collections::BTreeMap::new();
+    for endpoint in ["127.0.0.1:7", "127.0.0.1:8"] {
+        let lease = grant(&mut client, 60_000).await;
+        client
+            .register_skill(RegisterSkillRequest {
+                lease_id: lease,
+                skill: "shared".into(),
+                endpoint: endpoint.into(),
+                tools: vec![tool("t", "")],
+            })
+            .await
+            .unwrap();
+        lease_of.insert(endpoint.to_string(), lease);
+    }
+    let mut chosen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let resolved = client
+            .resolve_tool(mimo_proto::v1::ResolveToolRequest {
+                name: "shared_t".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (resolved.skill.as_str(), resolved.tool.as_str()),
+            ("shared", "t")
+        );
+        assert_eq!(resolved.endpoints, ["127.0.0.1:7", "127.0.0.1:8"]);
+        assert_eq!(
+            resolved.lease_id, lease_of[&resolved.endpoint],
+            "{resolved:?}"
+        );
+        chosen.insert(resolved.endpoint);
+    }
+    assert_eq!(chosen.len(), 2, "calls go to both hosts");
+}
