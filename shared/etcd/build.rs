@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto/third_party");
+    // Read at run time: `env!` would bake in the path of the clone that compiled the script.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto/third_party");
     println!("cargo:rerun-if-changed=../../proto/third_party/etcd/api/etcdserverpb/rpc.proto");
     println!("cargo:rerun-if-changed=../../proto/third_party/etcd/api/mvccpb/kv.proto");
     let descriptor_set = protox::compile([root.join("etcd/api/etcdserverpb/rpc.proto")], [&root])?;

@@ -5,7 +5,9 @@ use prost::Message;
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: `env!` would bake in the path of whichever clone first compiled
+    // this script, and cargo reuses the script for clones at other paths.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files: Vec<PathBuf> = ["common", "registry", "skill_host", "memory", "telemetry"]
         .iter()
         .map(|name| proto_root.join(format!("mimo/v1/{name}.proto")))
