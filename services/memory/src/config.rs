@@ -27,8 +27,38 @@ pub struct MemoryConfig {
     /// Minimum similarity applied when a search names none; `None` takes the embedder's
     /// [`Embedder::default_min_similarity`], since each embedder scores on its own scale.
     pub default_min_similarity: Option<f32>,
-    /// Connections in the read pool (the write pool always has exactly one).
+    /// Connections in the read pool (the writer has one of its own).
     pub read_connections: u32,
+    /// Hybrid scoring's weights when a search gives none.
+    pub hybrid: HybridSettings,
+    /// Changes waiting for the writer at most; a store beyond it waits, then is refused.
+    pub write_queue: usize,
+    /// Most changes the writer commits in one transaction.
+    pub write_batch: usize,
+}
+
+/// The weights of hybrid scoring: `similarity * s + recency * r + importance * i`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HybridSettings {
+    /// Weight of the cosine similarity.
+    pub similarity_weight: f32,
+    /// Weight of recency (1.0 when accessed now, halving every half-life).
+    pub recency_weight: f32,
+    /// Weight of the engram's importance.
+    pub importance_weight: f32,
+    /// Hours for recency to halve.
+    pub half_life_hours: f64,
+}
+
+impl Default for HybridSettings {
+    fn default() -> Self {
+        Self {
+            similarity_weight: 0.6,
+            recency_weight: 0.2,
+            importance_weight: 0.2,
+            half_life_hours: 24.0,
+        }
+    }
 }
 
 impl MemoryConfig {
@@ -44,6 +74,9 @@ impl MemoryConfig {
             max_search_limit: 1000,
             default_min_similarity: None,
             read_connections: 4,
+            hybrid: HybridSettings::default(),
+            write_queue: 10_000,
+            write_batch: 512,
         }
     }
 
@@ -74,6 +107,9 @@ impl fmt::Debug for MemoryConfig {
             .field("max_search_limit", &self.max_search_limit)
             .field("default_min_similarity", &self.effective_min_similarity())
             .field("read_connections", &self.read_connections)
+            .field("hybrid", &self.hybrid)
+            .field("write_queue", &self.write_queue)
+            .field("write_batch", &self.write_batch)
             .finish()
     }
 }

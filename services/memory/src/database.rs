@@ -8,7 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a statement waits for SQLite's lock held by another connection.
@@ -18,10 +18,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Columns of an [`Engram`], in the order [`engram_from_row`] reads them by name.
 pub(crate) const ENGRAM_COLUMNS: &str = "id, content, category, importance, metadata, embedder, \
-     dimension, created_at, updated_at, last_accessed_at, access_count";
+     dimension, created_at, updated_at, last_accessed_at, access_count, protected";
 
-/// The two pools: every write goes through the single write connection, so writers queue in
-/// the pool instead of failing on SQLite's lock; reads run concurrently beside them (WAL).
+/// The two pools: the writer task owns the single write connection, so writes never meet
+/// SQLite's lock from this process; reads run concurrently beside them (WAL).
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
     pub(crate) write: SqlitePool,
@@ -66,6 +66,7 @@ pub(crate) fn engram_from_row(row: &SqliteRow) -> Result<Engram, MemoryError> {
     let dimension: i64 = row.try_get("dimension")?;
     let access_count: i64 = row.try_get("access_count")?;
     let importance: f64 = row.try_get("importance")?;
+    let protected: i64 = row.try_get("protected")?;
     Ok(Engram {
         content: row.try_get("content")?,
         category: category as i32,
@@ -77,6 +78,7 @@ pub(crate) fn engram_from_row(row: &SqliteRow) -> Result<Engram, MemoryError> {
         updated_at_unix_ms: row.try_get("updated_at")?,
         last_accessed_at_unix_ms: row.try_get("last_accessed_at")?,
         access_count: u64::try_from(access_count).unwrap_or(0),
+        protected: protected != 0,
         id,
     })
 }
@@ -86,4 +88,17 @@ pub(crate) fn now_unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// Appends ` WHERE id IN (?, ...)` binding `ids`; a primary-key lookup, never a scan.
+pub(crate) fn push_id_filter<'args>(
+    builder: &mut QueryBuilder<'args, Sqlite>,
+    ids: &'args [String],
+) {
+    builder.push(" WHERE id IN (");
+    let mut separated = builder.separated(", ");
+    for id in ids {
+        separated.push_bind(id.as_str());
+    }
+    separated.push_unseparated(")");
 }

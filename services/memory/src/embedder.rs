@@ -44,6 +44,11 @@ pub trait Embedder: Send + Sync {
         0.3
     }
 
+    /// Whether [`Embedder::embed`] works; `false` for a memory whose clients send vectors.
+    fn embeds_text(&self) -> bool {
+        true
+    }
+
     /// Returns one L2-normalised vector of [`Embedder::dimension`] per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }

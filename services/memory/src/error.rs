@@ -30,6 +30,51 @@ pub enum MemoryError {
         /// The allowed range, e.g. `1..=1000`.
         bounds: String,
     },
+    /// Two request fields exclude each other, or none of several was given.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A vector has another length than the memory's dimension.
+    #[error(
+        "{field} has {given} values; this memory's embedder makes {dimension}-dimensional vectors"
+    )]
+    WrongDimension {
+        /// Name of the request field.
+        field: &'static str,
+        /// Values given.
+        given: usize,
+        /// The memory's dimension.
+        dimension: usize,
+    },
+    /// A vector holds NaN or infinity, or has no direction.
+    #[error("{field} cannot be used: {reason}")]
+    BadVector {
+        /// Name of the request field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The memory's embedder takes no texts: clients bring their own vectors.
+    #[error("this memory's embedder {embedder} embeds no text: send {field} with a vector of {dimension} values")]
+    VectorsRequired {
+        /// The field that needs a vector (`embedding` or `query_vector`).
+        field: &'static str,
+        /// Id of the memory's embedder.
+        embedder: String,
+        /// The memory's dimension.
+        dimension: usize,
+    },
+    /// The write queue is full: the writer is behind.
+    #[error("the memory's write queue holds {limit} pending changes, its limit; retry shortly")]
+    WriteQueueFull {
+        /// The queue's bound.
+        limit: usize,
+    },
+    /// SQLite stayed locked (by another program on the file) through every retry.
+    #[error("the memory database stayed locked through {attempts} attempts; retry shortly")]
+    Busy {
+        /// Attempts made.
+        attempts: u32,
+    },
     /// `metadata_json` is neither empty nor a JSON object.
     #[error("metadata_json must be empty or a JSON object: {0}")]
     InvalidMetadata(String),
@@ -116,7 +161,13 @@ impl From<MemoryError> for Status {
             | MemoryError::OutOfRange { .. }
             | MemoryError::InvalidMetadata(_)
             | MemoryError::NothingToEmbed { .. }
+            | MemoryError::Conflict(_)
+            | MemoryError::WrongDimension { .. }
+            | MemoryError::BadVector { .. }
             | MemoryError::UnknownCategory(_) => Code::InvalidArgument,
+            MemoryError::VectorsRequired { .. } => Code::FailedPrecondition,
+            MemoryError::WriteQueueFull { .. } => Code::ResourceExhausted,
+            MemoryError::Busy { .. } => Code::Unavailable,
             MemoryError::NotFound(_) => Code::NotFound,
             MemoryError::CapacityReached { .. } => Code::ResourceExhausted,
             MemoryError::ShuttingDown => Code::Unavailable,

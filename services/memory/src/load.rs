@@ -5,7 +5,8 @@ use crate::blob::decode_embedding;
 use crate::category;
 use crate::embedder::Embedder;
 use crate::error::MemoryError;
-use crate::index::VectorIndex;
+use crate::index::{RowFacts, VectorIndex};
+use crate::writer::key_of;
 use futures::TryStreamExt;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
@@ -26,15 +27,17 @@ pub(crate) async fn build_index(
     let mut index = VectorIndex::new(dimension);
     let mut seen = 0_usize;
     let mut skipped = 0_usize;
-    let mut rows =
-        sqlx::query("SELECT id, category, dimension, embedding FROM engrams WHERE embedder = ?")
-            .bind(embedder.id())
-            .fetch(pool);
+    let mut rows = sqlx::query(
+        "SELECT id, category, importance, created_at, last_accessed_at, dimension, embedding \
+             FROM engrams WHERE embedder = ?",
+    )
+    .bind(embedder.id())
+    .fetch(pool);
     while let Some(row) = rows.try_next().await? {
         seen += 1;
         let id: String = row.try_get("id")?;
         match indexable(&row, dimension) {
-            Ok((category, vector)) => index.insert(id, category, &vector),
+            Ok((facts, vector)) => index.insert(facts, &vector),
             Err(error) => {
                 skipped += 1;
                 tracing::error!(engram = %id, %error, "engram left out of the search index");
@@ -62,12 +65,16 @@ pub(crate) async fn build_index(
     Ok(index)
 }
 
-/// Returns the category and vector of `row`, or why it cannot be searched.
+/// Returns the facts and vector of `row`, or why it cannot be searched.
 fn indexable(
     row: &sqlx::sqlite::SqliteRow,
     dimension: usize,
-) -> Result<(mimo_proto::v1::Category, Vec<f32>), MemoryError> {
+) -> Result<(RowFacts, Vec<f32>), MemoryError> {
     let id: String = row.try_get("id")?;
+    let key = key_of(&id).ok_or_else(|| MemoryError::MalformedRow {
+        id: id.clone(),
+        reason: "the id is not a UUID".to_string(),
+    })?;
     let stored_category: String = row.try_get("category")?;
     let category =
         category::from_stored_name(&stored_category).ok_or_else(|| MemoryError::MalformedRow {
@@ -82,5 +89,20 @@ fn indexable(
         });
     }
     let blob: Vec<u8> = row.try_get("embedding")?;
-    Ok((category, decode_embedding(&blob, dimension)?))
+    let vector = decode_embedding(&blob, dimension)?;
+    if vector.iter().any(|value| !value.is_finite()) {
+        return Err(MemoryError::MalformedRow {
+            id,
+            reason: "the embedding holds NaN or infinity".to_string(),
+        });
+    }
+    let importance: f64 = row.try_get("importance")?;
+    let facts = RowFacts {
+        key,
+        category,
+        importance: importance as f32,
+        created_at: row.try_get("created_at")?,
+        accessed_at: row.try_get("last_accessed_at")?,
+    };
+    Ok((facts, vector))
 }

@@ -1,17 +1,18 @@
 //! The memory's gRPC service and its `serve` entry point.
 
 use crate::store::MemoryStore;
+use crate::store_stream::{self, StoreStreamResponses};
 use mimo_proto::v1::memory_server::Memory;
 use mimo_proto::v1::{
     DeleteRequest, DeleteResponse, Engram, Gauge, GetRequest, SearchRequest, SearchResponse,
-    StoreRequest, StoreResponse,
+    StatsRequest, StatsResponse, StoreRequest, StoreResponse, UpdateRequest,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 /// The gRPC face of a [`MemoryStore`].
 #[derive(Debug, Clone)]
@@ -41,8 +42,17 @@ pub async fn serve(
         Arc::new(move || {
             let counts = store.counts();
             vec![
-                gauge("memory.engrams", counts.engrams),
-                gauge("memory.index_vectors", counts.index_vectors),
+                gauge("memory.engrams", counts.engrams as f64),
+                gauge("memory.index_vectors", counts.index_vectors as f64),
+                gauge("memory.index_bytes", counts.index_bytes as f64),
+                gauge("memory.write_queue", counts.write_queue as f64),
+                gauge("memory.write_batches", counts.write_batches as f64),
+                gauge("memory.rejected_writes", counts.rejected_writes as f64),
+                gauge("memory.busy_retries", counts.busy_retries as f64),
+                gauge(
+                    "memory.dropped_access_records",
+                    counts.dropped_access_records as f64,
+                ),
             ]
         })
     });
@@ -57,10 +67,10 @@ pub async fn serve(
     result
 }
 
-fn gauge(name: &str, value: usize) -> Gauge {
+fn gauge(name: &str, value: f64) -> Gauge {
     Gauge {
         name: name.to_string(),
-        value: value as f64,
+        value,
     }
 }
 
@@ -74,6 +84,31 @@ impl Memory for MemoryService {
         Ok(Response::new(StoreResponse {
             engram: Some(engram),
         }))
+    }
+
+    type StoreStreamStream = StoreStreamResponses;
+
+    async fn store_stream(
+        &self,
+        request: Request<Streaming<StoreRequest>>,
+    ) -> Result<Response<Self::StoreStreamStream>, Status> {
+        Ok(Response::new(store_stream::start(
+            self.store.clone(),
+            request.into_inner(),
+        )))
+    }
+
+    async fn update(&self, request: Request<UpdateRequest>) -> Result<Response<Engram>, Status> {
+        Ok(Response::new(
+            self.store.update(request.into_inner()).await?,
+        ))
+    }
+
+    async fn stats(
+        &self,
+        _request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        Ok(Response::new(self.store.stats().await?))
     }
 
     async fn search(

@@ -1,33 +1,51 @@
-//! The memory store: engrams in SQLite, their vectors in the in-memory index, kept in step.
+//! The memory store: engrams in SQLite, their vectors in the in-memory index, kept in step by
+//! the one writer task.
 
-use crate::blob::encode_embedding;
-use crate::category;
 use crate::config::MemoryConfig;
-use crate::database::{self, engram_from_row, now_unix_ms, Pools, ENGRAM_COLUMNS};
+use crate::database::{self, engram_from_row, now_unix_ms, push_id_filter, Pools, ENGRAM_COLUMNS};
 use crate::embedder::embed_checked;
 use crate::error::MemoryError;
-use crate::index::VectorIndex;
+use crate::index::{IndexHit, IndexQuery, Scoring};
 use crate::load::build_index;
-use crate::validate;
-use mimo_proto::v1::{Category, Engram, SearchHit, SearchRequest, StoreRequest};
-use sqlx::{QueryBuilder, Sqlite};
+use crate::shared_state::SharedState;
+use crate::validate::{self, Probe, ValidSearch, ValidStore};
+use crate::writer::{Change, Outcome, Writer, WriterLimits};
+use mimo_proto::v1::{
+    Engram, SearchHit, SearchRequest, StatsResponse, StoreRequest, UpdateRequest,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use tokio::time::Instant;
 
-/// How many engrams the store holds, for the resource reporter's gauges.
+/// Index sizes up to which a search runs on the calling task; larger ones go to the
+/// blocking pool (and from there over every core), keeping the async workers free.
+const INLINE_SEARCH_ROWS: usize = 20_000;
+
+/// How much the store holds and how its writer fares, for the resource reporter's gauges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryCounts {
     /// Rows in the engram table.
     pub engrams: usize,
     /// Vectors in the search index (engrams of the current embedder with a sound embedding).
     pub index_vectors: usize,
+    /// Bytes held by the search index.
+    pub index_bytes: usize,
+    /// Changes waiting for the writer.
+    pub write_queue: usize,
+    /// Transactions committed by the writer since start.
+    pub write_batches: u64,
+    /// Changes refused because the write queue stayed full.
+    pub rejected_writes: u64,
+    /// Transactions retried because the database was locked.
+    pub busy_retries: u64,
+    /// Search access records dropped because the write queue was full.
+    pub dropped_access_records: u64,
 }
 
-/// A handle to the memory; clones share one database and one index.
+/// A handle to the memory; clones share one database, one writer and one index.
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -38,14 +56,13 @@ struct Inner {
     /// This process's hold on the database file, released when the store closes or goes.
     lock: std::sync::Mutex<Option<crate::instance_lock::InstanceLock>>,
     pools: Pools,
-    /// Never held across an await.
-    index: RwLock<VectorIndex>,
-    /// Rows in the table; changed only together with a committed insert or delete.
-    engrams: AtomicUsize,
+    state: Arc<SharedState>,
+    writer: Writer,
 }
 
 /// Opens the memory at `config.database_path`: creates the file and its directories when
-/// missing, applies migrations, and rebuilds the search index from the stored embeddings.
+/// missing, applies migrations, rebuilds the search index from the stored embeddings and
+/// starts the writer.
 pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
     let started = Instant::now();
     tracing::info!(path = %config.database_path.display(), embedder = config.embedder.id(), "opening memory");
@@ -64,13 +81,23 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "memory open"
     );
+    let state = Arc::new(SharedState::new(index, engrams));
+    let writer = Writer::start(
+        pools.write.clone(),
+        state.clone(),
+        WriterLimits {
+            queue: config.write_queue,
+            batch: config.write_batch,
+            max_engrams: config.max_engrams,
+        },
+    );
     Ok(MemoryStore {
         inner: Arc::new(Inner {
             lock: std::sync::Mutex::new(Some(lock)),
             config,
             pools,
-            index: RwLock::new(index),
-            engrams: AtomicUsize::new(engrams),
+            state,
+            writer,
         }),
     })
 }
@@ -89,13 +116,26 @@ async fn ensure_parent(path: &std::path::Path) -> Result<(), MemoryError> {
 }
 
 impl MemoryStore {
-    /// Stores a new engram and makes it searchable; returns it as stored.
+    /// Stores a new engram and makes it searchable; returns it as stored, once committed.
     pub async fn store(&self, request: StoreRequest) -> Result<Engram, MemoryError> {
-        let valid = validate::store(&self.inner.config, request)?;
-        if self.inner.engrams.load(Ordering::Acquire) >= self.inner.config.max_engrams {
+        let valid = self.check_store(request)?;
+        self.store_valid(valid).await
+    }
+
+    /// Checks a Store request, doing no work yet.
+    pub(crate) fn check_store(&self, request: StoreRequest) -> Result<ValidStore, MemoryError> {
+        validate::store(&self.inner.config, request)
+    }
+
+    /// Stores a checked request.
+    pub(crate) async fn store_valid(&self, valid: ValidStore) -> Result<Engram, MemoryError> {
+        if self.inner.state.rows() >= self.inner.config.max_engrams {
             return Err(self.inner.capacity_reached());
         }
-        let vector = self.embed("content", &valid.content).await?;
+        let vector = match valid.embedding {
+            Some(vector) => vector,
+            None => self.embed("content", &valid.content).await?,
+        };
         let now = now_unix_ms();
         let embedder = &self.inner.config.embedder;
         let engram = Engram {
@@ -110,30 +150,33 @@ impl MemoryStore {
             updated_at_unix_ms: now,
             last_accessed_at_unix_ms: now,
             access_count: 0,
+            protected: valid.protected,
         };
-        let inner = self.inner.clone();
-        let stored = engram.clone();
-        run_to_completion(async move { inner.insert(&stored, valid.category, &vector).await })
+        self.inner
+            .writer
+            .apply(Change::Insert {
+                engram: engram.clone(),
+                category: valid.category,
+                protected: valid.protected,
+                vector,
+            })
             .await?;
-        tracing::debug!(engram = %engram.id, category = category::stored_name(valid.category), bytes = engram.content.len(), "engram stored");
+        tracing::debug!(engram = %engram.id, bytes = engram.content.len(), "engram stored");
         Ok(engram)
     }
 
-    /// Returns the engrams most similar to the request's query, best first, and records that
-    /// they were accessed.
+    /// Returns the engrams most similar to the request's query, best score first, and
+    /// records that they were accessed.
     pub async fn search(&self, request: SearchRequest) -> Result<Vec<SearchHit>, MemoryError> {
         let valid = validate::search(&self.inner.config, request)?;
-        let query = self.embed("query", &valid.query).await?;
-        let found = self.inner.index_read().search(
-            &query,
-            valid.limit,
-            valid.min_similarity,
-            valid.category,
-        );
+        let found = self.find(valid).await?;
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let ids: Vec<String> = found.iter().map(|hit| hit.id.clone()).collect();
+        let ids: Vec<String> = found
+            .iter()
+            .map(|hit| uuid::Uuid::from_u128(hit.key).to_string())
+            .collect();
         let mut select =
             QueryBuilder::<Sqlite>::new(format!("SELECT {ENGRAM_COLUMNS} FROM engrams"));
         push_id_filter(&mut select, &ids);
@@ -146,18 +189,38 @@ impl MemoryStore {
         let now = now_unix_ms();
         // An engram deleted since the index was read is simply not a hit.
         let hits: Vec<SearchHit> = found
-            .into_iter()
-            .filter_map(|hit| {
-                let mut engram = engrams.remove(&hit.id)?;
+            .iter()
+            .zip(&ids)
+            .filter_map(|(hit, id)| {
+                let mut engram = engrams.remove(id)?;
                 engram.last_accessed_at_unix_ms = now;
                 engram.access_count += 1;
                 Some(SearchHit {
                     engram: Some(engram),
                     similarity: hit.similarity,
+                    score: hit.score,
                 })
             })
             .collect();
-        self.record_access(&ids, now).await;
+        // Recorded before answering, so that a client reading a hit again sees its access.
+        match self
+            .inner
+            .writer
+            .apply_if_room(Change::Touch { ids, now })
+            .await
+        {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
+                tracing::warn!(%error, "could not record this search's access times");
+            }
+            None => {
+                self.inner
+                    .state
+                    .dropped_access_records
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("write queue full: this search's access times are not recorded");
+            }
+        }
         Ok(hits)
     }
 
@@ -177,22 +240,69 @@ impl MemoryStore {
     /// Deletes the engram with `id` from the database and the index.
     pub async fn delete(&self, id: &str) -> Result<(), MemoryError> {
         validate::id(id)?;
-        let inner = self.inner.clone();
-        let id = id.to_string();
-        run_to_completion(async move { inner.delete(&id).await }).await
+        self.inner
+            .writer
+            .apply(Change::Delete { id: id.to_string() })
+            .await?;
+        tracing::debug!(engram = %id, "engram deleted");
+        Ok(())
     }
 
-    /// Returns how many engrams are stored and indexed; cheap enough for every report.
-    pub fn counts(&self) -> MemoryCounts {
-        MemoryCounts {
-            engrams: self.inner.engrams.load(Ordering::Acquire),
-            index_vectors: self.inner.index_read().len(),
+    /// Changes an engram's importance, category, metadata or protection; returns it as
+    /// it stands after the change.
+    pub async fn update(&self, request: UpdateRequest) -> Result<Engram, MemoryError> {
+        let valid = validate::update(&self.inner.config, request)?;
+        match self.inner.writer.apply(Change::Update(valid)).await? {
+            Outcome::Updated(engram) => Ok(engram),
+            Outcome::Done => Err(MemoryError::ShuttingDown),
         }
     }
 
-    /// Closes the database pools and lets go of the database file (another process may
-    /// open it then); every later call on any clone fails with a database error.
+    /// Counts by category, the index's size and the embedder.
+    pub async fn stats(&self) -> Result<StatsResponse, MemoryError> {
+        let rows = sqlx::query("SELECT category, COUNT(*) AS count FROM engrams GROUP BY category")
+            .fetch_all(&self.inner.pools.read)
+            .await?;
+        let mut by_category = HashMap::new();
+        for row in &rows {
+            let count: i64 = row.try_get("count")?;
+            by_category.insert(row.try_get("category")?, u64::try_from(count).unwrap_or(0));
+        }
+        let index = self.inner.state.index_read();
+        Ok(StatsResponse {
+            engrams: by_category.values().sum(),
+            by_category,
+            index_vectors: index.len() as u64,
+            index_bytes: index.bytes() as u64,
+            embedder: self.inner.config.embedder.id().to_string(),
+            dimension: self.inner.config.embedder.dimension() as u32,
+        })
+    }
+
+    /// Returns how much is stored and how the writer fares; cheap enough for every report.
+    pub fn counts(&self) -> MemoryCounts {
+        let state = &self.inner.state;
+        let (index_vectors, index_bytes) = {
+            let index = state.index_read();
+            (index.len(), index.bytes())
+        };
+        MemoryCounts {
+            engrams: state.rows(),
+            index_vectors,
+            index_bytes,
+            write_queue: self.inner.writer.queued(),
+            write_batches: state.batches.load(Ordering::Relaxed),
+            rejected_writes: state.rejected_writes.load(Ordering::Relaxed),
+            busy_retries: state.busy_retries.load(Ordering::Relaxed),
+            dropped_access_records: state.dropped_access_records.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Lets the queued changes commit, closes the database pools and lets go of the
+    /// database file (another process may open it then); every later call on any clone
+    /// fails.
     pub async fn close(&self) {
+        self.inner.writer.close().await;
         self.inner.pools.write.close().await;
         self.inner.pools.read.close().await;
         self.inner
@@ -202,10 +312,55 @@ impl MemoryStore {
             .take();
     }
 
+    /// Runs `valid`'s query on the index, on the blocking pool when the index is large.
+    async fn find(&self, valid: ValidSearch) -> Result<Vec<IndexHit>, MemoryError> {
+        let vector = match valid.probe {
+            Probe::Vector(vector) => vector,
+            Probe::Text(text) => self.embed("query", &text).await?,
+        };
+        let scoring = match valid.hybrid {
+            None => Scoring::Semantic,
+            Some(settings) => Scoring::Hybrid {
+                similarity_weight: settings.similarity_weight,
+                recency_weight: settings.recency_weight,
+                importance_weight: settings.importance_weight,
+                half_life_ms: settings.half_life_hours * 3_600_000.0,
+                now_ms: now_unix_ms(),
+            },
+        };
+        let search = move |state: &SharedState| {
+            state.index_read().search(&IndexQuery {
+                vector: &vector,
+                limit: valid.limit,
+                min_similarity: valid.min_similarity,
+                filter: valid.filter,
+                scoring,
+            })
+        };
+        if self.inner.state.index_read().len() <= INLINE_SEARCH_ROWS {
+            return Ok(search(&self.inner.state));
+        }
+        let state = self.inner.state.clone();
+        tokio::task::spawn_blocking(move || search(&state))
+            .await
+            .map_err(|_| MemoryError::ShuttingDown)
+    }
+
     /// The vector of `text` (the request's `field`); a zero vector, which no search could
     /// ever find, is refused.
     async fn embed(&self, field: &'static str, text: &str) -> Result<Vec<f32>, MemoryError> {
         let embedder = self.inner.config.embedder.as_ref();
+        if !embedder.embeds_text() {
+            return Err(MemoryError::VectorsRequired {
+                field: if field == "query" {
+                    "query_vector"
+                } else {
+                    "embedding"
+                },
+                embedder: embedder.id().to_string(),
+                dimension: embedder.dimension(),
+            });
+        }
         let vectors = embed_checked(embedder, &[text.to_string()]).await?;
         // `embed_checked` returns exactly one vector per text.
         let vector = vectors.into_iter().next().unwrap_or_default();
@@ -217,95 +372,13 @@ impl MemoryStore {
         }
         Ok(vector)
     }
-
-    /// Bumps the access time and count of `ids`; a failure is logged, not returned, because
-    /// the search itself succeeded.
-    async fn record_access(&self, ids: &[String], now: i64) {
-        let mut update = QueryBuilder::<Sqlite>::new("UPDATE engrams SET last_accessed_at = ");
-        update
-            .push_bind(now)
-            .push(", access_count = access_count + 1");
-        push_id_filter(&mut update, ids);
-        if let Err(error) = update.build().execute(&self.inner.pools.write).await {
-            tracing::warn!(%error, count = ids.len(), "could not record engram access");
-        }
-    }
 }
 
 impl Inner {
-    fn index_read(&self) -> RwLockReadGuard<'_, VectorIndex> {
-        // Index methods never panic half-way through a change, so a poisoned lock is sound.
-        self.index
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn index_write(&self) -> RwLockWriteGuard<'_, VectorIndex> {
-        self.index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     fn capacity_reached(&self) -> MemoryError {
         MemoryError::CapacityReached {
             limit: self.config.max_engrams,
         }
-    }
-
-    /// Inserts `engram` and, once committed, indexes `vector`; the slot is reserved first so
-    /// that concurrent stores never exceed `max_engrams`.
-    async fn insert(
-        &self,
-        engram: &Engram,
-        category: Category,
-        vector: &[f32],
-    ) -> Result<(), MemoryError> {
-        let limit = self.config.max_engrams;
-        self.engrams
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
-                (count < limit).then_some(count + 1)
-            })
-            .map_err(|_| self.capacity_reached())?;
-        let inserted = sqlx::query(
-            "INSERT INTO engrams (id, content, category, importance, protected, embedding, \
-             embedder, dimension, created_at, updated_at, last_accessed_at, access_count, metadata) \
-             VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, 0, ?)",
-        )
-        .bind(&engram.id)
-        .bind(&engram.content)
-        .bind(category::stored_name(category))
-        .bind(f64::from(engram.importance))
-        .bind(encode_embedding(vector))
-        .bind(&engram.embedder)
-        .bind(i64::from(engram.dimension))
-        .bind(engram.created_at_unix_ms)
-        .bind(engram.updated_at_unix_ms)
-        .bind(engram.last_accessed_at_unix_ms)
-        .bind(&engram.metadata_json)
-        .execute(&self.pools.write)
-        .await;
-        if let Err(error) = inserted {
-            self.engrams.fetch_sub(1, Ordering::AcqRel);
-            return Err(error.into());
-        }
-        self.index_write()
-            .insert(engram.id.clone(), category, vector);
-        Ok(())
-    }
-
-    /// Deletes `id`'s row and, once committed, its vector.
-    async fn delete(&self, id: &str) -> Result<(), MemoryError> {
-        let deleted = sqlx::query("DELETE FROM engrams WHERE id = ?")
-            .bind(id)
-            .execute(&self.pools.write)
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(MemoryError::NotFound(id.to_string()));
-        }
-        self.engrams.fetch_sub(1, Ordering::AcqRel);
-        self.index_write().remove(id);
-        tracing::debug!(engram = %id, "engram deleted");
-        Ok(())
     }
 }
 
@@ -316,29 +389,5 @@ impl fmt::Debug for MemoryStore {
             .field("database_path", &self.inner.config.database_path)
             .field("counts", &self.counts())
             .finish()
-    }
-}
-
-/// Appends ` WHERE id IN (?, ...)` binding `ids`; a primary-key lookup, never a scan.
-fn push_id_filter<'args>(builder: &mut QueryBuilder<'args, Sqlite>, ids: &'args [String]) {
-    builder.push(" WHERE id IN (");
-    let mut separated = builder.separated(", ");
-    for id in ids {
-        separated.push_bind(id.as_str());
-    }
-    separated.push_unseparated(")");
-}
-
-/// Runs a database change together with its index update in a task of its own, so that a
-/// caller that goes away (a cancelled RPC) cannot leave the two out of step; the caller still
-/// waits for and gets the result.
-async fn run_to_completion<F>(change: F) -> Result<(), MemoryError>
-where
-    F: Future<Output = Result<(), MemoryError>> + Send + 'static,
-{
-    match tokio::spawn(change).await {
-        Ok(result) => result,
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        Err(_) => Err(MemoryError::ShuttingDown),
     }
 }

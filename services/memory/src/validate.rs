@@ -2,9 +2,13 @@
 //! embedding or database work starts.
 
 use crate::category;
-use crate::config::MemoryConfig;
+use crate::config::{HybridSettings, MemoryConfig};
+use crate::embedder::normalize;
 use crate::error::MemoryError;
-use mimo_proto::v1::{Category, SearchRequest, StoreRequest};
+use crate::index::Filter;
+use mimo_proto::v1::{
+    Category, HybridWeights, Scoring, SearchRequest, StoreRequest, UpdateRequest,
+};
 
 /// Importance of an engram stored without one.
 const DEFAULT_IMPORTANCE: f32 = 0.5;
@@ -17,15 +21,39 @@ pub(crate) struct ValidStore {
     pub(crate) importance: f32,
     /// A JSON object text, `{}` when the request gave none.
     pub(crate) metadata_json: String,
+    /// The client's own embedding, checked and normalised; `None`: the service embeds.
+    pub(crate) embedding: Option<Vec<f32>>,
+    pub(crate) protected: bool,
+}
+
+/// What a search looks for.
+#[derive(Debug)]
+pub(crate) enum Probe {
+    /// A text for the embedder.
+    Text(String),
+    /// A vector, checked and normalised.
+    Vector(Vec<f32>),
 }
 
 /// A Search request that passed every check, with defaults applied.
 #[derive(Debug)]
 pub(crate) struct ValidSearch {
-    pub(crate) query: String,
+    pub(crate) probe: Probe,
     pub(crate) limit: usize,
     pub(crate) min_similarity: f32,
+    pub(crate) filter: Filter,
+    /// Hybrid scoring's weights and half-life, or `None` for semantic scoring.
+    pub(crate) hybrid: Option<HybridSettings>,
+}
+
+/// A valid Update request: each field present replaces the stored one.
+#[derive(Debug)]
+pub(crate) struct ValidUpdate {
+    pub(crate) id: String,
+    pub(crate) importance: Option<f32>,
     pub(crate) category: Option<Category>,
+    pub(crate) metadata_json: Option<String>,
+    pub(crate) protected: Option<bool>,
 }
 
 /// Checks a Store request against `config`'s limits.
@@ -36,19 +64,24 @@ pub(crate) fn store(
     text("content", &request.content, config.max_content_bytes)?;
     let category = category::for_store(request.category)?;
     let importance = request.importance.unwrap_or(DEFAULT_IMPORTANCE);
-    if !(0.0..=1.0).contains(&importance) {
-        return Err(MemoryError::OutOfRange {
-            field: "importance",
-            value: importance.to_string(),
-            bounds: "0.0..=1.0".to_string(),
-        });
-    }
+    unit_interval("importance", importance)?;
     let metadata_json = metadata(&request.metadata_json, config.max_metadata_bytes)?;
+    let embedding = if request.embedding.is_empty() {
+        None
+    } else {
+        Some(vector(
+            "embedding",
+            request.embedding,
+            config.embedder.dimension(),
+        )?)
+    };
     Ok(ValidStore {
         content: request.content,
         category,
         importance,
         metadata_json,
+        embedding,
+        protected: request.protected,
     })
 }
 
@@ -57,7 +90,23 @@ pub(crate) fn search(
     config: &MemoryConfig,
     request: SearchRequest,
 ) -> Result<ValidSearch, MemoryError> {
-    text("query", &request.query, config.max_content_bytes)?;
+    let probe = match (request.query.is_empty(), request.query_vector.is_empty()) {
+        (false, false) => {
+            return Err(MemoryError::Conflict(
+                "give query or query_vector, not both",
+            ))
+        }
+        (true, true) => return Err(MemoryError::EmptyField("query")),
+        (false, true) => {
+            text("query", &request.query, config.max_content_bytes)?;
+            Probe::Text(request.query)
+        }
+        (true, false) => Probe::Vector(vector(
+            "query_vector",
+            request.query_vector,
+            config.embedder.dimension(),
+        )?),
+    };
     let limit = request.limit.unwrap_or(config.default_search_limit);
     if limit == 0 || limit > config.max_search_limit {
         return Err(MemoryError::OutOfRange {
@@ -76,12 +125,142 @@ pub(crate) fn search(
             bounds: "-1.0..=1.0".to_string(),
         });
     }
-    Ok(ValidSearch {
+    let min_importance = request.min_importance.unwrap_or(0.0);
+    unit_interval("min_importance", min_importance)?;
+    if let (Some(after), Some(before)) = (
+        request.created_after_unix_ms,
+        request.created_before_unix_ms,
+    ) {
+        if after >= before {
+            return Err(MemoryError::OutOfRange {
+                field: "created_before_unix_ms",
+                value: before.to_string(),
+                bounds: format!("greater than created_after_unix_ms ({after})"),
+            });
+        }
+    }
+    let filter = Filter {
         category: category::for_search(request.category)?,
-        query: request.query,
+        min_importance,
+        created_after: request.created_after_unix_ms,
+        created_before: request.created_before_unix_ms,
+    };
+    let hybrid = match Scoring::try_from(request.scoring) {
+        Ok(Scoring::Unspecified | Scoring::Semantic) => None,
+        Ok(Scoring::Hybrid) => Some(hybrid(config.hybrid, request.hybrid.unwrap_or_default())?),
+        Err(_) => {
+            return Err(MemoryError::OutOfRange {
+                field: "scoring",
+                value: request.scoring.to_string(),
+                bounds: "SCORING_SEMANTIC (1) or SCORING_HYBRID (2)".to_string(),
+            })
+        }
+    };
+    Ok(ValidSearch {
+        probe,
         limit: limit as usize,
         min_similarity,
+        filter,
+        hybrid,
     })
+}
+
+/// Checks an Update request against `config`'s limits.
+pub(crate) fn update(
+    config: &MemoryConfig,
+    request: UpdateRequest,
+) -> Result<ValidUpdate, MemoryError> {
+    id(&request.id)?;
+    if let Some(importance) = request.importance {
+        unit_interval("importance", importance)?;
+    }
+    let category = category::for_search(request.category)?;
+    let metadata_json = request
+        .metadata_json
+        .as_deref()
+        .map(|given| metadata(given, config.max_metadata_bytes))
+        .transpose()?;
+    if request.importance.is_none()
+        && category.is_none()
+        && metadata_json.is_none()
+        && request.protected.is_none()
+    {
+        return Err(MemoryError::Conflict(
+            "an update must give at least one of importance, category, metadata_json, protected",
+        ));
+    }
+    Ok(ValidUpdate {
+        id: request.id,
+        importance: request.importance,
+        category,
+        metadata_json,
+        protected: request.protected,
+    })
+}
+
+/// Returns `given`'s weights, the defaults filling the gaps, once each is checked.
+fn hybrid(defaults: HybridSettings, given: HybridWeights) -> Result<HybridSettings, MemoryError> {
+    let settings = HybridSettings {
+        similarity_weight: given.similarity.unwrap_or(defaults.similarity_weight),
+        recency_weight: given.recency.unwrap_or(defaults.recency_weight),
+        importance_weight: given.importance.unwrap_or(defaults.importance_weight),
+        half_life_hours: given
+            .recency_half_life_hours
+            .unwrap_or(defaults.half_life_hours),
+    };
+    unit_interval("hybrid.similarity", settings.similarity_weight)?;
+    unit_interval("hybrid.recency", settings.recency_weight)?;
+    unit_interval("hybrid.importance", settings.importance_weight)?;
+    let half_life = settings.half_life_hours;
+    if !(half_life.is_finite() && half_life > 0.0 && half_life <= 1.0e6) {
+        return Err(MemoryError::OutOfRange {
+            field: "hybrid.recency_half_life_hours",
+            value: half_life.to_string(),
+            bounds: "greater than 0, at most 1000000".to_string(),
+        });
+    }
+    Ok(settings)
+}
+
+fn unit_interval(field: &'static str, value: f32) -> Result<(), MemoryError> {
+    if (0.0..=1.0).contains(&value) {
+        return Ok(());
+    }
+    Err(MemoryError::OutOfRange {
+        field,
+        value: value.to_string(),
+        bounds: "0.0..=1.0".to_string(),
+    })
+}
+
+/// Returns `values` scaled to unit length once they are `dimension` finite values, not all zero.
+fn vector(
+    field: &'static str,
+    mut values: Vec<f32>,
+    dimension: usize,
+) -> Result<Vec<f32>, MemoryError> {
+    if values.len() != dimension {
+        return Err(MemoryError::WrongDimension {
+            field,
+            given: values.len(),
+            dimension,
+        });
+    }
+    if let Some(position) = values.iter().position(|value| !value.is_finite()) {
+        return Err(MemoryError::BadVector {
+            field,
+            reason: format!("value {position} is {}", values[position]),
+        });
+    }
+    normalize(&mut values);
+    if values.iter().all(|value| *value == 0.0) || values.iter().any(|value| !value.is_finite()) {
+        return Err(MemoryError::BadVector {
+            field,
+            reason: "it is all zeros (or too small to normalise), so it has no direction"
+                .to_string(),
+        });
+    }
+    Ok(values)
 }
 
 /// Longest engram id accepted (ids are 36-character UUIDs).

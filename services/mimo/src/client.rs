@@ -273,6 +273,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                 category: category_of(category).into(),
                 importance,
                 metadata_json: metadata.unwrap_or_default(),
+                ..Default::default()
             };
             let stored = memory
                 .store(request)
@@ -293,6 +294,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                 limit,
                 min_similarity,
                 category: category.map_or(Category::Unspecified, category_of).into(),
+                ..Default::default()
             };
             let hits = memory
                 .search(request)

@@ -1,26 +1,40 @@
 //! The in-memory vector index: every searchable embedding in one contiguous buffer, searched
-//! exactly by dot product (vectors are unit length, so the dot product is the cosine).
+//! exactly by SIMD dot products (vectors are unit length, so the dot product is the cosine),
+//! split over the cores when the index is large, with filters applied during the scan.
 
-use mimo_proto::v1::Category;
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+mod query;
+mod simd;
+mod top_k;
+
+pub(crate) use query::{Filter, IndexQuery, RowFacts, Scoring};
+pub(crate) use simd::dot;
+
+use rayon::prelude::*;
+use std::collections::HashMap;
+use top_k::{Scored, TopK};
+
+/// Rows scanned by one task; smaller indexes are scanned on the calling thread.
+const ROWS_PER_TASK: usize = 16_384;
 
 /// One result of [`VectorIndex::search`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct IndexHit {
-    pub(crate) id: String,
+    /// The engram's id as a number (`uuid::Uuid::from_u128`).
+    pub(crate) key: u128,
+    /// Cosine similarity, -1.0 ..= 1.0.
     pub(crate) similarity: f32,
+    /// The final score the hits are ordered by.
+    pub(crate) score: f32,
 }
 
-/// Vectors of one dimension with their engram ids and categories, in parallel arrays.
+/// Vectors of one dimension with their engrams' facts, in parallel arrays.
 #[derive(Debug)]
 pub(crate) struct VectorIndex {
     dimension: usize,
-    /// `ids.len() * dimension` values; row `i` belongs to `ids[i]`.
+    /// `facts.len() * dimension` values; row `i` belongs to `facts[i]`.
     vectors: Vec<f32>,
-    ids: Vec<String>,
-    categories: Vec<Category>,
-    positions: HashMap<String, usize>,
+    facts: Vec<RowFacts>,
+    positions: HashMap<u128, usize>,
 }
 
 impl VectorIndex {
@@ -30,133 +44,129 @@ impl VectorIndex {
         Self {
             dimension,
             vectors: Vec::new(),
-            ids: Vec::new(),
-            categories: Vec::new(),
+            facts: Vec::new(),
             positions: HashMap::new(),
         }
     }
 
     /// Number of vectors held.
     pub(crate) fn len(&self) -> usize {
-        self.ids.len()
+        self.facts.len()
     }
 
-    /// Adds `vector` for `id`, replacing any vector it had.
-    pub(crate) fn insert(&mut self, id: String, category: Category, vector: &[f32]) {
+    /// Bytes held by the vectors and facts (not counting allocator slack).
+    pub(crate) fn bytes(&self) -> usize {
+        self.vectors.capacity() * 4
+            + self.facts.capacity() * std::mem::size_of::<RowFacts>()
+            + self.positions.capacity() * (std::mem::size_of::<(u128, usize)>() + 1)
+    }
+
+    /// Adds `vector` with `facts`, replacing what its key had.
+    pub(crate) fn insert(&mut self, facts: RowFacts, vector: &[f32]) {
         assert_eq!(
             vector.len(),
             self.dimension,
             "vector of the wrong dimension"
         );
-        if let Some(&position) = self.positions.get(&id) {
+        if let Some(&position) = self.positions.get(&facts.key) {
             let start = position * self.dimension;
             self.vectors[start..start + self.dimension].copy_from_slice(vector);
-            self.categories[position] = category;
+            self.facts[position] = facts;
             return;
         }
-        self.positions.insert(id.clone(), self.ids.len());
-        self.ids.push(id);
-        self.categories.push(category);
+        self.positions.insert(facts.key, self.facts.len());
+        self.facts.push(facts);
         self.vectors.extend_from_slice(vector);
     }
 
-    /// Removes `id`'s vector by moving the last one into its place; returns whether it was held.
-    pub(crate) fn remove(&mut self, id: &str) -> bool {
-        let Some(position) = self.positions.remove(id) else {
+    /// Changes the facts of `key` (not its vector); returns whether it is held.
+    pub(crate) fn update_facts(&mut self, key: u128, change: impl FnOnce(&mut RowFacts)) -> bool {
+        let Some(&position) = self.positions.get(&key) else {
             return false;
         };
-        let last = self.ids.len() - 1;
+        change(&mut self.facts[position]);
+        debug_assert_eq!(self.facts[position].key, key);
+        true
+    }
+
+    /// Removes `key`'s vector by moving the last one into its place; returns whether it was held.
+    pub(crate) fn remove(&mut self, key: u128) -> bool {
+        let Some(position) = self.positions.remove(&key) else {
+            return false;
+        };
+        let last = self.facts.len() - 1;
         if position != last {
             let dimension = self.dimension;
             self.vectors.copy_within(
                 last * dimension..(last + 1) * dimension,
                 position * dimension,
             );
-            self.positions.insert(self.ids[last].clone(), position);
+            self.positions.insert(self.facts[last].key, position);
         }
-        self.ids.swap_remove(position);
-        self.categories.swap_remove(position);
+        self.facts.swap_remove(position);
         self.vectors.truncate(last * self.dimension);
-        debug_assert_eq!(self.vectors.len(), self.ids.len() * self.dimension);
+        debug_assert_eq!(self.vectors.len(), self.facts.len() * self.dimension);
         true
     }
 
-    /// Returns up to `limit` vectors most similar to `query`, best first, whose similarity is
-    /// at least `min_similarity` and whose category is `category` when one is given.
-    pub(crate) fn search(
-        &self,
-        query: &[f32],
-        limit: usize,
-        min_similarity: f32,
-        category: Option<Category>,
-    ) -> Vec<IndexHit> {
-        assert_eq!(query.len(), self.dimension, "query of the wrong dimension");
-        if limit == 0 {
+    /// Returns up to `query.limit` engrams passing its filter whose similarity is at least
+    /// its minimum, best score first.
+    pub(crate) fn search(&self, query: &IndexQuery<'_>) -> Vec<IndexHit> {
+        assert_eq!(
+            query.vector.len(),
+            self.dimension,
+            "query of the wrong dimension"
+        );
+        if query.limit == 0 || self.facts.is_empty() {
             return Vec::new();
         }
-        // A min-heap of the best `limit` so far: its top is the worst of them.
-        let mut best: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(limit + 1);
-        for (position, vector) in self.vectors.chunks_exact(self.dimension).enumerate() {
-            if category.is_some_and(|wanted| self.categories[position] != wanted) {
-                continue;
-            }
-            let similarity = dot(query, vector);
-            if similarity.is_nan() || similarity < min_similarity {
-                continue;
-            }
-            let candidate = Scored {
-                similarity,
-                position,
-            };
-            if best.len() < limit {
-                best.push(Reverse(candidate));
-            } else if best.peek().is_some_and(|Reverse(worst)| candidate > *worst) {
-                best.pop();
-                best.push(Reverse(candidate));
-            }
-        }
-        // Ascending order of `Reverse` is descending order of score.
-        best.into_sorted_vec()
+        let top = if self.facts.len() <= ROWS_PER_TASK {
+            self.scan(query, 0..self.facts.len())
+        } else {
+            let tasks = self.facts.len().div_ceil(ROWS_PER_TASK);
+            (0..tasks)
+                .into_par_iter()
+                .map(|task| {
+                    let start = task * ROWS_PER_TASK;
+                    self.scan(query, start..(start + ROWS_PER_TASK).min(self.facts.len()))
+                })
+                .reduce(|| TopK::new(query.limit), TopK::merge)
+        };
+        top.into_sorted()
             .into_iter()
-            .map(|Reverse(scored)| IndexHit {
-                id: self.ids[scored.position].clone(),
+            .map(|scored| IndexHit {
+                key: scored.key,
                 similarity: scored.similarity.clamp(-1.0, 1.0),
+                score: scored.score,
             })
             .collect()
     }
-}
 
-/// A similarity and the row it belongs to; higher similarity wins, then the earlier row.
-#[derive(Debug, Clone, Copy)]
-struct Scored {
-    similarity: f32,
-    position: usize,
-}
-
-impl Ord for Scored {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.similarity
-            .total_cmp(&other.similarity)
-            .then_with(|| other.position.cmp(&self.position))
+    /// The best matches among `rows`.
+    fn scan(&self, query: &IndexQuery<'_>, rows: std::ops::Range<usize>) -> TopK {
+        let mut top = TopK::new(query.limit);
+        let vectors = self.vectors[rows.start * self.dimension..rows.end * self.dimension]
+            .chunks_exact(self.dimension);
+        for (facts, vector) in self.facts[rows].iter().zip(vectors) {
+            if !query.filter.admits(facts) {
+                continue;
+            }
+            let similarity = dot(query.vector, vector);
+            if !(similarity >= query.min_similarity) {
+                continue; // also drops NaN
+            }
+            let score = query.scoring.score(similarity, facts);
+            if top.threshold().is_some_and(|worst| score < worst) {
+                continue;
+            }
+            top.offer(Scored {
+                score,
+                similarity,
+                key: facts.key,
+            });
+        }
+        top
     }
-}
-
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Scored {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Scored {}
-
-fn dot(left: &[f32], right: &[f32]) -> f32 {
-    left.iter().zip(right).map(|(a, b)| a * b).sum()
 }
 
 #[cfg(test)]

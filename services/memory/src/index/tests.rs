@@ -1,84 +1,195 @@
 //! Unit tests of the vector index.
 
 use super::*;
+use mimo_proto::v1::Category;
+
+const EAST: u128 = 1;
+const NORTH_EAST: u128 = 2;
+const NORTH: u128 = 3;
+const WEST: u128 = 4;
 
 fn unit(values: &[f32]) -> Vec<f32> {
     let norm = values.iter().map(|value| value * value).sum::<f32>().sqrt();
     values.iter().map(|value| value / norm).collect()
 }
 
-fn ids(hits: &[IndexHit]) -> Vec<&str> {
-    hits.iter().map(|hit| hit.id.as_str()).collect()
+fn facts(key: u128, category: Category) -> RowFacts {
+    RowFacts {
+        key,
+        category,
+        importance: 0.5,
+        created_at: 1_000 * key as i64,
+        accessed_at: 1_000 * key as i64,
+    }
+}
+
+fn keys(hits: &[IndexHit]) -> Vec<u128> {
+    hits.iter().map(|hit| hit.key).collect()
+}
+
+fn query(vector: &[f32], limit: usize, min_similarity: f32) -> IndexQuery<'_> {
+    IndexQuery {
+        vector,
+        limit,
+        min_similarity,
+        filter: Filter::default(),
+        scoring: Scoring::Semantic,
+    }
 }
 
 fn sample() -> VectorIndex {
     let mut index = VectorIndex::new(2);
-    index.insert("east".into(), Category::Fact, &unit(&[1.0, 0.0]));
-    index.insert("north-east".into(), Category::Plan, &unit(&[1.0, 1.0]));
-    index.insert("north".into(), Category::Fact, &unit(&[0.0, 1.0]));
-    index.insert("west".into(), Category::Fact, &unit(&[-1.0, 0.0]));
+    index.insert(facts(EAST, Category::Fact), &unit(&[1.0, 0.0]));
+    index.insert(facts(NORTH_EAST, Category::Plan), &unit(&[1.0, 1.0]));
+    index.insert(facts(NORTH, Category::Fact), &unit(&[0.0, 1.0]));
+    index.insert(facts(WEST, Category::Fact), &unit(&[-1.0, 0.0]));
     index
 }
 
 #[test]
 fn search_returns_the_best_first_within_the_limit() {
     let index = sample();
-    let hits = index.search(&unit(&[1.0, 0.2]), 3, -1.0, None);
-    assert_eq!(ids(&hits), ["east", "north-east", "north"]);
-    assert!(hits
-        .windows(2)
-        .all(|pair| pair[0].similarity >= pair[1].similarity));
-    assert_eq!(
-        ids(&index.search(&unit(&[1.0, 0.2]), 1, -1.0, None)),
-        ["east"]
-    );
-    assert_eq!(index.search(&unit(&[-1.0, 0.0]), 10, -1.0, None).len(), 4);
+    let probe = unit(&[1.0, 0.2]);
+    let hits = index.search(&query(&probe, 3, -1.0));
+    assert_eq!(keys(&hits), [EAST, NORTH_EAST, NORTH]);
+    assert!(hits.windows(2).all(|pair| pair[0].score >= pair[1].score));
+    assert!(hits.iter().all(|hit| hit.score == hit.similarity));
+    assert_eq!(keys(&index.search(&query(&probe, 1, -1.0))), [EAST]);
+    assert_eq!(index.search(&query(&unit(&[-1.0, 0.0]), 10, -1.0)).len(), 4);
 }
 
 #[test]
-fn search_applies_min_similarity_and_category() {
+fn search_applies_min_similarity_and_every_filter() {
     let index = sample();
-    let hits = index.search(&unit(&[1.0, 0.2]), 10, 0.5, None);
-    assert_eq!(ids(&hits), ["east", "north-east"]);
-    let facts = index.search(&unit(&[1.0, 1.0]), 10, -1.0, Some(Category::Fact));
-    assert_eq!(ids(&facts), ["east", "north", "west"]);
-    let plans = index.search(&unit(&[-1.0, 0.0]), 10, -1.0, Some(Category::Plan));
-    assert_eq!(ids(&plans), ["north-east"]);
+    let probe = unit(&[1.0, 0.2]);
+    assert_eq!(
+        keys(&index.search(&query(&probe, 10, 0.5))),
+        [EAST, NORTH_EAST]
+    );
+    let diagonal = unit(&[1.0, 1.0]);
+    let mut facts_only = query(&diagonal, 10, -1.0);
+    facts_only.filter.category = Some(Category::Fact);
+    assert_eq!(keys(&index.search(&facts_only)), [EAST, NORTH, WEST]);
+    let mut created = query(&probe, 10, -1.0);
+    created.filter.created_after = Some(2_000);
+    created.filter.created_before = Some(4_000);
+    assert_eq!(keys(&index.search(&created)), [NORTH_EAST, NORTH]);
+}
+
+#[test]
+fn min_importance_keeps_only_important_engrams() {
+    let mut index = sample();
+    assert!(index.update_facts(NORTH, |facts| facts.importance = 0.9));
+    assert!(!index.update_facts(99, |facts| facts.importance = 0.9));
+    let east = unit(&[1.0, 0.0]);
+    let mut important = query(&east, 10, -1.0);
+    important.filter.min_importance = 0.8;
+    assert_eq!(keys(&index.search(&important)), [NORTH]);
+}
+
+#[test]
+fn hybrid_scoring_lifts_recent_and_important_engrams_over_closer_ones() {
+    let mut index = sample();
+    index.update_facts(WEST, |facts| {
+        facts.importance = 1.0;
+        facts.accessed_at = 10_000;
+    });
+    let probe = unit(&[1.0, 0.0]);
+    let mut hybrid = query(&probe, 4, -1.0);
+    hybrid.scoring = Scoring::Hybrid {
+        similarity_weight: 0.2,
+        recency_weight: 0.4,
+        importance_weight: 0.4,
+        half_life_ms: 1_000.0,
+        now_ms: 10_000,
+    };
+    let hits = index.search(&hybrid);
+    assert_eq!(hits[0].key, WEST, "{hits:?}");
+    // West: similarity -1, recency 1, importance 1: -0.2 + 0.4 + 0.4.
+    assert!((hits[0].score - 0.6).abs() < 1e-5, "{hits:?}");
+    assert!((hits[0].similarity + 1.0).abs() < 1e-5);
+    assert!(hits.windows(2).all(|pair| pair[0].score >= pair[1].score));
 }
 
 #[test]
 fn remove_moves_the_last_vector_into_the_gap() {
     let mut index = sample();
-    assert!(index.remove("east"));
-    assert!(!index.remove("east"));
+    assert!(index.remove(EAST));
+    assert!(!index.remove(EAST));
     assert_eq!(index.len(), 3);
-    // "west" was last and now sits in "east"'s row; it must still score as itself.
-    let hits = index.search(&unit(&[-1.0, 0.0]), 1, -1.0, None);
-    assert_eq!(ids(&hits), ["west"]);
+    // West was last and now sits in East's row; it must still score as itself.
+    let hits = index.search(&query(&unit(&[-1.0, 0.0]), 1, -1.0));
+    assert_eq!(keys(&hits), [WEST]);
     assert!((hits[0].similarity - 1.0).abs() < 1e-6);
-    assert!(index.remove("west"));
-    assert!(index.remove("north"));
-    assert!(index.remove("north-east"));
-    assert_eq!(index.len(), 0);
-    assert!(index.search(&unit(&[1.0, 0.0]), 5, -1.0, None).is_empty());
-}
-
-#[test]
-fn insert_of_a_known_id_replaces_its_vector() {
-    let mut index = sample();
-    index.insert("west".into(), Category::Fact, &unit(&[1.0, 0.0]));
-    assert_eq!(index.len(), 4);
-    let hits = index.search(&unit(&[-1.0, 0.0]), 1, -1.0, None);
-    assert_eq!(ids(&hits), ["north"]);
-}
-
-#[test]
-fn ties_keep_the_earlier_row_and_similarity_stays_within_bounds() {
-    let mut index = VectorIndex::new(2);
-    for id in ["first", "second", "third"] {
-        index.insert(id.into(), Category::Fact, &[1.0, 0.0]);
+    for key in [WEST, NORTH, NORTH_EAST] {
+        assert!(index.remove(key));
     }
-    let hits = index.search(&[1.0, 0.0], 2, 1.0, None);
-    assert_eq!(ids(&hits), ["first", "second"]);
+    assert_eq!(index.len(), 0);
+    assert!(index.search(&query(&unit(&[1.0, 0.0]), 5, -1.0)).is_empty());
+}
+
+#[test]
+fn insert_of_a_known_key_replaces_its_vector() {
+    let mut index = sample();
+    index.insert(facts(WEST, Category::Fact), &unit(&[1.0, 0.0]));
+    assert_eq!(index.len(), 4);
+    let hits = index.search(&query(&unit(&[-1.0, 0.0]), 1, -1.0));
+    assert_eq!(keys(&hits), [NORTH]);
+}
+
+#[test]
+fn ties_go_to_the_smaller_key_whatever_the_row_order() {
+    let mut index = VectorIndex::new(2);
+    for key in [30, 10, 20, 5] {
+        index.insert(facts(key, Category::Fact), &[1.0, 0.0]);
+    }
+    index.remove(5); // moves 20 into the first row
+    let hits = index.search(&query(&[1.0, 0.0], 2, 1.0));
+    assert_eq!(keys(&hits), [10, 20]);
     assert!(hits.iter().all(|hit| hit.similarity <= 1.0));
+}
+
+/// A deterministic stream of values in -1..1.
+fn noise(seed: u64) -> impl FnMut() -> f32 {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
+#[test]
+fn a_search_split_over_tasks_finds_what_a_full_sort_finds() {
+    let dimension = 24;
+    let mut next = noise(7);
+    let mut index = VectorIndex::new(dimension);
+    let mut all = Vec::new();
+    for key in 0..(ROWS_PER_TASK as u128 * 3 + 123) {
+        let vector = unit(&(0..dimension).map(|_| next()).collect::<Vec<_>>());
+        let category = if key % 3 == 0 {
+            Category::Plan
+        } else {
+            Category::Fact
+        };
+        index.insert(facts(key, category), &vector);
+        all.push((key, category, vector));
+    }
+    let probe = unit(&(0..dimension).map(|_| next()).collect::<Vec<_>>());
+    let mut wanted = query(&probe, 50, 0.1);
+    wanted.filter.category = Some(Category::Plan);
+    let mut expected: Vec<(f32, u128)> = all
+        .iter()
+        .filter(|(_, category, _)| *category == Category::Plan)
+        .map(|(key, _, vector)| (dot(&probe, vector), *key))
+        .filter(|(similarity, _)| *similarity >= 0.1)
+        .collect();
+    expected.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    expected.truncate(50);
+    let hits = index.search(&wanted);
+    assert_eq!(
+        keys(&hits),
+        expected.iter().map(|(_, key)| *key).collect::<Vec<_>>()
+    );
 }

@@ -14,6 +14,7 @@ async fn store_get_delete_roundtrip() -> anyhow::Result<()> {
             category: Category::Observation as i32,
             importance: Some(0.8),
             metadata_json: r#"{ "source": "chat", "turn": 12 }"#.into(),
+            ..Default::default()
         })
         .await?;
     assert!(uuid::Uuid::parse_str(&stored.id)?.get_version_num() == 7);
