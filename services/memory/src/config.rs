@@ -35,6 +35,9 @@ pub struct MemoryConfig {
     pub write_queue: usize,
     /// Most changes the writer commits in one transaction.
     pub write_batch: usize,
+    /// How long one write transaction waits for a lock another program holds on the file;
+    /// the writer tries five times, backing off, before answering UNAVAILABLE.
+    pub busy_timeout: std::time::Duration,
 }
 
 /// The weights of hybrid scoring: `similarity * s + recency * r + importance * i`.
@@ -77,6 +80,7 @@ impl MemoryConfig {
             hybrid: HybridSettings::default(),
             write_queue: 10_000,
             write_batch: 512,
+            busy_timeout: std::time::Duration::from_secs(1),
         }
     }
 
@@ -110,6 +114,7 @@ impl fmt::Debug for MemoryConfig {
             .field("hybrid", &self.hybrid)
             .field("write_queue", &self.write_queue)
             .field("write_batch", &self.write_batch)
+            .field("busy_timeout", &self.busy_timeout)
             .finish()
     }
 }

@@ -11,8 +11,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long a statement waits for SQLite's lock held by another connection.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read waits for SQLite's lock held by another connection (only a checkpoint
+/// or another program can hold one against a reader in WAL mode).
+const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,7 +38,7 @@ pub(crate) async fn connect(config: &MemoryConfig) -> Result<Pools, MemoryError>
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(BUSY_TIMEOUT)
+        .busy_timeout(config.busy_timeout)
         .foreign_keys(true);
     let write = SqlitePoolOptions::new()
         .max_connections(1)
@@ -48,7 +49,7 @@ pub(crate) async fn connect(config: &MemoryConfig) -> Result<Pools, MemoryError>
     let read = SqlitePoolOptions::new()
         .max_connections(config.read_connections.max(1))
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options.read_only(true))
+        .connect_with(options.read_only(true).busy_timeout(READ_BUSY_TIMEOUT))
         .await?;
     Ok(Pools { write, read })
 }

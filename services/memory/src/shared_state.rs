@@ -12,6 +12,8 @@ pub(crate) struct SharedState {
     index: RwLock<VectorIndex>,
     /// Rows in the table, plus inserts reserved and not yet committed or failed.
     pub(crate) engrams: AtomicUsize,
+    /// Changes in the transaction the writer is running now.
+    pub(crate) writing: AtomicUsize,
     /// Transactions the writer committed.
     pub(crate) batches: AtomicU64,
     /// Changes refused because the write queue stayed full.
@@ -28,6 +30,7 @@ impl SharedState {
         Self {
             index: RwLock::new(index),
             engrams: AtomicUsize::new(engrams),
+            writing: AtomicUsize::new(0),
             batches: AtomicU64::new(0),
             rejected_writes: AtomicU64::new(0),
             dropped_access_records: AtomicU64::new(0),

@@ -35,6 +35,8 @@ pub struct MemoryCounts {
     pub index_bytes: usize,
     /// Changes waiting for the writer.
     pub write_queue: usize,
+    /// Changes in the transaction the writer is running.
+    pub writing: usize,
     /// Transactions committed by the writer since start.
     pub write_batches: u64,
     /// Changes refused because the write queue stayed full.
@@ -291,6 +293,7 @@ impl MemoryStore {
             index_vectors,
             index_bytes,
             write_queue: self.inner.writer.queued(),
+            writing: state.writing.load(Ordering::Relaxed),
             write_batches: state.batches.load(Ordering::Relaxed),
             rejected_writes: state.rejected_writes.load(Ordering::Relaxed),
             busy_retries: state.busy_retries.load(Ordering::Relaxed),

@@ -3,7 +3,6 @@
 
 use crate::category;
 use crate::config::{HybridSettings, MemoryConfig};
-use crate::embedder::normalize;
 use crate::error::MemoryError;
 use crate::index::Filter;
 use mimo_proto::v1::{
@@ -252,12 +251,21 @@ fn vector(
             reason: format!("value {position} is {}", values[position]),
         });
     }
-    normalize(&mut values);
+    // In double precision, so that tiny or huge values neither underflow nor overflow.
+    let norm = values
+        .iter()
+        .map(|value| f64::from(*value) * f64::from(*value))
+        .sum::<f64>()
+        .sqrt();
+    if norm > 0.0 {
+        values
+            .iter_mut()
+            .for_each(|value| *value = (f64::from(*value) / norm) as f32);
+    }
     if values.iter().all(|value| *value == 0.0) || values.iter().any(|value| !value.is_finite()) {
         return Err(MemoryError::BadVector {
             field,
-            reason: "it is all zeros (or too small to normalise), so it has no direction"
-                .to_string(),
+            reason: "it is all zeros, so it has no direction".to_string(),
         });
     }
     Ok(values)

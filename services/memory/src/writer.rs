@@ -183,7 +183,9 @@ async fn run(
 ) {
     let mut jobs = Vec::with_capacity(batch);
     while receiver.recv_many(&mut jobs, batch).await > 0 {
+        state.writing.store(jobs.len(), Ordering::Relaxed);
         commit(&pool, &state, &mut jobs).await;
+        state.writing.store(0, Ordering::Relaxed);
         jobs.clear();
     }
     tracing::debug!("memory writer stopped");

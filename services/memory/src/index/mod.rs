@@ -152,8 +152,8 @@ impl VectorIndex {
                 continue;
             }
             let similarity = dot(query.vector, vector);
-            if !(similarity >= query.min_similarity) {
-                continue; // also drops NaN
+            if similarity.is_nan() || similarity < query.min_similarity {
+                continue;
             }
             let score = query.scoring.score(similarity, facts);
             if top.threshold().is_some_and(|worst| score < worst) {

@@ -10,20 +10,7 @@ use tonic::Code;
 #[tokio::test]
 async fn serve_answers_over_the_wire_and_stops_on_cancel() -> anyhow::Result<()> {
     let memory = TestMemory::open().await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?.to_string();
-    let shutdown = CancellationToken::new();
-    let reporting = ReporterConfig {
-        telemetry_address: None,
-        interval: Duration::from_secs(1),
-    };
-    let server = tokio::spawn(mimo_memory::serve(
-        memory.store.clone(),
-        reporting,
-        listener,
-        shutdown.clone(),
-    ));
-
+    let (address, shutdown, server) = serve(&memory).await?;
     let mut client = mimo_proto::connect::memory(mimo_proto::connect::channel(&address).await?);
     let stored = client
         .store(store_request("Saturn's rings are mostly ice."))
@@ -84,6 +71,76 @@ async fn serve_answers_over_the_wire_and_stops_on_cancel() -> anyhow::Result<()>
         .unwrap_err();
     assert_eq!(deleted.code(), Code::NotFound);
 
+    drop(client);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server).await???;
+    Ok(())
+}
+
+/// Serves `memory` on a loopback port; returns its address and the shutdown token.
+async fn serve(
+    memory: &TestMemory,
+) -> anyhow::Result<(
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?.to_string();
+    let shutdown = CancellationToken::new();
+    let reporting = ReporterConfig {
+        telemetry_address: None,
+        interval: Duration::from_secs(1),
+    };
+    let server = tokio::spawn(mimo_memory::serve(
+        memory.store.clone(),
+        reporting,
+        listener,
+        shutdown.clone(),
+    ));
+    Ok((address, shutdown, server))
+}
+
+#[tokio::test]
+async fn a_store_stream_acknowledges_in_order_and_stops_at_the_first_bad_request(
+) -> anyhow::Result<()> {
+    let memory = TestMemory::open().await?;
+    let (address, shutdown, server) = serve(&memory).await?;
+    let mut client = mimo_proto::connect::memory(mimo_proto::connect::channel(&address).await?);
+    let good = 1500;
+    let requests: Vec<_> = (0..good)
+        .map(|number| store_request(&format!("streamed note {number} about herons")))
+        .chain([store_request("   ")])
+        .chain((0..50).map(|number| store_request(&format!("after the bad one {number}"))))
+        .collect();
+    let mut answers = client
+        .store_stream(futures::stream::iter(requests))
+        .await?
+        .into_inner();
+    let mut acknowledged = Vec::new();
+    let failure = loop {
+        match answers.message().await {
+            Ok(Some(answer)) => acknowledged.push(answer.engram.expect("engram")),
+            Ok(None) => panic!("the stream ended without naming the bad request"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(failure.code(), Code::InvalidArgument);
+    assert_eq!(
+        failure.message(),
+        format!("request {} of the stream: content is empty", good + 1)
+    );
+    assert_eq!(acknowledged.len(), good);
+    for (number, engram) in acknowledged.iter().enumerate() {
+        assert_eq!(
+            engram.content,
+            format!("streamed note {number} about herons")
+        );
+    }
+    // Everything acknowledged is stored; nothing after the bad request is.
+    assert_eq!(memory.store.counts().engrams, good);
+    let last = &acknowledged[good - 1];
+    assert_eq!(memory.store.get(&last.id).await?.content, last.content);
     drop(client);
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), server).await???;

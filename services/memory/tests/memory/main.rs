@@ -4,8 +4,12 @@ mod data;
 mod errors;
 mod grpc;
 mod persistence;
+mod ranking;
 mod search;
 mod store;
+mod update;
+mod vectors;
+mod writer;
 
 use mimo_memory::{MemoryConfig, MemoryStore};
 use mimo_proto::v1::{Category, Engram, SearchRequest, StoreRequest};
