@@ -2,6 +2,7 @@
 //! services in-process on listeners bound to `127.0.0.1:0`, the real third-party MCP
 //! servers the tests use, and polling helpers that wait on conditions, never on sleeps.
 
+pub mod bench_stats;
 mod cluster;
 mod etcd;
 mod servers;

@@ -12,6 +12,7 @@ use mimo_etcd::etcdserverpb::{
     watch_request::RequestUnion, LeaseGrantRequest, LeaseKeepAliveRequest, PutRequest,
     WatchCreateRequest, WatchRequest as EtcdWatchRequest,
 };
+use mimo_integration_tests::bench_stats::{median, percentile};
 use mimo_integration_tests::EtcdServer;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
@@ -483,16 +484,6 @@ async fn etcd_expiry_delays(
         }
     }
     Ok(delays)
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index]
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn ms(duration: Duration) -> f64 {

@@ -10,6 +10,7 @@
 //! Usage: skill-host-bench [--rounds N] [--calls N] [--concurrency N] [--idle-skills N]
 //! Build with --release; prints medians and ratios on stdout, progress on stderr.
 
+use mimo_integration_tests::bench_stats::{median, percentile};
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{CallToolRequest, ListSkillsRequest, SkillState};
 use mimo_reporter::ReporterConfig;
@@ -320,16 +321,6 @@ async fn host_process_rss(skills: usize) -> Result<u64, String> {
     let host = HostProcess::start(skills).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     host.rss()
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index]
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn micros(duration: Duration) -> f64 {

@@ -4,10 +4,11 @@ use crate::error::MemoryError;
 
 /// Returns the little-endian bytes of `vector`, 4 per value.
 pub fn encode_embedding(vector: &[f32]) -> Vec<u8> {
-    vector
-        .iter()
-        .flat_map(|value| value.to_le_bytes())
-        .collect()
+    let mut bytes = Vec::with_capacity(vector.len() * 4);
+    for value in vector {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes
 }
 
 /// Returns the vector stored in `blob`, or [`MemoryError::CorruptEmbedding`] unless the blob

@@ -14,6 +14,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How long a read waits for SQLite's lock held by another connection (only a checkpoint
 /// or another program can hold one against a reader in WAL mode).
 const READ_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The writer's page cache: 64 MiB (a negative `cache_size` counts KiB).
+const WRITER_CACHE: &str = "-65536";
+/// The writer checkpoints by itself only once the WAL reaches 64 MiB (16,384 pages of
+/// 4 KiB), a backstop should the checkpointer fall behind.
+const WRITER_AUTOCHECKPOINT: &str = "16384";
 /// How long a caller waits for a free pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -21,12 +26,15 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const ENGRAM_COLUMNS: &str = "id, content, category, importance, metadata, embedder, \
      dimension, created_at, updated_at, last_accessed_at, access_count, protected";
 
-/// The two pools: the writer task owns the single write connection, so writes never meet
-/// SQLite's lock from this process; reads run concurrently beside them (WAL).
+/// The pools: the writer task owns the single write connection, so writes never meet
+/// SQLite's lock from this process; reads run concurrently beside them (WAL); the
+/// checkpointer copies the WAL back into the database on a connection of its own, so that
+/// the writer does not stop to do it.
 #[derive(Debug, Clone)]
 pub(crate) struct Pools {
     pub(crate) write: SqlitePool,
     pub(crate) read: SqlitePool,
+    pub(crate) checkpoint: SqlitePool,
 }
 
 /// Opens (creating if missing) the database of `config`, whose folder exists, brings its
@@ -43,15 +51,31 @@ pub(crate) async fn connect(config: &MemoryConfig) -> Result<Pools, MemoryError>
     let write = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options.clone())
+        // A large batch of engrams fits in the page cache, so SQLite does not spill pages
+        // to the WAL half-way through the transaction and write them twice.
+        .connect_with(
+            options
+                .clone()
+                .pragma("cache_size", WRITER_CACHE)
+                .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT),
+        )
         .await?;
     sqlx::migrate!().run(&write).await?;
+    let checkpoint = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await?;
     let read = SqlitePoolOptions::new()
         .max_connections(config.read_connections.max(1))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options.read_only(true).busy_timeout(READ_BUSY_TIMEOUT))
         .await?;
-    Ok(Pools { write, read })
+    Ok(Pools {
+        write,
+        read,
+        checkpoint,
+    })
 }
 
 /// Returns the engram in `row`, which holds [`ENGRAM_COLUMNS`].

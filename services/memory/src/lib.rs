@@ -6,6 +6,7 @@
 
 mod blob;
 mod category;
+mod checkpointer;
 mod config;
 mod database;
 mod embedder;
@@ -29,5 +30,6 @@ pub use embedder::{EmbedError, Embedder};
 pub use error::MemoryError;
 pub use external_embedder::ExternalEmbedder;
 pub use hash_embedder::{HashEmbedder, HASH_DEFAULT_MIN_SIMILARITY};
+pub use index::{Filter, IndexHit, IndexQuery, RowFacts, Scoring, VectorIndex};
 pub use service::{serve, MemoryService};
 pub use store::{open, MemoryCounts, MemoryStore};

@@ -60,6 +60,9 @@ struct Inner {
     pools: Pools,
     state: Arc<SharedState>,
     writer: Writer,
+    /// Stops the checkpointer.
+    stop_checkpoints: tokio_util::sync::CancellationToken,
+    checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// Opens the memory at `config.database_path`: creates the file and its directories when
@@ -93,6 +96,9 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
             max_engrams: config.max_engrams,
         },
     );
+    let stop_checkpoints = tokio_util::sync::CancellationToken::new();
+    let checkpointer =
+        crate::checkpointer::start(pools.checkpoint.clone(), stop_checkpoints.clone());
     Ok(MemoryStore {
         inner: Arc::new(Inner {
             lock: std::sync::Mutex::new(Some(lock)),
@@ -100,6 +106,8 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
             pools,
             state,
             writer,
+            stop_checkpoints,
+            checkpointer: std::sync::Mutex::new(Some(checkpointer)),
         }),
     })
 }
@@ -204,24 +212,14 @@ impl MemoryStore {
                 })
             })
             .collect();
-        // Recorded before answering, so that a client reading a hit again sees its access.
-        match self
-            .inner
-            .writer
-            .apply_if_room(Change::Touch { ids, now })
-            .await
-        {
-            Some(Ok(_)) => {}
-            Some(Err(error)) => {
-                tracing::warn!(%error, "could not record this search's access times");
-            }
-            None => {
-                self.inner
-                    .state
-                    .dropped_access_records
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("write queue full: this search's access times are not recorded");
-            }
+        // Recorded by the writer after the answer, so that a search never waits for a
+        // commit; the hits already show the new access time and count.
+        if !self.inner.writer.offer(Change::Touch { ids, now }) {
+            self.inner
+                .state
+                .dropped_access_records
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("write queue full: this search's access times are not recorded");
         }
         Ok(hits)
     }
@@ -306,6 +304,17 @@ impl MemoryStore {
     /// fails.
     pub async fn close(&self) {
         self.inner.writer.close().await;
+        self.inner.stop_checkpoints.cancel();
+        let checkpointer = self
+            .inner
+            .checkpointer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(checkpointer) = checkpointer {
+            let _ = checkpointer.await;
+        }
+        self.inner.pools.checkpoint.close().await;
         self.inner.pools.write.close().await;
         self.inner.pools.read.close().await;
         self.inner

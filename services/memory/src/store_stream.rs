@@ -1,6 +1,7 @@
 //! The StoreStream RPC: requests read and checked as they come, stored concurrently so that
 //! the writer can commit many in one transaction, and answered in order once committed.
 
+use crate::error::MemoryError;
 use crate::store::MemoryStore;
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
@@ -59,9 +60,14 @@ async fn run(
                         position += 1;
                         match store.check_store(request) {
                             Ok(valid) => {
+                                // A task each, so that embedding runs on every core.
                                 let store = store.clone();
+                                let stored = tokio::spawn(async move { store.store_valid(valid).await });
                                 let at = position;
-                                pending.push_back(async move { (at, store.store_valid(valid).await) });
+                                pending.push_back(async move {
+                                    let result = stored.await.unwrap_or(Err(MemoryError::ShuttingDown));
+                                    (at, result)
+                                });
                             }
                             Err(error) => {
                                 reading = false;

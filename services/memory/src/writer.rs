@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// Attempts at one transaction while SQLite reports the file locked.
 const BUSY_ATTEMPTS: u32 = 5;
+/// Rows in one multi-row INSERT (13 parameters each, well under SQLite's 32,766).
+const ROWS_PER_INSERT: usize = 256;
 /// Pause after the first locked attempt; doubled after each further one.
 const BUSY_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -132,21 +134,18 @@ impl Writer {
         }
     }
 
-    /// Queues `change` if there is room right now and waits for its commit; `None` when the
-    /// queue is full (nothing is queued then).
-    pub(crate) async fn apply_if_room(
-        &self,
-        change: Change,
-    ) -> Option<Result<Outcome, MemoryError>> {
-        let sender = self.sender().ok()?;
-        let (reply, answer) = oneshot::channel();
+    /// Queues `change` if there is room right now, without waiting for its commit; returns
+    /// whether it was queued.
+    pub(crate) fn offer(&self, change: Change) -> bool {
+        let Ok(sender) = self.sender() else {
+            return false;
+        };
         sender
             .try_send(Job {
                 change,
-                reply: Some(reply),
+                reply: None,
             })
-            .ok()?;
-        Some(answer.await.unwrap_or(Err(MemoryError::ShuttingDown)))
+            .is_ok()
     }
 
     /// Changes waiting in the queue.
@@ -253,21 +252,84 @@ async fn transaction(
         .execute(&mut *connection)
         .await?;
     let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match execute(&mut connection, &job.change).await {
-            Ok(outcome) => results.push(Ok(outcome)),
-            Err(MemoryError::Database(error)) if is_busy(&error) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-                return Err(error);
+    let mut next = 0;
+    while next < jobs.len() {
+        // Consecutive inserts go in as one statement; should it fail, one by one, so that
+        // each insert gets its own answer.
+        let inserts = jobs[next..]
+            .iter()
+            .take(ROWS_PER_INSERT)
+            .take_while(|job| matches!(job.change, Change::Insert { .. }))
+            .count();
+        if inserts > 1 {
+            match insert_rows(&mut connection, &jobs[next..next + inserts]).await {
+                Ok(()) => {
+                    results.extend((0..inserts).map(|_| Ok(Outcome::Done)));
+                    next += inserts;
+                    continue;
+                }
+                Err(error) if is_busy(&error) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                    return Err(error);
+                }
+                Err(error) => {
+                    tracing::debug!(%error, rows = inserts, "a batched insert failed; inserting one by one");
+                }
             }
-            Err(error) => results.push(Err(error)),
         }
+        let stop = next + inserts.max(1);
+        for job in &jobs[next..stop] {
+            match execute(&mut connection, &job.change).await {
+                Ok(outcome) => results.push(Ok(outcome)),
+                Err(MemoryError::Database(error)) if is_busy(&error) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                    return Err(error);
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        next = stop;
     }
     if let Err(error) = sqlx::query("COMMIT").execute(&mut *connection).await {
         let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
         return Err(error);
     }
     Ok(results)
+}
+
+/// The columns every insert writes, in the order [`insert_rows`] binds them.
+const INSERT_COLUMNS: &str = "INSERT INTO engrams (id, content, category, importance, protected, \
+     embedding, embedder, dimension, created_at, updated_at, last_accessed_at, access_count, \
+     metadata) ";
+
+/// Inserts `jobs`, all of them [`Change::Insert`], with one statement.
+async fn insert_rows(connection: &mut SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
+    let mut query = QueryBuilder::<Sqlite>::new(INSERT_COLUMNS);
+    query.push_values(jobs, |mut row, job| {
+        if let Change::Insert {
+            engram,
+            category,
+            protected,
+            vector,
+        } = &job.change
+        {
+            row.push_bind(engram.id.as_str())
+                .push_bind(engram.content.as_str())
+                .push_bind(category::stored_name(*category))
+                .push_bind(f64::from(engram.importance))
+                .push_bind(i64::from(*protected))
+                .push_bind(encode_embedding(vector))
+                .push_bind(engram.embedder.as_str())
+                .push_bind(i64::from(engram.dimension))
+                .push_bind(engram.created_at_unix_ms)
+                .push_bind(engram.updated_at_unix_ms)
+                .push_bind(engram.last_accessed_at_unix_ms)
+                .push_bind(0_i64)
+                .push_bind(engram.metadata_json.as_str());
+        }
+    });
+    query.build().execute(&mut *connection).await?;
+    Ok(())
 }
 
 /// Applies one change inside the open transaction.
@@ -282,11 +344,9 @@ async fn execute(
             protected,
             vector,
         } => {
-            sqlx::query(
-                "INSERT INTO engrams (id, content, category, importance, protected, embedding, \
-                 embedder, dimension, created_at, updated_at, last_accessed_at, access_count, \
-                 metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-            )
+            sqlx::query(&format!(
+                "{INSERT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
+            ))
             .bind(&engram.id)
             .bind(&engram.content)
             .bind(category::stored_name(*category))

@@ -6,7 +6,7 @@ mod query;
 mod simd;
 mod top_k;
 
-pub(crate) use query::{Filter, IndexQuery, RowFacts, Scoring};
+pub use query::{Filter, IndexQuery, RowFacts, Scoring};
 pub(crate) use simd::dot;
 
 use rayon::prelude::*;
@@ -18,18 +18,19 @@ const ROWS_PER_TASK: usize = 16_384;
 
 /// One result of [`VectorIndex::search`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct IndexHit {
+pub struct IndexHit {
     /// The engram's id as a number (`uuid::Uuid::from_u128`).
-    pub(crate) key: u128,
+    pub key: u128,
     /// Cosine similarity, -1.0 ..= 1.0.
-    pub(crate) similarity: f32,
+    pub similarity: f32,
     /// The final score the hits are ordered by.
-    pub(crate) score: f32,
+    pub score: f32,
 }
 
-/// Vectors of one dimension with their engrams' facts, in parallel arrays.
+/// Vectors of one dimension with their engrams' facts, in parallel arrays: the exact search
+/// engine behind [`crate::MemoryStore`], public for benchmarks and embedding in other programs.
 #[derive(Debug)]
-pub(crate) struct VectorIndex {
+pub struct VectorIndex {
     dimension: usize,
     /// `facts.len() * dimension` values; row `i` belongs to `facts[i]`.
     vectors: Vec<f32>,
@@ -39,7 +40,7 @@ pub(crate) struct VectorIndex {
 
 impl VectorIndex {
     /// Returns an empty index of `dimension`-long vectors.
-    pub(crate) fn new(dimension: usize) -> Self {
+    pub fn new(dimension: usize) -> Self {
         debug_assert!(dimension > 0);
         Self {
             dimension,
@@ -50,19 +51,26 @@ impl VectorIndex {
     }
 
     /// Number of vectors held.
-    pub(crate) fn len(&self) -> usize {
+    #[must_use]
+    pub fn len(&self) -> usize {
         self.facts.len()
     }
 
+    /// Whether no vector is held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.facts.is_empty()
+    }
+
     /// Bytes held by the vectors and facts (not counting allocator slack).
-    pub(crate) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.vectors.capacity() * 4
             + self.facts.capacity() * std::mem::size_of::<RowFacts>()
             + self.positions.capacity() * (std::mem::size_of::<(u128, usize)>() + 1)
     }
 
     /// Adds `vector` with `facts`, replacing what its key had.
-    pub(crate) fn insert(&mut self, facts: RowFacts, vector: &[f32]) {
+    pub fn insert(&mut self, facts: RowFacts, vector: &[f32]) {
         assert_eq!(
             vector.len(),
             self.dimension,
@@ -80,7 +88,7 @@ impl VectorIndex {
     }
 
     /// Changes the facts of `key` (not its vector); returns whether it is held.
-    pub(crate) fn update_facts(&mut self, key: u128, change: impl FnOnce(&mut RowFacts)) -> bool {
+    pub fn update_facts(&mut self, key: u128, change: impl FnOnce(&mut RowFacts)) -> bool {
         let Some(&position) = self.positions.get(&key) else {
             return false;
         };
@@ -90,7 +98,7 @@ impl VectorIndex {
     }
 
     /// Removes `key`'s vector by moving the last one into its place; returns whether it was held.
-    pub(crate) fn remove(&mut self, key: u128) -> bool {
+    pub fn remove(&mut self, key: u128) -> bool {
         let Some(position) = self.positions.remove(&key) else {
             return false;
         };
@@ -111,7 +119,7 @@ impl VectorIndex {
 
     /// Returns up to `query.limit` engrams passing its filter whose similarity is at least
     /// its minimum, best score first.
-    pub(crate) fn search(&self, query: &IndexQuery<'_>) -> Vec<IndexHit> {
+    pub fn search(&self, query: &IndexQuery<'_>) -> Vec<IndexHit> {
         assert_eq!(
             query.vector.len(),
             self.dimension,

@@ -5,20 +5,20 @@ use mimo_proto::v1::Category;
 
 /// Which engrams a search may return; every condition is checked before any arithmetic.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct Filter {
+pub struct Filter {
     /// Only this category, when given.
-    pub(crate) category: Option<Category>,
+    pub category: Option<Category>,
     /// Only engrams at least this important (0.0 keeps all).
-    pub(crate) min_importance: f32,
+    pub min_importance: f32,
     /// Only engrams created at or after this time (unix ms).
-    pub(crate) created_after: Option<i64>,
+    pub created_after: Option<i64>,
     /// Only engrams created before this time (unix ms).
-    pub(crate) created_before: Option<i64>,
+    pub created_before: Option<i64>,
 }
 
 impl Filter {
     /// Whether an engram with these facts passes.
-    pub(crate) fn admits(&self, facts: &RowFacts) -> bool {
+    pub fn admits(&self, facts: &RowFacts) -> bool {
         self.category.is_none_or(|wanted| facts.category == wanted)
             && facts.importance >= self.min_importance
             && self
@@ -32,23 +32,28 @@ impl Filter {
 
 /// How a match's final score is made from its similarity and its facts.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Scoring {
+pub enum Scoring {
     /// The score is the cosine similarity.
     Semantic,
     /// `similarity * w_s + recency * w_r + importance * w_i`, where recency halves every
     /// `half_life_ms` since the engram was last accessed (1.0 when accessed `now_ms`).
     Hybrid {
+        /// Weight of the cosine similarity.
         similarity_weight: f32,
+        /// Weight of recency.
         recency_weight: f32,
+        /// Weight of importance.
         importance_weight: f32,
+        /// Milliseconds for recency to halve.
         half_life_ms: f64,
+        /// The time recency is measured from (unix ms).
         now_ms: i64,
     },
 }
 
 impl Scoring {
     /// The final score of a match of `similarity` with `facts`.
-    pub(crate) fn score(&self, similarity: f32, facts: &RowFacts) -> f32 {
+    pub fn score(&self, similarity: f32, facts: &RowFacts) -> f32 {
         match *self {
             Scoring::Semantic => similarity,
             Scoring::Hybrid {
@@ -70,26 +75,30 @@ impl Scoring {
 
 /// One search of the index.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct IndexQuery<'a> {
+pub struct IndexQuery<'a> {
     /// Unit-length query vector of the index's dimension, all values finite.
-    pub(crate) vector: &'a [f32],
+    pub vector: &'a [f32],
     /// Most hits returned (at least 1).
-    pub(crate) limit: usize,
+    pub limit: usize,
     /// Least cosine similarity of a hit.
-    pub(crate) min_similarity: f32,
-    pub(crate) filter: Filter,
-    pub(crate) scoring: Scoring,
+    pub min_similarity: f32,
+    /// Which engrams may be returned.
+    pub filter: Filter,
+    /// How matches are ranked.
+    pub scoring: Scoring,
 }
 
 /// What the index knows of an engram besides its vector: enough to filter and score.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct RowFacts {
+pub struct RowFacts {
     /// The engram's id (a UUID) as a number: ties are broken by it, smaller first.
-    pub(crate) key: u128,
-    pub(crate) category: Category,
-    pub(crate) importance: f32,
+    pub key: u128,
+    /// The engram's category.
+    pub category: Category,
+    /// The engram's importance, 0.0 ..= 1.0.
+    pub importance: f32,
     /// Unix ms.
-    pub(crate) created_at: i64,
+    pub created_at: i64,
     /// Unix ms.
-    pub(crate) accessed_at: i64,
+    pub accessed_at: i64,
 }

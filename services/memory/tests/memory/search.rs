@@ -167,6 +167,15 @@ async fn search_records_access_on_its_hits() -> anyhow::Result<()> {
         let hit = hits[0].engram.as_ref().expect("engram");
         assert_eq!(hit.access_count, round);
         assert!(hit.last_accessed_at_unix_ms >= stored.last_accessed_at_unix_ms);
+        // The access is recorded just after the answer.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while memory.store.get(&stored.id).await?.access_count < round {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "access never recorded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
     let reread = memory.store.get(&stored.id).await?;
     assert_eq!(reread.access_count, 2);
