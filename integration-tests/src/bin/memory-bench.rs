@@ -10,7 +10,8 @@
 use clap::Parser;
 use mimo_integration_tests::bench_stats::{percentile, resident_bytes};
 use mimo_memory::{
-    ExternalEmbedder, Filter, IndexQuery, MemoryConfig, MemoryStore, RowFacts, Scoring, VectorIndex,
+    ApproximateSettings, ExternalEmbedder, Filter, IndexQuery, MemoryConfig, MemoryStore, RowFacts,
+    Scoring, VectorIndex,
 };
 use mimo_proto::v1::{Category, SearchRequest, StoreRequest};
 use serde_json::json;
@@ -84,6 +85,7 @@ fn index_alone(
     let before = resident_bytes().map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let mut index = VectorIndex::new(args.dimension);
+    index.reserve(size);
     for (row, vector) in vectors.chunks_exact(args.dimension).enumerate() {
         index.insert(facts(row as u128), vector);
     }
@@ -91,7 +93,7 @@ fn index_alone(
     let resident = resident_bytes()
         .map_err(anyhow::Error::msg)?
         .saturating_sub(before);
-    let mut truth = Vec::with_capacity(args.queries);
+    let mut truth: Vec<Vec<u32>> = Vec::with_capacity(args.queries);
     let latencies = timed(queries, args.dimension, |query| {
         let hits = index.search(&exact(query));
         truth.push(hits.iter().map(|hit| hit.key as u32).collect());
@@ -108,7 +110,63 @@ fn index_alone(
         }),
     );
     // The first rounds warmed caches; keep only the answers of the timed rounds.
-    Ok(truth.split_off(truth.len() - args.queries))
+    let truth = truth.split_off(truth.len() - args.queries);
+    approximate(args, size, &mut index, queries, &truth, before);
+    Ok(truth)
+}
+
+/// Builds the HNSW graph over `index` and raises its search breadth until recall@10 against
+/// the exact answers reaches 0.95; reports that breadth's latencies.
+fn approximate(
+    args: &Args,
+    size: usize,
+    index: &mut VectorIndex,
+    queries: &[f32],
+    truth: &[Vec<u32>],
+    resident_before: u64,
+) {
+    progress(format!("approximate index: building over {size} vectors"));
+    let settings = ApproximateSettings {
+        min_vectors: 1,
+        ..ApproximateSettings::default()
+    };
+    let started = Instant::now();
+    index.enable_approximate(settings);
+    let build = started.elapsed();
+    let resident = resident_bytes()
+        .unwrap_or(0)
+        .saturating_sub(resident_before);
+    for expansion in [16, 32, 64, 128, 256, 512] {
+        index.set_expansion_search(expansion);
+        let mut answers: Vec<Vec<u32>> = Vec::new();
+        let latencies = timed(queries, args.dimension, |query| {
+            let hits = index.search(&exact(query));
+            answers.push(hits.iter().map(|hit| hit.key as u32).collect());
+        });
+        let answers = &answers[answers.len() - truth.len()..];
+        let found: usize = answers
+            .iter()
+            .zip(truth)
+            .map(|(got, expected)| got.iter().filter(|row| expected.contains(row)).count())
+            .sum();
+        let recall = found as f64 / (truth.len() * TOP) as f64;
+        progress(format!("  ef {expansion}: recall@10 {recall:.3}"));
+        if recall >= 0.95 || expansion == 512 {
+            emit(
+                "mimo-index (HNSW int8 M=16 ef_add=128, exact re-rank)",
+                size,
+                &latencies,
+                json!({
+                    "recall_at_10": recall,
+                    "ef": expansion,
+                    "build_s": build.as_secs_f64(),
+                    "resident_bytes_per_million": resident as f64 * 1e6 / size as f64,
+                    "index_bytes_per_million": index.bytes() as f64 * 1e6 / size as f64,
+                }),
+            );
+            return;
+        }
+    }
 }
 
 /// Ingests `vectors` through a [`MemoryStore`] on a real SQLite file, then times searches by
@@ -127,6 +185,8 @@ async fn through_the_store(
         args.dimension,
     )));
     config.max_engrams = size + 1;
+    // Exact: the store's figures are the exact path with SQLite around it.
+    config.approximate = None;
     let store = mimo_memory::open(config).await?;
     progress(format!("store: ingesting {size} client vectors"));
     let rate = ingest_vectors(&store, vectors, args.dimension, args.concurrency).await?;
@@ -211,7 +271,7 @@ async fn ingest_vectors(
                 if row >= count {
                     return Ok::<_, mimo_memory::MemoryError>(());
                 }
-                if row > 0 && row % 200_000 == 0 {
+                if row > 0 && row.is_multiple_of(200_000) {
                     progress(format!("  stored {row}"));
                 }
                 store

@@ -2,6 +2,7 @@
 
 use crate::embedder::Embedder;
 use crate::hash_embedder::HashEmbedder;
+use crate::index::ApproximateSettings;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct MemoryConfig {
     pub write_queue: usize,
     /// Most changes the writer commits in one transaction.
     pub write_batch: usize,
+    /// The HNSW graph's settings, or `None` to search exactly at every size.
+    pub approximate: Option<ApproximateSettings>,
     /// How long one write transaction waits for a lock another program holds on the file;
     /// the writer tries five times, backing off, before answering UNAVAILABLE.
     pub busy_timeout: std::time::Duration,
@@ -81,6 +84,7 @@ impl MemoryConfig {
             write_queue: 10_000,
             write_batch: 512,
             busy_timeout: std::time::Duration::from_secs(1),
+            approximate: Some(ApproximateSettings::default()),
         }
     }
 
@@ -115,6 +119,7 @@ impl fmt::Debug for MemoryConfig {
             .field("write_queue", &self.write_queue)
             .field("write_batch", &self.write_batch)
             .field("busy_timeout", &self.busy_timeout)
+            .field("approximate", &self.approximate)
             .finish()
     }
 }

@@ -30,6 +30,9 @@ pub use embedder::{EmbedError, Embedder};
 pub use error::MemoryError;
 pub use external_embedder::ExternalEmbedder;
 pub use hash_embedder::{HashEmbedder, HASH_DEFAULT_MIN_SIMILARITY};
-pub use index::{Filter, IndexHit, IndexQuery, RowFacts, Scoring, VectorIndex};
+pub use index::{
+    ApproximateError, ApproximateSettings, Filter, IndexHit, IndexQuery, RowFacts, Scoring,
+    VectorIndex,
+};
 pub use service::{serve, MemoryService};
 pub use store::{open, MemoryCounts, MemoryStore};

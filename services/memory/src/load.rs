@@ -20,11 +20,18 @@ const PROGRESS_EVERY: usize = 50_000;
 pub(crate) async fn build_index(
     pool: &SqlitePool,
     embedder: &dyn Embedder,
+    approximate: Option<crate::index::ApproximateSettings>,
     total: usize,
 ) -> Result<VectorIndex, MemoryError> {
     let started = Instant::now();
     let dimension = embedder.dimension();
     let mut index = VectorIndex::new(dimension);
+    let of_this_embedder: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM engrams WHERE embedder = ?")
+            .bind(embedder.id())
+            .fetch_one(pool)
+            .await?;
+    index.reserve(usize::try_from(of_this_embedder).unwrap_or(0));
     let mut seen = 0_usize;
     let mut skipped = 0_usize;
     let mut rows = sqlx::query(
@@ -47,6 +54,15 @@ pub(crate) async fn build_index(
             tracing::info!(loaded = seen, total, "indexing engrams");
         }
     }
+    if let Some(settings) = approximate {
+        // After the rows, so that the graph is built once, over every core.
+        index = tokio::task::spawn_blocking(move || {
+            index.enable_approximate(settings);
+            index
+        })
+        .await
+        .map_err(|_| MemoryError::ShuttingDown)?;
+    }
     let other_embedders = total.saturating_sub(seen);
     if other_embedders > 0 {
         tracing::warn!(
@@ -57,6 +73,7 @@ pub(crate) async fn build_index(
     }
     tracing::info!(
         indexed = index.len(),
+        approximate = index.is_approximate(),
         skipped,
         other_embedders,
         elapsed_ms = started.elapsed().as_millis() as u64,

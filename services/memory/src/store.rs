@@ -78,7 +78,13 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
         .fetch_one(&pools.read)
         .await?;
     let engrams = usize::try_from(engrams).unwrap_or(0);
-    let index = build_index(&pools.read, config.embedder.as_ref(), engrams).await?;
+    let index = build_index(
+        &pools.read,
+        config.embedder.as_ref(),
+        config.approximate,
+        engrams,
+    )
+    .await?;
     tracing::info!(
         path = %config.database_path.display(),
         engrams,
@@ -274,6 +280,7 @@ impl MemoryStore {
             by_category,
             index_vectors: index.len() as u64,
             index_bytes: index.bytes() as u64,
+            approximate: index.is_approximate(),
             embedder: self.inner.config.embedder.id().to_string(),
             dimension: self.inner.config.embedder.dimension() as u32,
         })

@@ -191,7 +191,7 @@ async fn run(
 }
 
 /// Applies `jobs` in one transaction and answers each once it has committed (or failed).
-async fn commit(pool: &SqlitePool, state: &SharedState, jobs: &mut Vec<Job>) {
+async fn commit(pool: &SqlitePool, state: &Arc<SharedState>, jobs: &mut Vec<Job>) {
     let mut attempt = 1;
     let results = loop {
         match transaction(pool, jobs).await {
@@ -209,7 +209,21 @@ async fn commit(pool: &SqlitePool, state: &SharedState, jobs: &mut Vec<Job>) {
     match results {
         Ok(results) => {
             state.batches.fetch_add(1, Ordering::Relaxed);
-            mirror_in_index(state, jobs, &results);
+            // On the blocking pool: a batch that takes the index past its graph's size
+            // builds the graph, which takes seconds.
+            let batch = std::mem::take(jobs);
+            let shared = state.clone();
+            let (batch, results) = match tokio::task::spawn_blocking(move || {
+                mirror_in_index(&shared, &batch, &results);
+                (batch, results)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+                Err(_) => return, // the runtime is going away; callers see ShuttingDown
+            };
+            *jobs = batch;
             for (job, result) in jobs.drain(..).zip(results) {
                 if let Some(reply) = job.reply {
                     let _ = reply.send(result);

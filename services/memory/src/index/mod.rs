@@ -1,20 +1,29 @@
 //! The in-memory vector index: every searchable embedding in one contiguous buffer, searched
 //! exactly by SIMD dot products (vectors are unit length, so the dot product is the cosine),
-//! split over the cores when the index is large, with filters applied during the scan.
+//! split over the cores when the index is large, with filters applied during the scan; and,
+//! above a configurable size, an HNSW graph proposing candidates that the buffer re-ranks.
+//!
+//! Rows live in slots that never move: a removed row's slot is reused by the next insert, so
+//! the graph can be keyed by slot.
 
+mod approximate;
 mod query;
 mod simd;
 mod top_k;
 
+pub use approximate::{ApproximateError, ApproximateSettings};
 pub use query::{Filter, IndexQuery, RowFacts, Scoring};
 pub(crate) use simd::dot;
 
+use approximate::Approximate;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use top_k::{Scored, TopK};
 
 /// Rows scanned by one task; smaller indexes are scanned on the calling thread.
 const ROWS_PER_TASK: usize = 16_384;
+/// Graph candidates asked for at least, whatever the limit.
+const MIN_CANDIDATES: usize = 40;
 
 /// One result of [`VectorIndex::search`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,46 +36,73 @@ pub struct IndexHit {
     pub score: f32,
 }
 
-/// Vectors of one dimension with their engrams' facts, in parallel arrays: the exact search
-/// engine behind [`crate::MemoryStore`], public for benchmarks and embedding in other programs.
+/// Vectors of one dimension with their engrams' facts, in parallel arrays: the search engine
+/// behind [`crate::MemoryStore`], public for benchmarks and embedding in other programs.
 #[derive(Debug)]
 pub struct VectorIndex {
     dimension: usize,
-    /// `facts.len() * dimension` values; row `i` belongs to `facts[i]`.
+    /// `facts.len() * dimension` values; slot `i` belongs to `facts[i]`.
     vectors: Vec<f32>,
     facts: Vec<RowFacts>,
+    /// Whether each slot holds a row.
+    alive: Vec<bool>,
+    /// Slots freed by removals, reused first.
+    free: Vec<usize>,
     positions: HashMap<u128, usize>,
+    settings: Option<ApproximateSettings>,
+    approximate: Option<Approximate>,
 }
 
 impl VectorIndex {
-    /// Returns an empty index of `dimension`-long vectors.
+    /// Returns an empty index of `dimension`-long vectors, searched exactly.
     pub fn new(dimension: usize) -> Self {
         debug_assert!(dimension > 0);
         Self {
             dimension,
             vectors: Vec::new(),
             facts: Vec::new(),
+            alive: Vec::new(),
+            free: Vec::new(),
             positions: HashMap::new(),
+            settings: None,
+            approximate: None,
         }
+    }
+
+    /// From now on, keeps an HNSW graph whenever the index holds `settings.min_vectors`
+    /// vectors or more (building it now if it does).
+    pub fn enable_approximate(&mut self, settings: ApproximateSettings) {
+        self.settings = Some(settings);
+        self.approximate = None;
+        self.build_or_drop_graph();
     }
 
     /// Number of vectors held.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.facts.len()
+        self.positions.len()
     }
 
     /// Whether no vector is held.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.facts.is_empty()
+        self.positions.is_empty()
     }
 
-    /// Bytes held by the vectors and facts (not counting allocator slack).
+    /// Whether searches go through the HNSW graph.
+    #[must_use]
+    pub fn is_approximate(&self) -> bool {
+        self.approximate.is_some()
+    }
+
+    /// Bytes held by the vectors, facts and graph (not counting allocator slack).
     pub fn bytes(&self) -> usize {
         self.vectors.capacity() * 4
             + self.facts.capacity() * std::mem::size_of::<RowFacts>()
+            + self.alive.capacity()
+            + self.free.capacity() * std::mem::size_of::<usize>()
             + self.positions.capacity() * (std::mem::size_of::<(u128, usize)>() + 1)
+            + self.approximate.as_ref().map_or(0, Approximate::bytes)
     }
 
     /// Adds `vector` with `facts`, replacing what its key had.
@@ -76,105 +112,253 @@ impl VectorIndex {
             self.dimension,
             "vector of the wrong dimension"
         );
-        if let Some(&position) = self.positions.get(&facts.key) {
-            let start = position * self.dimension;
-            self.vectors[start..start + self.dimension].copy_from_slice(vector);
-            self.facts[position] = facts;
-            return;
+        let slot = match self.positions.get(&facts.key) {
+            Some(&slot) => slot,
+            None => {
+                let slot = self.free.pop().unwrap_or_else(|| {
+                    if self.facts.len() == self.facts.capacity() {
+                        // Growth by an eighth: at most 12.5% of the buffer stands empty.
+                        self.reserve((self.facts.len() / 8).max(1024));
+                    }
+                    self.facts.push(facts);
+                    self.alive.push(false);
+                    self.vectors
+                        .resize(self.vectors.len() + self.dimension, 0.0);
+                    self.facts.len() - 1
+                });
+                self.positions.insert(facts.key, slot);
+                slot
+            }
+        };
+        let start = slot * self.dimension;
+        self.vectors[start..start + self.dimension].copy_from_slice(vector);
+        self.facts[slot] = facts;
+        self.alive[slot] = true;
+        if let Some(approximate) = &self.approximate {
+            let put = approximate.put(slot, vector);
+            self.keep_exact_if_failed(put);
         }
-        self.positions.insert(facts.key, self.facts.len());
-        self.facts.push(facts);
-        self.vectors.extend_from_slice(vector);
+        self.build_or_drop_graph();
+    }
+
+    /// Makes room for `additional` more vectors, exactly (no doubling).
+    pub fn reserve(&mut self, additional: usize) {
+        self.vectors.reserve_exact(additional * self.dimension);
+        self.facts.reserve_exact(additional);
+        self.alive.reserve_exact(additional);
+        self.positions.reserve(additional);
     }
 
     /// Changes the facts of `key` (not its vector); returns whether it is held.
     pub fn update_facts(&mut self, key: u128, change: impl FnOnce(&mut RowFacts)) -> bool {
-        let Some(&position) = self.positions.get(&key) else {
+        let Some(&slot) = self.positions.get(&key) else {
             return false;
         };
-        change(&mut self.facts[position]);
-        debug_assert_eq!(self.facts[position].key, key);
+        change(&mut self.facts[slot]);
+        debug_assert_eq!(self.facts[slot].key, key);
         true
     }
 
-    /// Removes `key`'s vector by moving the last one into its place; returns whether it was held.
+    /// Removes `key`'s vector, freeing its slot; returns whether it was held.
     pub fn remove(&mut self, key: u128) -> bool {
-        let Some(position) = self.positions.remove(&key) else {
+        let Some(slot) = self.positions.remove(&key) else {
             return false;
         };
-        let last = self.facts.len() - 1;
-        if position != last {
-            let dimension = self.dimension;
-            self.vectors.copy_within(
-                last * dimension..(last + 1) * dimension,
-                position * dimension,
-            );
-            self.positions.insert(self.facts[last].key, position);
+        self.alive[slot] = false;
+        self.free.push(slot);
+        if let Some(approximate) = &self.approximate {
+            let removed = approximate.remove(slot);
+            self.keep_exact_if_failed(removed);
         }
-        self.facts.swap_remove(position);
-        self.vectors.truncate(last * self.dimension);
-        debug_assert_eq!(self.vectors.len(), self.facts.len() * self.dimension);
+        self.build_or_drop_graph();
         true
+    }
+
+    /// After a failed change of the graph, drops it for good: searches stay exact (and
+    /// correct) rather than missing the rows the graph did not take.
+    fn keep_exact_if_failed(&mut self, result: Result<(), ApproximateError>) {
+        if let Err(error) = result {
+            tracing::error!(%error, "approximate index failed; searching exactly from now on");
+            self.approximate = None;
+            self.settings = None;
+        }
+    }
+
+    /// Changes the graph's search breadth (ef); no effect on an exact index.
+    pub fn set_expansion_search(&mut self, expansion: usize) {
+        if let Some(settings) = &mut self.settings {
+            settings.expansion_search = expansion;
+        }
+        if let Some(approximate) = &mut self.approximate {
+            approximate.set_expansion_search(expansion);
+        }
     }
 
     /// Returns up to `query.limit` engrams passing its filter whose similarity is at least
-    /// its minimum, best score first.
+    /// its minimum, best score first: exact below the graph's size, approximate above it
+    /// (candidates from the graph, re-ranked exactly), exact again when a filter leaves the
+    /// graph short of candidates.
     pub fn search(&self, query: &IndexQuery<'_>) -> Vec<IndexHit> {
         assert_eq!(
             query.vector.len(),
             self.dimension,
             "query of the wrong dimension"
         );
-        if query.limit == 0 || self.facts.is_empty() {
+        if query.limit == 0 || self.is_empty() {
             return Vec::new();
         }
-        let top = if self.facts.len() <= ROWS_PER_TASK {
-            self.scan(query, 0..self.facts.len())
+        if let Some(approximate) = &self.approximate {
+            if let Some(hits) = self.search_graph(approximate, query) {
+                return hits;
+            }
+        }
+        self.search_exact(query)
+    }
+
+    /// The exact answer: every row scanned.
+    pub fn search_exact(&self, query: &IndexQuery<'_>) -> Vec<IndexHit> {
+        let slots = self.facts.len();
+        let top = if slots <= ROWS_PER_TASK {
+            self.scan(query, 0..slots)
         } else {
-            let tasks = self.facts.len().div_ceil(ROWS_PER_TASK);
+            let tasks = slots.div_ceil(ROWS_PER_TASK);
             (0..tasks)
                 .into_par_iter()
                 .map(|task| {
                     let start = task * ROWS_PER_TASK;
-                    self.scan(query, start..(start + ROWS_PER_TASK).min(self.facts.len()))
+                    self.scan(query, start..(start + ROWS_PER_TASK).min(slots))
                 })
                 .reduce(|| TopK::new(query.limit), TopK::merge)
         };
-        top.into_sorted()
-            .into_iter()
-            .map(|scored| IndexHit {
-                key: scored.key,
-                similarity: scored.similarity.clamp(-1.0, 1.0),
-                score: scored.score,
-            })
-            .collect()
+        hits(top)
     }
 
-    /// The best matches among `rows`.
-    fn scan(&self, query: &IndexQuery<'_>, rows: std::ops::Range<usize>) -> TopK {
+    /// Candidates from the graph re-ranked exactly, or `None` when a filter left the graph
+    /// short of candidates (or the graph failed), so that the caller scans instead.
+    fn search_graph(
+        &self,
+        approximate: &Approximate,
+        query: &IndexQuery<'_>,
+    ) -> Option<Vec<IndexHit>> {
+        let wanted = (query.limit * approximate.settings().candidates_per_hit)
+            .max(MIN_CANDIDATES)
+            .min(self.len());
+        let filtered = query.filter != Filter::default();
+        let admits = |slot: usize| {
+            self.alive.get(slot).copied().unwrap_or(false) && query.filter.admits(&self.facts[slot])
+        };
+        let candidates = match approximate.candidates(
+            query.vector,
+            wanted,
+            filtered.then_some(&admits as &(dyn Fn(usize) -> bool + Sync)),
+        ) {
+            Ok(candidates) => candidates,
+            Err(error) => {
+                tracing::error!(%error, "approximate search failed; scanning instead");
+                return None;
+            }
+        };
+        if filtered && candidates.len() < wanted {
+            return None;
+        }
         let mut top = TopK::new(query.limit);
-        let vectors = self.vectors[rows.start * self.dimension..rows.end * self.dimension]
-            .chunks_exact(self.dimension);
-        for (facts, vector) in self.facts[rows].iter().zip(vectors) {
-            if !query.filter.admits(facts) {
-                continue;
+        for slot in candidates {
+            if admits(slot) {
+                self.offer(&mut top, query, slot);
             }
-            let similarity = dot(query.vector, vector);
-            if similarity.is_nan() || similarity < query.min_similarity {
-                continue;
+        }
+        Some(hits(top))
+    }
+
+    /// The best matches among `slots`.
+    fn scan(&self, query: &IndexQuery<'_>, slots: std::ops::Range<usize>) -> TopK {
+        let mut top = TopK::new(query.limit);
+        for slot in slots {
+            if self.alive[slot] && query.filter.admits(&self.facts[slot]) {
+                self.offer(&mut top, query, slot);
             }
-            let score = query.scoring.score(similarity, facts);
-            if top.threshold().is_some_and(|worst| score < worst) {
-                continue;
-            }
-            top.offer(Scored {
-                score,
-                similarity,
-                key: facts.key,
-            });
         }
         top
     }
+
+    /// Scores `slot` against `query` and offers it to `top`.
+    fn offer(&self, top: &mut TopK, query: &IndexQuery<'_>, slot: usize) {
+        let start = slot * self.dimension;
+        let similarity = dot(query.vector, &self.vectors[start..start + self.dimension]);
+        if similarity.is_nan() || similarity < query.min_similarity {
+            return;
+        }
+        let facts = &self.facts[slot];
+        let score = query.scoring.score(similarity, facts);
+        if top.threshold().is_some_and(|worst| score < worst) {
+            return;
+        }
+        top.offer(Scored {
+            score,
+            similarity,
+            key: facts.key,
+        });
+    }
+
+    /// Builds the graph once the index reaches its size, drops it below half of it.
+    fn build_or_drop_graph(&mut self) {
+        let Some(settings) = self.settings else {
+            return;
+        };
+        if self.approximate.is_some() {
+            if self.len() < settings.min_vectors / 2 {
+                tracing::info!(vectors = self.len(), "dropping the approximate index");
+                self.approximate = None;
+            }
+            return;
+        }
+        if self.len() < settings.min_vectors.max(1) {
+            return;
+        }
+        match self.build_graph(settings) {
+            Ok(graph) => self.approximate = Some(graph),
+            Err(error) => self.keep_exact_if_failed(Err(error)),
+        }
+    }
+
+    /// A graph of every live row, built over all cores.
+    fn build_graph(&self, settings: ApproximateSettings) -> Result<Approximate, ApproximateError> {
+        let started = std::time::Instant::now();
+        tracing::info!(vectors = self.len(), "building the approximate index");
+        let graph = Approximate::new(self.dimension, settings, self.facts.len() * 5 / 4)?;
+        let live: Vec<usize> = (0..self.facts.len())
+            .filter(|&slot| self.alive[slot])
+            .collect();
+        let dimension = self.dimension;
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        live.par_iter().try_for_each(|&slot| {
+            let start = slot * dimension;
+            graph.put(slot, &self.vectors[start..start + dimension])?;
+            let added = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if added.is_multiple_of(100_000) {
+                tracing::info!(added, of = live.len(), "building the approximate index");
+            }
+            Ok::<_, ApproximateError>(())
+        })?;
+        tracing::info!(
+            vectors = live.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "approximate index built"
+        );
+        Ok(graph)
+    }
+}
+
+/// The hits of `top`, best first.
+fn hits(top: TopK) -> Vec<IndexHit> {
+    top.into_sorted()
+        .into_iter()
+        .map(|scored| IndexHit {
+            key: scored.key,
+            similarity: scored.similarity.clamp(-1.0, 1.0),
+            score: scored.score,
+        })
+        .collect()
 }
 
 #[cfg(test)]

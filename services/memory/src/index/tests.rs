@@ -112,12 +112,11 @@ fn hybrid_scoring_lifts_recent_and_important_engrams_over_closer_ones() {
 }
 
 #[test]
-fn remove_moves_the_last_vector_into_the_gap() {
+fn a_removed_vector_is_never_found_and_the_rest_still_score_as_themselves() {
     let mut index = sample();
     assert!(index.remove(EAST));
     assert!(!index.remove(EAST));
     assert_eq!(index.len(), 3);
-    // West was last and now sits in East's row; it must still score as itself.
     let hits = index.search(&query(&unit(&[-1.0, 0.0]), 1, -1.0));
     assert_eq!(keys(&hits), [WEST]);
     assert!((hits[0].similarity - 1.0).abs() < 1e-6);
@@ -143,9 +142,10 @@ fn ties_go_to_the_smaller_key_whatever_the_row_order() {
     for key in [30, 10, 20, 5] {
         index.insert(facts(key, Category::Fact), &[1.0, 0.0]);
     }
-    index.remove(5); // moves 20 into the first row
+    index.remove(5);
+    index.insert(facts(1, Category::Fact), &[1.0, 0.0]); // into 5's slot
     let hits = index.search(&query(&[1.0, 0.0], 2, 1.0));
-    assert_eq!(keys(&hits), [10, 20]);
+    assert_eq!(keys(&hits), [1, 10]);
     assert!(hits.iter().all(|hit| hit.similarity <= 1.0));
 }
 
@@ -192,4 +192,102 @@ fn a_search_split_over_tasks_finds_what_a_full_sort_finds() {
         keys(&hits),
         expected.iter().map(|(_, key)| *key).collect::<Vec<_>>()
     );
+}
+
+fn random_index(
+    rows: u128,
+    dimension: usize,
+    settings: Option<ApproximateSettings>,
+) -> VectorIndex {
+    let mut next = noise(11);
+    let mut index = VectorIndex::new(dimension);
+    if let Some(settings) = settings {
+        index.enable_approximate(settings);
+    }
+    for key in 0..rows {
+        let vector = unit(&(0..dimension).map(|_| next()).collect::<Vec<_>>());
+        let category = if key % 50 == 0 {
+            Category::Plan
+        } else {
+            Category::Fact
+        };
+        index.insert(facts(key, category), &vector);
+    }
+    index
+}
+
+fn small_graph() -> ApproximateSettings {
+    ApproximateSettings {
+        min_vectors: 1_000,
+        expansion_search: 128,
+        ..ApproximateSettings::default()
+    }
+}
+
+#[test]
+fn the_graph_is_built_at_its_size_and_its_hits_carry_exact_similarities() {
+    let dimension = 32;
+    let exact = random_index(3_000, dimension, None);
+    let approximate = random_index(3_000, dimension, Some(small_graph()));
+    assert!(!exact.is_approximate());
+    assert!(approximate.is_approximate());
+    let mut next = noise(99);
+    let mut found = 0;
+    for _ in 0..50 {
+        let probe = unit(&(0..dimension).map(|_| next()).collect::<Vec<_>>());
+        let truth = keys(&exact.search(&query(&probe, 10, -1.0)));
+        let hits = approximate.search(&query(&probe, 10, -1.0));
+        assert_eq!(hits.len(), 10);
+        for hit in &hits {
+            let expected = exact
+                .search_exact(&query(&probe, 3_000, -1.0))
+                .into_iter()
+                .find(|candidate| candidate.key == hit.key)
+                .expect("a hit the exact index holds");
+            assert_eq!(hit.similarity, expected.similarity, "re-ranked exactly");
+        }
+        found += keys(&hits).iter().filter(|key| truth.contains(key)).count();
+    }
+    let recall = found as f64 / 500.0;
+    assert!(recall >= 0.9, "recall@10 {recall}");
+}
+
+#[test]
+fn a_freed_slot_is_reused_and_the_graph_finds_its_new_vector() {
+    let dimension = 32;
+    let mut index = random_index(2_000, dimension, Some(small_graph()));
+    assert!(index.remove(7));
+    assert!(!index.remove(7));
+    let mut next = noise(5);
+    let fresh = unit(&(0..dimension).map(|_| next()).collect::<Vec<_>>());
+    index.insert(facts(5_000, Category::Fact), &fresh);
+    assert_eq!(index.len(), 2_000);
+    assert_eq!(index.facts.len(), 2_000, "the freed slot was reused");
+    let hits = index.search(&query(&fresh, 1, -1.0));
+    assert_eq!(keys(&hits), [5_000]);
+    assert!((hits[0].similarity - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn a_selective_filter_gets_the_exact_answer() {
+    let dimension = 32;
+    let index = random_index(3_000, dimension, Some(small_graph()));
+    let mut next = noise(3);
+    let probe = unit(&(0..dimension).map(|_| next()).collect::<Vec<_>>());
+    let mut plans = query(&probe, 20, -1.0);
+    plans.filter.category = Some(Category::Plan);
+    let hits = index.search(&plans);
+    assert_eq!(hits, index.search_exact(&plans));
+    assert!(hits.len() == 20);
+}
+
+#[test]
+fn the_graph_goes_when_the_index_shrinks_below_half_its_size() {
+    let mut index = random_index(1_200, 16, Some(small_graph()));
+    assert!(index.is_approximate());
+    for key in 0..701 {
+        index.remove(key);
+    }
+    assert_eq!(index.len(), 499);
+    assert!(!index.is_approximate());
 }

@@ -174,3 +174,71 @@ async fn a_client_vector_of_the_wrong_dimension_names_both_on_the_builtin_embedd
     assert_eq!(memory.store.counts().engrams, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_memory_past_its_graph_size_searches_approximately_and_keeps_it_after_a_reopen(
+) -> anyhow::Result<()> {
+    let dimension = 16;
+    let settings = mimo_memory::ApproximateSettings {
+        min_vectors: 300,
+        ..Default::default()
+    };
+    let memory = TestMemory::open_with(|mut config| {
+        config.approximate = Some(settings);
+        config.with_embedder(Arc::new(ExternalEmbedder::new(
+            "client-model-v1",
+            dimension,
+        )))
+    })
+    .await?;
+    // A distinct pseudo-random vector per row.
+    let vector = |row: usize| -> Vec<f32> {
+        let mut state = (row as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (0..dimension)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    };
+    let mut stored = Vec::new();
+    for row in 0..400 {
+        stored.push(
+            memory
+                .store
+                .store(with_vector(&format!("row {row}"), vector(row)))
+                .await?,
+        );
+        assert_eq!(
+            memory.store.stats().await?.approximate,
+            row + 1 >= 300,
+            "after {}",
+            row + 1
+        );
+    }
+    let check = |store: mimo_memory::MemoryStore, stored: Vec<mimo_proto::v1::Engram>| async move {
+        for row in (0..400).step_by(37) {
+            let hits = store.search(by_vector(vector(row))).await?;
+            assert_eq!(
+                hits[0].engram.as_ref().unwrap().id,
+                stored[row].id,
+                "row {row}"
+            );
+            assert!((hits[0].similarity - 1.0).abs() < 1e-5);
+        }
+        anyhow::Ok(())
+    };
+    check(memory.store.clone(), stored.clone()).await?;
+    let path = crate::database_path(&memory.directory);
+    memory.store.close().await;
+    let mut config = mimo_memory::MemoryConfig::new(path).with_embedder(Arc::new(
+        ExternalEmbedder::new("client-model-v1", dimension),
+    ));
+    config.approximate = Some(settings);
+    let reopened = mimo_memory::open(config).await?;
+    assert!(reopened.stats().await?.approximate);
+    check(reopened, stored).await?;
+    Ok(())
+}
