@@ -1,8 +1,10 @@
 //! Memory settings: where the database lives, which embedder indexes it, and the limits.
 
+use crate::decay::DecaySettings;
 use crate::embedder::Embedder;
 use crate::hash_embedder::HashEmbedder;
 use crate::index::ApproximateSettings;
+use crate::working::WorkingSettings;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +38,17 @@ pub struct MemoryConfig {
     pub write_queue: usize,
     /// Most changes the writer commits in one transaction.
     pub write_batch: usize,
+    /// Whether a store whose vector is nearly that of an engram of its category reinforces
+    /// that engram instead of adding a copy.
+    pub reinforce_duplicates: bool,
+    /// The similarity from which a store is a near-duplicate; `None` takes the embedder's
+    /// [`Embedder::default_duplicate_threshold`].
+    pub duplicate_threshold: Option<f32>,
+    /// Working memory's capacity, time-to-live and what it keeps.
+    pub working: WorkingSettings,
+    /// Decay of unimportant, unused engrams (passes run only when asked unless an interval
+    /// is set).
+    pub decay: DecaySettings,
     /// The HNSW graph's settings, or `None` to search exactly at every size.
     pub approximate: Option<ApproximateSettings>,
     /// How long one write transaction waits for a lock another program holds on the file;
@@ -85,6 +98,10 @@ impl MemoryConfig {
             write_batch: 512,
             busy_timeout: std::time::Duration::from_secs(1),
             approximate: Some(ApproximateSettings::default()),
+            reinforce_duplicates: true,
+            duplicate_threshold: None,
+            decay: DecaySettings::default(),
+            working: WorkingSettings::default(),
         }
     }
 
@@ -92,6 +109,12 @@ impl MemoryConfig {
     pub fn effective_min_similarity(&self) -> f32 {
         self.default_min_similarity
             .unwrap_or_else(|| self.embedder.default_min_similarity())
+    }
+
+    /// The near-duplicate threshold in force.
+    pub fn effective_duplicate_threshold(&self) -> f32 {
+        self.duplicate_threshold
+            .unwrap_or_else(|| self.embedder.default_duplicate_threshold())
     }
 
     /// Returns this configuration with `embedder` in place of the current one.
@@ -120,6 +143,10 @@ impl fmt::Debug for MemoryConfig {
             .field("write_batch", &self.write_batch)
             .field("busy_timeout", &self.busy_timeout)
             .field("approximate", &self.approximate)
+            .field("reinforce_duplicates", &self.reinforce_duplicates)
+            .field("duplicate_threshold", &self.effective_duplicate_threshold())
+            .field("decay", &self.decay)
+            .field("working", &self.working)
             .finish()
     }
 }

@@ -104,6 +104,7 @@ pub(crate) fn engram_from_row(row: &SqliteRow) -> Result<Engram, MemoryError> {
         last_accessed_at_unix_ms: row.try_get("last_accessed_at")?,
         access_count: u64::try_from(access_count).unwrap_or(0),
         protected: protected != 0,
+        embedding: Vec::new(),
         id,
     })
 }

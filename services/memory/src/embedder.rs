@@ -44,6 +44,12 @@ pub trait Embedder: Send + Sync {
         0.3
     }
 
+    /// Least similarity at which a new engram counts as a near-duplicate of a stored one of
+    /// its category (and reinforces it instead of being added), on this embedder's scale.
+    fn default_duplicate_threshold(&self) -> f32 {
+        0.95
+    }
+
     /// Whether [`Embedder::embed`] works; `false` for a memory whose clients send vectors.
     fn embeds_text(&self) -> bool {
         true

@@ -63,6 +63,14 @@ pub enum MemoryError {
         /// The memory's dimension.
         dimension: usize,
     },
+    /// The stored engrams were embedded by another embedder than the configured one.
+    #[error("this memory holds engrams embedded {found}, but its embedder is {configured}: their vectors cannot be compared; run `mimo memory reembed` to re-embed them, or start the memory with their embedder")]
+    EmbedderMismatch {
+        /// The other embedders and their counts.
+        found: String,
+        /// The configured embedder.
+        configured: String,
+    },
     /// The write queue is full: the writer is behind.
     #[error("the memory's write queue holds {limit} pending changes, its limit; retry shortly")]
     WriteQueueFull {
@@ -165,7 +173,9 @@ impl From<MemoryError> for Status {
             | MemoryError::WrongDimension { .. }
             | MemoryError::BadVector { .. }
             | MemoryError::UnknownCategory(_) => Code::InvalidArgument,
-            MemoryError::VectorsRequired { .. } => Code::FailedPrecondition,
+            MemoryError::VectorsRequired { .. } | MemoryError::EmbedderMismatch { .. } => {
+                Code::FailedPrecondition
+            }
             MemoryError::WriteQueueFull { .. } => Code::ResourceExhausted,
             MemoryError::Busy { .. } => Code::Unavailable,
             MemoryError::NotFound(_) => Code::NotFound,

@@ -79,6 +79,12 @@ impl Embedder for HashEmbedder {
         HASH_DIMENSION
     }
 
+    /// Lexical cosines run high for short texts that share most words ("note 139" and
+    /// "note 1394" score 0.95), so only texts with the same words count as duplicates.
+    fn default_duplicate_threshold(&self) -> f32 {
+        0.98
+    }
+
     fn default_min_similarity(&self) -> f32 {
         HASH_DEFAULT_MIN_SIMILARITY
     }

@@ -9,23 +9,31 @@ mod category;
 mod checkpointer;
 mod config;
 mod database;
+mod decay;
 mod embedder;
+mod embedder_check;
 mod error;
 mod external_embedder;
 mod hash_embedder;
 mod index;
 mod instance_lock;
+mod list;
 mod load;
+mod pool_stats;
+mod reembed;
+mod remember;
 mod service;
 mod shared_state;
 mod store;
 mod store_stream;
 mod text;
 mod validate;
+mod working;
 mod writer;
 
 pub use blob::{decode_embedding, encode_embedding};
 pub use config::{HybridSettings, MemoryConfig};
+pub use decay::DecaySettings;
 pub use embedder::{EmbedError, Embedder};
 pub use error::MemoryError;
 pub use external_embedder::ExternalEmbedder;
@@ -34,5 +42,7 @@ pub use index::{
     ApproximateError, ApproximateSettings, Filter, IndexHit, IndexQuery, RowFacts, Scoring,
     VectorIndex,
 };
+pub use reembed::{reembed, ReembedReport};
 pub use service::{serve, MemoryService};
 pub use store::{open, MemoryCounts, MemoryStore};
+pub use working::WorkingSettings;

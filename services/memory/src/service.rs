@@ -4,8 +4,9 @@ use crate::store::MemoryStore;
 use crate::store_stream::{self, StoreStreamResponses};
 use mimo_proto::v1::memory_server::Memory;
 use mimo_proto::v1::{
-    DeleteRequest, DeleteResponse, Engram, Gauge, GetRequest, SearchRequest, SearchResponse,
-    StatsRequest, StatsResponse, StoreRequest, StoreResponse, UpdateRequest,
+    DeleteRequest, DeleteResponse, Engram, Gauge, GetRequest, ListRequest, ListResponse,
+    SearchRequest, SearchResponse, StatsRequest, StatsResponse, StoreRequest, StoreResponse,
+    UpdateRequest,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
 use std::sync::Arc;
@@ -53,10 +54,29 @@ pub async fn serve(
                     "memory.dropped_access_records",
                     counts.dropped_access_records as f64,
                 ),
+                gauge("memory.writing", counts.writing as f64),
+                gauge("memory.pool.read.size", f64::from(counts.read_pool.0)),
+                gauge("memory.pool.read.idle", counts.read_pool.1 as f64),
+                gauge("memory.pool.read.acquisitions", counts.read_waits.0 as f64),
+                gauge(
+                    "memory.pool.read.wait_seconds_total",
+                    counts.read_waits.1 as f64 / 1e6,
+                ),
+                gauge(
+                    "memory.pool.read.wait_seconds_max",
+                    counts.longest_read_wait_micros as f64 / 1e6,
+                ),
+                gauge("memory.database_bytes", counts.database_bytes as f64),
+                gauge("memory.forgotten", counts.forgotten as f64),
+                gauge("memory.working_entries", counts.working_entries as f64),
             ]
         })
     });
     tasks.spawn(reporter.run(background.clone()));
+    tasks.spawn(sweep_working_memory(store.clone(), background.clone()));
+    if let Some(interval) = store.decay_settings().interval {
+        tasks.spawn(decay_every(store.clone(), interval, background.clone()));
+    }
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "memory serving");
     let router = mimo_proto::serve::server()
         .add_service(mimo_proto::serve::memory(MemoryService::new(store)));
@@ -65,6 +85,37 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
     tracing::info!("memory stopped");
     result
+}
+
+/// Lets go of expired working entries every second (consolidating those worth keeping)
+/// until `stop` fires.
+async fn sweep_working_memory(store: MemoryStore, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                if let Err(error) = store.sweep_working_memory().await {
+                    tracing::warn!(%error, "working memory sweep failed");
+                }
+            }
+        }
+    }
+}
+
+/// Runs a decay pass every `interval` until `stop` fires.
+async fn decay_every(store: MemoryStore, interval: std::time::Duration, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => {
+                if let Err(error) = store.decay(mimo_proto::v1::DecayRequest::default()).await {
+                    tracing::warn!(%error, "decay pass failed");
+                }
+            }
+        }
+    }
 }
 
 fn gauge(name: &str, value: f64) -> Gauge {
@@ -80,9 +131,10 @@ impl Memory for MemoryService {
         &self,
         request: Request<StoreRequest>,
     ) -> Result<Response<StoreResponse>, Status> {
-        let engram = self.store.store(request.into_inner()).await?;
+        let (engram, reinforced) = self.store.store_or_reinforce(request.into_inner()).await?;
         Ok(Response::new(StoreResponse {
             engram: Some(engram),
+            reinforced,
         }))
     }
 
@@ -102,6 +154,33 @@ impl Memory for MemoryService {
         Ok(Response::new(
             self.store.update(request.into_inner()).await?,
         ))
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        Ok(Response::new(self.store.list(request.into_inner()).await?))
+    }
+
+    async fn remember(
+        &self,
+        request: Request<mimo_proto::v1::RememberRequest>,
+    ) -> Result<Response<Engram>, Status> {
+        Ok(Response::new(
+            self.store.remember(request.into_inner()).await?,
+        ))
+    }
+
+    async fn consolidate(
+        &self,
+        _request: Request<mimo_proto::v1::ConsolidateRequest>,
+    ) -> Result<Response<mimo_proto::v1::ConsolidateResponse>, Status> {
+        Ok(Response::new(self.store.consolidate().await?))
+    }
+
+    async fn decay(
+        &self,
+        request: Request<mimo_proto::v1::DecayRequest>,
+    ) -> Result<Response<mimo_proto::v1::DecayResponse>, Status> {
+        Ok(Response::new(self.store.decay(request.into_inner()).await?))
     }
 
     async fn stats(

@@ -22,6 +22,8 @@ pub(crate) struct SharedState {
     pub(crate) dropped_access_records: AtomicU64,
     /// Transactions retried because SQLite was locked.
     pub(crate) busy_retries: AtomicU64,
+    /// Engrams forgotten by decay.
+    pub(crate) forgotten: AtomicU64,
 }
 
 impl SharedState {
@@ -35,6 +37,7 @@ impl SharedState {
             rejected_writes: AtomicU64::new(0),
             dropped_access_records: AtomicU64::new(0),
             busy_retries: AtomicU64::new(0),
+            forgotten: AtomicU64::new(0),
         }
     }
 

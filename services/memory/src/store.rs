@@ -5,13 +5,14 @@ use crate::config::MemoryConfig;
 use crate::database::{self, engram_from_row, now_unix_ms, push_id_filter, Pools, ENGRAM_COLUMNS};
 use crate::embedder::embed_checked;
 use crate::error::MemoryError;
-use crate::index::{IndexHit, IndexQuery, Scoring};
+use crate::index::{Filter, IndexHit, IndexQuery, Scoring};
 use crate::load::build_index;
 use crate::shared_state::SharedState;
 use crate::validate::{self, Probe, ValidSearch, ValidStore};
 use crate::writer::{Change, Outcome, Writer, WriterLimits};
 use mimo_proto::v1::{
-    Engram, SearchHit, SearchRequest, StatsResponse, StoreRequest, UpdateRequest,
+    Engram, ListRequest, ListResponse, SearchHit, SearchRequest, StatsResponse, StoreRequest,
+    UpdateRequest,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
@@ -45,6 +46,18 @@ pub struct MemoryCounts {
     pub busy_retries: u64,
     /// Search access records dropped because the write queue was full.
     pub dropped_access_records: u64,
+    /// Connections in the read pool, and of them idle.
+    pub read_pool: (u32, usize),
+    /// Read connections acquired since start, and the microseconds waited for them.
+    pub read_waits: (u64, u64),
+    /// Longest wait for a read connection since the last report, in microseconds.
+    pub longest_read_wait_micros: u64,
+    /// Bytes of the database file and its write-ahead log.
+    pub database_bytes: u64,
+    /// Engrams forgotten by decay since start.
+    pub forgotten: u64,
+    /// Entries in working memory.
+    pub working_entries: usize,
 }
 
 /// A handle to the memory; clones share one database, one writer and one index.
@@ -60,6 +73,12 @@ struct Inner {
     pools: Pools,
     state: Arc<SharedState>,
     writer: Writer,
+    /// Short-term entries.
+    working: crate::working::WorkingMemory,
+    /// Waits for read connections.
+    read_waits: crate::pool_stats::PoolWaits,
+    /// Engrams of other embedders, when there are any: searches and stores are refused.
+    foreign_embedders: Vec<String>,
     /// Stops the checkpointer.
     stop_checkpoints: tokio_util::sync::CancellationToken,
     checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -78,6 +97,15 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
         .fetch_one(&pools.read)
         .await?;
     let engrams = usize::try_from(engrams).unwrap_or(0);
+    let foreign_embedders =
+        crate::embedder_check::foreign_embedders(&pools.read, config.embedder.as_ref()).await?;
+    if !foreign_embedders.is_empty() {
+        tracing::error!(
+            found = %foreign_embedders.join(", "),
+            embedder = config.embedder.id(),
+            "engrams of another embedder: searches and stores are refused until `mimo memory reembed`"
+        );
+    }
     let index = build_index(
         &pools.read,
         config.embedder.as_ref(),
@@ -112,10 +140,21 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
             pools,
             state,
             writer,
+            foreign_embedders,
+            read_waits: Default::default(),
+            working: Default::default(),
             stop_checkpoints,
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
         }),
     })
+}
+
+/// Bytes of the database file and its WAL on disk (0 for what cannot be read).
+fn database_bytes(path: &std::path::Path) -> u64 {
+    let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    size(path) + size(std::path::Path::new(&wal))
 }
 
 /// Creates the database's folder when missing, so that its lock file can be made.
@@ -132,30 +171,46 @@ async fn ensure_parent(path: &std::path::Path) -> Result<(), MemoryError> {
 }
 
 impl MemoryStore {
-    /// Stores a new engram and makes it searchable; returns it as stored, once committed.
+    /// Stores a new engram and makes it searchable; returns it as stored, once committed
+    /// (or, for a near-duplicate, the engram it reinforced).
     pub async fn store(&self, request: StoreRequest) -> Result<Engram, MemoryError> {
+        Ok(self.store_or_reinforce(request).await?.0)
+    }
+
+    /// [`MemoryStore::store`], saying whether an existing engram was reinforced instead.
+    pub async fn store_or_reinforce(
+        &self,
+        request: StoreRequest,
+    ) -> Result<(Engram, bool), MemoryError> {
         let valid = self.check_store(request)?;
         self.store_valid(valid).await
     }
 
     /// Checks a Store request, doing no work yet.
     pub(crate) fn check_store(&self, request: StoreRequest) -> Result<ValidStore, MemoryError> {
+        self.inner.check_embedder()?;
         validate::store(&self.inner.config, request)
     }
 
-    /// Stores a checked request.
-    pub(crate) async fn store_valid(&self, valid: ValidStore) -> Result<Engram, MemoryError> {
+    /// Stores a checked request, or reinforces its near-duplicate.
+    pub(crate) async fn store_valid(
+        &self,
+        mut valid: ValidStore,
+    ) -> Result<(Engram, bool), MemoryError> {
         if self.inner.state.rows() >= self.inner.config.max_engrams {
             return Err(self.inner.capacity_reached());
         }
-        let vector = match valid.embedding {
+        let vector = match valid.embedding.take() {
             Some(vector) => vector,
             None => self.embed("content", &valid.content).await?,
         };
         let now = now_unix_ms();
+        if let Some(reinforced) = self.reinforce_duplicate(&valid, &vector, now).await? {
+            return Ok((reinforced, true));
+        }
         let embedder = &self.inner.config.embedder;
         let engram = Engram {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: valid.id.to_string(),
             content: valid.content,
             category: valid.category as i32,
             importance: valid.importance,
@@ -167,6 +222,7 @@ impl MemoryStore {
             last_accessed_at_unix_ms: now,
             access_count: 0,
             protected: valid.protected,
+            embedding: Vec::new(),
         };
         self.inner
             .writer
@@ -178,14 +234,94 @@ impl MemoryStore {
             })
             .await?;
         tracing::debug!(engram = %engram.id, bytes = engram.content.len(), "engram stored");
-        Ok(engram)
+        Ok((engram, false))
+    }
+
+    /// Reinforces the engram of `valid`'s category nearest to `vector` when it is a
+    /// near-duplicate; returns it as reinforced.
+    async fn reinforce_duplicate(
+        &self,
+        valid: &ValidStore,
+        vector: &[f32],
+        now: i64,
+    ) -> Result<Option<Engram>, MemoryError> {
+        if valid.allow_duplicate || !self.inner.config.reinforce_duplicates {
+            return Ok(None);
+        }
+        let threshold = self.inner.config.effective_duplicate_threshold();
+        let nearest = self
+            .run_on_index(IndexQuery {
+                vector,
+                limit: 1,
+                min_similarity: threshold,
+                filter: Filter {
+                    category: Some(valid.category),
+                    ..Filter::default()
+                },
+                scoring: Scoring::Semantic,
+            })
+            .await?;
+        let Some(nearest) = nearest.first() else {
+            return Ok(None);
+        };
+        let id = uuid::Uuid::from_u128(nearest.key).to_string();
+        let change = Change::Reinforce {
+            id: id.clone(),
+            importance: valid.importance,
+            now,
+        };
+        match self.inner.writer.apply(change).await {
+            Ok(Outcome::Updated(engram)) => {
+                tracing::debug!(engram = %id, similarity = nearest.similarity, "near-duplicate reinforced");
+                Ok(Some(engram))
+            }
+            // Deleted since the search: store the new one after all.
+            Err(MemoryError::NotFound(_)) | Ok(Outcome::Done) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Returns the engrams most similar to the request's query, best score first, and
     /// records that they were accessed.
     pub async fn search(&self, request: SearchRequest) -> Result<Vec<SearchHit>, MemoryError> {
+        self.inner.check_embedder()?;
         let valid = validate::search(&self.inner.config, request)?;
-        let found = self.find(valid).await?;
+        let (limit, min_similarity, filter) = (valid.limit, valid.min_similarity, valid.filter);
+        let include_working = valid.include_working;
+        let (found, vector, scoring) = self.find(valid).await?;
+        let working = if include_working {
+            let query = IndexQuery {
+                vector: &vector,
+                limit,
+                min_similarity,
+                filter,
+                scoring,
+            };
+            let now = tokio::time::Instant::now();
+            self.inner.working.search(&query, now, now_unix_ms())
+        } else {
+            Vec::new()
+        };
+        let mut hits = self.long_term_hits(found).await?;
+        if !working.is_empty() {
+            hits.extend(
+                working
+                    .into_iter()
+                    .map(|(similarity, score, engram)| SearchHit {
+                        engram: Some(engram),
+                        similarity,
+                        score,
+                        working: true,
+                    }),
+            );
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+            hits.truncate(limit);
+        }
+        Ok(hits)
+    }
+
+    /// The engrams of `found`, read from the table, with their access recorded.
+    async fn long_term_hits(&self, found: Vec<IndexHit>) -> Result<Vec<SearchHit>, MemoryError> {
         if found.is_empty() {
             return Ok(Vec::new());
         }
@@ -196,7 +332,10 @@ impl MemoryStore {
         let mut select =
             QueryBuilder::<Sqlite>::new(format!("SELECT {ENGRAM_COLUMNS} FROM engrams"));
         push_id_filter(&mut select, &ids);
-        let rows = select.build().fetch_all(&self.inner.pools.read).await?;
+        let rows = select
+            .build()
+            .fetch_all(&mut *self.inner.read().await?)
+            .await?;
         let mut engrams = HashMap::with_capacity(rows.len());
         for row in &rows {
             let engram = engram_from_row(row)?;
@@ -215,6 +354,7 @@ impl MemoryStore {
                     engram: Some(engram),
                     similarity: hit.similarity,
                     score: hit.score,
+                    working: false,
                 })
             })
             .collect();
@@ -237,7 +377,7 @@ impl MemoryStore {
             "SELECT {ENGRAM_COLUMNS} FROM engrams WHERE id = ?"
         ))
         .bind(id)
-        .fetch_optional(&self.inner.pools.read)
+        .fetch_optional(&mut *self.inner.read().await?)
         .await?
         .ok_or_else(|| MemoryError::NotFound(id.to_string()))?;
         engram_from_row(&row)
@@ -264,10 +404,56 @@ impl MemoryStore {
         }
     }
 
+    /// A page of engrams in the request's order.
+    pub async fn list(&self, request: ListRequest) -> Result<ListResponse, MemoryError> {
+        crate::list::list(&mut *self.inner.read().await?, request).await
+    }
+
+    /// A read connection, its wait recorded for telemetry.
+    pub(crate) async fn read_connection(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, MemoryError> {
+        self.inner.read().await
+    }
+
+    /// Working memory.
+    pub(crate) fn working(&self) -> &crate::working::WorkingMemory {
+        &self.inner.working
+    }
+
+    /// Working memory's settings.
+    pub(crate) fn working_settings(&self) -> crate::working::WorkingSettings {
+        self.inner.config.working
+    }
+
+    /// The memory's embedder.
+    pub(crate) fn embedder(&self) -> &dyn crate::embedder::Embedder {
+        self.inner.config.embedder.as_ref()
+    }
+
+    /// The vector of `text` (the request's `field`).
+    pub(crate) async fn embed_text(
+        &self,
+        field: &'static str,
+        text: &str,
+    ) -> Result<Vec<f32>, MemoryError> {
+        self.embed(field, text).await
+    }
+
+    /// The configured decay settings.
+    pub(crate) fn decay_settings(&self) -> crate::decay::DecaySettings {
+        self.inner.config.decay
+    }
+
+    /// Counts one engram forgotten by decay.
+    pub(crate) fn count_forgotten(&self) {
+        self.inner.state.forgotten.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts by category, the index's size and the embedder.
     pub async fn stats(&self) -> Result<StatsResponse, MemoryError> {
         let rows = sqlx::query("SELECT category, COUNT(*) AS count FROM engrams GROUP BY category")
-            .fetch_all(&self.inner.pools.read)
+            .fetch_all(&mut *self.inner.read().await?)
             .await?;
         let mut by_category = HashMap::new();
         for row in &rows {
@@ -281,6 +467,7 @@ impl MemoryStore {
             index_vectors: index.len() as u64,
             index_bytes: index.bytes() as u64,
             approximate: index.is_approximate(),
+            working_entries: self.inner.working.len() as u64,
             embedder: self.inner.config.embedder.id().to_string(),
             dimension: self.inner.config.embedder.dimension() as u32,
         })
@@ -303,6 +490,18 @@ impl MemoryStore {
             rejected_writes: state.rejected_writes.load(Ordering::Relaxed),
             busy_retries: state.busy_retries.load(Ordering::Relaxed),
             dropped_access_records: state.dropped_access_records.load(Ordering::Relaxed),
+            read_pool: (
+                self.inner.pools.read.size(),
+                self.inner.pools.read.num_idle(),
+            ),
+            read_waits: (
+                self.inner.read_waits.acquisitions(),
+                self.inner.read_waits.total_micros(),
+            ),
+            longest_read_wait_micros: self.inner.read_waits.take_longest_micros(),
+            database_bytes: database_bytes(&self.inner.config.database_path),
+            forgotten: state.forgotten.load(Ordering::Relaxed),
+            working_entries: self.inner.working.len(),
         }
     }
 
@@ -332,7 +531,11 @@ impl MemoryStore {
     }
 
     /// Runs `valid`'s query on the index, on the blocking pool when the index is large.
-    async fn find(&self, valid: ValidSearch) -> Result<Vec<IndexHit>, MemoryError> {
+    /// Also returns the query's vector and scoring.
+    async fn find(
+        &self,
+        valid: ValidSearch,
+    ) -> Result<(Vec<IndexHit>, Vec<f32>, Scoring), MemoryError> {
         let vector = match valid.probe {
             Probe::Vector(vector) => vector,
             Probe::Text(text) => self.embed("query", &text).await?,
@@ -347,22 +550,47 @@ impl MemoryStore {
                 now_ms: now_unix_ms(),
             },
         };
-        let search = move |state: &SharedState| {
-            state.index_read().search(&IndexQuery {
+        let found = self
+            .run_on_index(IndexQuery {
                 vector: &vector,
                 limit: valid.limit,
                 min_similarity: valid.min_similarity,
                 filter: valid.filter,
                 scoring,
             })
-        };
-        if self.inner.state.index_read().len() <= INLINE_SEARCH_ROWS {
-            return Ok(search(&self.inner.state));
+            .await?;
+        Ok((found, vector, scoring))
+    }
+
+    /// Runs `query` on the index: on this task when the index is small or approximate, on
+    /// the blocking pool (and from there over every core) when a large one is scanned.
+    async fn run_on_index(&self, query: IndexQuery<'_>) -> Result<Vec<IndexHit>, MemoryError> {
+        {
+            let index = self.inner.state.index_read();
+            if index.len() <= INLINE_SEARCH_ROWS || index.is_approximate() {
+                return Ok(index.search(&query));
+            }
         }
         let state = self.inner.state.clone();
-        tokio::task::spawn_blocking(move || search(&state))
-            .await
-            .map_err(|_| MemoryError::ShuttingDown)
+        let vector = query.vector.to_vec();
+        let IndexQuery {
+            limit,
+            min_similarity,
+            filter,
+            scoring,
+            ..
+        } = query;
+        tokio::task::spawn_blocking(move || {
+            state.index_read().search(&IndexQuery {
+                vector: &vector,
+                limit,
+                min_similarity,
+                filter,
+                scoring,
+            })
+        })
+        .await
+        .map_err(|_| MemoryError::ShuttingDown)
     }
 
     /// The vector of `text` (the request's `field`); a zero vector, which no search could
@@ -394,6 +622,22 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// A read connection, its wait recorded for telemetry.
+    async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, MemoryError> {
+        crate::pool_stats::timed_read(&self.pools.read, &self.read_waits).await
+    }
+
+    /// Refuses when engrams of another embedder are stored.
+    fn check_embedder(&self) -> Result<(), MemoryError> {
+        if self.foreign_embedders.is_empty() {
+            return Ok(());
+        }
+        Err(crate::embedder_check::mismatch(
+            self.config.embedder.as_ref(),
+            &self.foreign_embedders,
+        ))
+    }
+
     fn capacity_reached(&self) -> MemoryError {
         MemoryError::CapacityReached {
             limit: self.config.max_engrams,

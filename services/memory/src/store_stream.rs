@@ -1,7 +1,6 @@
 //! The StoreStream RPC: requests read and checked as they come, stored concurrently so that
 //! the writer can commit many in one transaction, and answered in order once committed.
 
-use crate::error::MemoryError;
 use crate::store::MemoryStore;
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
@@ -42,7 +41,10 @@ async fn run(
             biased;
             Some((at, result)) = pending.next(), if !pending.is_empty() => {
                 let answer = match result {
-                    Ok(engram) => Ok(StoreResponse { engram: Some(engram) }),
+                    Ok((engram, reinforced)) => Ok(StoreResponse {
+                        engram: Some(engram),
+                        reinforced,
+                    }),
                     Err(error) => {
                         // A stored change failed: say so, store nothing more.
                         reading = false;
@@ -60,14 +62,10 @@ async fn run(
                         position += 1;
                         match store.check_store(request) {
                             Ok(valid) => {
-                                // A task each, so that embedding runs on every core.
+                                // Polled in order, so ids (UUIDv7) follow the stream.
                                 let store = store.clone();
-                                let stored = tokio::spawn(async move { store.store_valid(valid).await });
                                 let at = position;
-                                pending.push_back(async move {
-                                    let result = stored.await.unwrap_or(Err(MemoryError::ShuttingDown));
-                                    (at, result)
-                                });
+                                pending.push_back(async move { (at, store.store_valid(valid).await) });
                             }
                             Err(error) => {
                                 reading = false;

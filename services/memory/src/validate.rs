@@ -23,6 +23,11 @@ pub(crate) struct ValidStore {
     /// The client's own embedding, checked and normalised; `None`: the service embeds.
     pub(crate) embedding: Option<Vec<f32>>,
     pub(crate) protected: bool,
+    /// Store even next to a near-duplicate.
+    pub(crate) allow_duplicate: bool,
+    /// The new engram's id, made when the request was checked (so that a stream's ids,
+    /// which are UUIDv7, follow its order).
+    pub(crate) id: uuid::Uuid,
 }
 
 /// What a search looks for.
@@ -43,6 +48,8 @@ pub(crate) struct ValidSearch {
     pub(crate) filter: Filter,
     /// Hybrid scoring's weights and half-life, or `None` for semantic scoring.
     pub(crate) hybrid: Option<HybridSettings>,
+    /// Search working memory too.
+    pub(crate) include_working: bool,
 }
 
 /// A valid Update request: each field present replaces the stored one.
@@ -81,6 +88,8 @@ pub(crate) fn store(
         metadata_json,
         embedding,
         protected: request.protected,
+        allow_duplicate: request.allow_duplicate,
+        id: uuid::Uuid::now_v7(),
     })
 }
 
@@ -161,6 +170,7 @@ pub(crate) fn search(
         min_similarity,
         filter,
         hybrid,
+        include_working: request.include_working,
     })
 }
 

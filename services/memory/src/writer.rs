@@ -42,6 +42,13 @@ pub(crate) enum Change {
     Delete { id: String },
     /// Changes an engram's importance, category, metadata or protection.
     Update(ValidUpdate),
+    /// Reinforces a near-duplicate of a new store: importance raised to at least
+    /// `importance`, one more access at `now`.
+    Reinforce {
+        id: String,
+        importance: f32,
+        now: i64,
+    },
     /// Records that the engrams were returned by a search at `now` (unix ms).
     Touch { ids: Vec<String>, now: i64 },
 }
@@ -417,6 +424,24 @@ async fn execute(
                 .ok_or_else(|| MemoryError::NotFound(update.id.clone()))?;
             Ok(Outcome::Updated(engram_from_row(&row)?))
         }
+        Change::Reinforce {
+            id,
+            importance,
+            now,
+        } => {
+            let row = sqlx::query(&format!(
+                "UPDATE engrams SET importance = MAX(importance, ?), access_count = access_count + 1, \
+                 last_accessed_at = ?, updated_at = ? WHERE id = ? RETURNING {ENGRAM_COLUMNS}"
+            ))
+            .bind(f64::from(*importance))
+            .bind(*now)
+            .bind(*now)
+            .bind(id)
+            .fetch_optional(&mut *connection)
+            .await?
+            .ok_or_else(|| MemoryError::NotFound(id.clone()))?;
+            Ok(Outcome::Updated(engram_from_row(&row)?))
+        }
         Change::Touch { ids, now } => {
             let mut query = QueryBuilder::<Sqlite>::new("UPDATE engrams SET last_accessed_at = ");
             query
@@ -464,7 +489,7 @@ fn mirror_in_index(state: &SharedState, jobs: &[Job], results: &[Result<Outcome,
                     index.remove(key);
                 }
             }
-            (Change::Update(_), Ok(Outcome::Updated(engram))) => {
+            (Change::Update(_) | Change::Reinforce { .. }, Ok(Outcome::Updated(engram))) => {
                 let Some(key) = key_of(&engram.id) else {
                     continue;
                 };
@@ -472,6 +497,7 @@ fn mirror_in_index(state: &SharedState, jobs: &[Job], results: &[Result<Outcome,
                 index.update_facts(key, |facts| {
                     facts.importance = engram.importance;
                     facts.category = category;
+                    facts.accessed_at = engram.last_accessed_at_unix_ms;
                 });
             }
             (Change::Touch { ids, now }, Ok(_)) => {

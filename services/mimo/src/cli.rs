@@ -148,6 +148,9 @@ pub enum MemoryAction {
         /// Metadata as a JSON object
         #[arg(long)]
         metadata: Option<String>,
+        /// Never forget this engram by decay
+        #[arg(long)]
+        protected: bool,
     },
     /// Find remembered texts by meaning
     Search {
@@ -162,8 +165,87 @@ pub enum MemoryAction {
         /// Only this kind of memory
         #[arg(long, value_enum)]
         category: Option<CategoryArg>,
+        /// Only engrams at least this important (0..=1)
+        #[arg(long)]
+        min_importance: Option<f32>,
+        /// Rank by similarity, recency and importance together, not similarity alone
+        #[arg(long)]
+        hybrid: bool,
     },
-    /// Show one engram
+    /// Change an engram's importance, category, metadata or protection
+    Update {
+        /// Engram id
+        id: String,
+        /// New importance from 0 to 1
+        #[arg(long)]
+        importance: Option<f32>,
+        /// New kind of memory
+        #[arg(long, value_enum)]
+        category: Option<CategoryArg>,
+        /// New metadata as a JSON object
+        #[arg(long)]
+        metadata: Option<String>,
+        /// Protect it from decay (true) or not (false)
+        #[arg(long)]
+        protected: Option<bool>,
+    },
+    /// Counts by category, index size and the embedder
+    Stats,
+    /// List engrams, newest first (or in another order)
+    List {
+        /// Engrams to show (1..=1000)
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Engrams of the order to skip
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// The order
+        #[arg(long, value_enum, default_value_t = ListOrderArg::Newest)]
+        order: ListOrderArg,
+        /// Only this kind of memory
+        #[arg(long, value_enum)]
+        category: Option<CategoryArg>,
+    },
+    /// Hold a text in working memory (short-term) for a while
+    Remember {
+        /// The text
+        text: String,
+        /// Importance from 0 to 1 (important entries are kept long-term when they expire)
+        #[arg(long)]
+        importance: Option<f32>,
+        /// Milliseconds to hold it [default: the memory's, 10 minutes]
+        #[arg(long)]
+        ttl_ms: Option<u64>,
+    },
+    /// Move every working-memory entry worth keeping into long-term memory now
+    Consolidate,
+    /// Forget unprotected engrams whose importance has faded with age (or list them with --dry-run)
+    Decay {
+        /// List what would be forgotten; forget nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Days for an unused engram's importance to halve [default: the memory's, 30]
+        #[arg(long)]
+        half_life_days: Option<f64>,
+        /// Forget below this faded importance (0..=1) [default: the memory's, 0.05]
+        #[arg(long)]
+        forget_below: Option<f32>,
+    },
+    /// Store every line of a JSONL file ({"content": ..., "category": "fact", "importance": 0.5, "metadata": {...}, "protected": false, "embedding": [...]}), with a progress bar
+    Import {
+        /// The JSONL file
+        file: std::path::PathBuf,
+    },
+    /// Write every engram to a JSONL file that `mimo memory import` reads, with a progress bar
+    Export {
+        /// The JSONL file to write
+        file: std::path::PathBuf,
+        /// Include each engram's embedding (needed to import into a memory of client vectors)
+        #[arg(long)]
+        with_embeddings: bool,
+    },
+    /// Re-embed every engram made by another embedder with the configured one (run with the memory service stopped), with a progress bar
+    Reembed,
     Get {
         /// Engram id
         id: String,
@@ -173,6 +255,19 @@ pub enum MemoryAction {
         /// Engram id
         id: String,
     },
+}
+
+/// List orders as written on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListOrderArg {
+    /// Newest first
+    Newest,
+    /// Oldest first
+    Oldest,
+    /// Most important first
+    Important,
+    /// Most recently accessed first
+    Accessed,
 }
 
 /// Engram categories as written on the command line.

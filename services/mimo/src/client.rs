@@ -7,8 +7,8 @@ use anyhow::Context;
 use mimo_proto::connect;
 use mimo_proto::v1::{
     CallToolRequest, CallToolResponse, Category, DeleteRequest, Engram, GetRequest,
-    ListAlertsRequest, ListInstancesRequest, ListToolsRequest, ResolveToolRequest, SearchRequest,
-    StoreRequest,
+    ListAlertsRequest, ListInstancesRequest, ListToolsRequest, ResolveToolRequest, Scoring,
+    SearchRequest, StoreRequest,
 };
 use std::process::ExitCode;
 use std::time::Duration;
@@ -267,12 +267,14 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             category,
             importance,
             metadata,
+            protected,
         } => {
             let request = StoreRequest {
                 content: text,
                 category: category_of(category).into(),
                 importance,
                 metadata_json: metadata.unwrap_or_default(),
+                protected,
                 ..Default::default()
             };
             let stored = memory
@@ -288,12 +290,21 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             limit,
             min_similarity,
             category,
+            min_importance,
+            hybrid,
         } => {
             let request = SearchRequest {
                 query,
                 limit,
                 min_similarity,
                 category: category.map_or(Category::Unspecified, category_of).into(),
+                min_importance,
+                scoring: if hybrid {
+                    Scoring::Hybrid
+                } else {
+                    Scoring::Semantic
+                }
+                .into(),
                 ..Default::default()
             };
             let hits = memory
@@ -308,7 +319,8 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             for hit in hits {
                 let engram = hit.engram.unwrap_or_default();
                 out!(
-                    "{:.3}  {}  [{}]  {}",
+                    "{:.3}  {:.3}  {}  [{}]  {}",
+                    hit.score,
                     hit.similarity,
                     engram.id,
                     category_name(&engram),
@@ -331,11 +343,53 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                 .map_err(status_error)?;
             out!("deleted {id}");
         }
+        MemoryAction::Update {
+            id,
+            importance,
+            category,
+            metadata,
+            protected,
+        } => {
+            return crate::memory_commands::update(
+                settings, id, importance, category, metadata, protected,
+            )
+            .await
+        }
+        MemoryAction::Stats => return crate::memory_commands::stats(settings).await,
+        MemoryAction::List {
+            limit,
+            offset,
+            order,
+            category,
+        } => return crate::memory_commands::list(settings, limit, offset, order, category).await,
+        MemoryAction::Remember {
+            text,
+            importance,
+            ttl_ms,
+        } => return crate::memory_commands::remember(settings, text, importance, ttl_ms).await,
+        MemoryAction::Consolidate => return crate::memory_commands::consolidate(settings).await,
+        MemoryAction::Decay {
+            dry_run,
+            half_life_days,
+            forget_below,
+        } => {
+            return crate::memory_commands::decay(settings, dry_run, half_life_days, forget_below)
+                .await
+        }
+        MemoryAction::Import { file } => {
+            return crate::memory_commands::import(settings, &file).await
+        }
+        MemoryAction::Export {
+            file,
+            with_embeddings,
+        } => return crate::memory_commands::export(settings, &file, with_embeddings).await,
+        MemoryAction::Reembed => unreachable!("reembed opens the database; see main"),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_engram(engram: &Engram) {
+/// Prints every field of `engram`, one per line.
+pub(crate) fn print_engram(engram: &Engram) {
     out!("id:           {}", engram.id);
     out!("category:     {}", category_name(engram));
     out!("importance:   {}", engram.importance);
@@ -349,11 +403,13 @@ fn print_engram(engram: &Engram) {
         engram.created_at_unix_ms
     );
     out!("accessed:     {} times", engram.access_count);
+    out!("protected:    {}", engram.protected);
     out!("metadata:     {}", engram.metadata_json);
     out!("content:      {}", engram.content);
 }
 
-fn category_name(engram: &Engram) -> &'static str {
+/// The name of `engram`'s category, as the command line writes it.
+pub(crate) fn category_name(engram: &Engram) -> &'static str {
     match Category::try_from(engram.category).unwrap_or(Category::Unspecified) {
         Category::Unspecified => "unspecified",
         Category::Fact => "fact",
@@ -365,7 +421,8 @@ fn category_name(engram: &Engram) -> &'static str {
     }
 }
 
-fn category_of(category: CategoryArg) -> Category {
+/// The proto category of a command-line one.
+pub(crate) fn category_of(category: CategoryArg) -> Category {
     match category {
         CategoryArg::Fact => Category::Fact,
         CategoryArg::Action => Category::Action,
@@ -476,7 +533,7 @@ fn truncate(text: &str, max: usize) -> &str {
 /// The one line a failed call prints: the status code, then the server's message. A
 /// deadline that passes on the client's side (tonic says CANCELLED "Timeout expired") is
 /// named for what it is.
-fn status_error(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     if status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired" {
         return anyhow::anyhow!("DeadlineExceeded: no answer within the deadline (--timeout-ms)");
     }

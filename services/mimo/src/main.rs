@@ -2,6 +2,7 @@
 
 mod cli;
 mod client;
+mod memory_commands;
 mod output;
 mod run;
 mod settings;
@@ -59,6 +60,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SkillHost => run::skill_host(settings).await,
         Command::Memory { action: None } => run::memory(settings).await,
         Command::Telemetry => run::telemetry(settings).await,
+        Command::Memory {
+            action: Some(cli::MemoryAction::Reembed),
+        } => memory_commands::reembed(&settings).await,
         Command::Memory {
             action: Some(action),
         } => client::memory(&settings, action).await,

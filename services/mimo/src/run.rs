@@ -232,7 +232,7 @@ fn skill_host_config(settings: &Effective) -> anyhow::Result<SkillHostConfig> {
 }
 
 async fn open_memory(settings: &Effective) -> anyhow::Result<mimo_memory::MemoryStore> {
-    mimo_memory::open(mimo_memory::MemoryConfig::new(settings.database.clone()))
+    mimo_memory::open(settings.memory.config(&settings.database))
         .await
         .with_context(|| {
             format!(

@@ -139,6 +139,36 @@ pub struct Settings {
     #[arg(long, alias = "store", env = "MIMO_REGISTRY_STORE", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_store: Option<String>,
+
+    /// The memory's embedder: `builtin` (no download), or `client:ID:DIMENSION` for a memory whose clients send their own vectors (of model ID) with every store and search [default: builtin]
+    #[arg(long, env = "MIMO_MEMORY_EMBEDDER", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_embedder: Option<String>,
+
+    /// Most engrams the memory holds [default: 100000]
+    #[arg(long, env = "MIMO_MEMORY_MAX_ENGRAMS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_max_engrams: Option<usize>,
+
+    /// Vectors from which searches go through the approximate (HNSW) index, re-ranked exactly; `off` searches exactly at every size [default: 100000]
+    #[arg(long, env = "MIMO_MEMORY_APPROXIMATE_FROM", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_approximate_from: Option<String>,
+
+    /// Candidates the approximate index keeps while searching (HNSW's ef): higher finds more of the exact answer, lower is faster [default: 64]
+    #[arg(long, env = "MIMO_MEMORY_SEARCH_BREADTH", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_search_breadth: Option<usize>,
+
+    /// Milliseconds between two decay passes, which forget unprotected engrams whose importance has faded (see `mimo memory decay`); `0` runs none [default: 0]
+    #[arg(long, env = "MIMO_MEMORY_DECAY_INTERVAL_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_decay_interval_ms: Option<u64>,
+
+    /// Similarity at or above which a store reinforces an engram of its category instead of adding a copy (0..=1), or `off` [default: the embedder's, 0.98 for the built-in one, 0.95 for models]
+    #[arg(long, env = "MIMO_MEMORY_DUPLICATE_THRESHOLD", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_duplicate_threshold: Option<String>,
 }
 
 /// Settings with every default applied.
@@ -192,6 +222,116 @@ pub struct Effective {
     pub skill_max_in_flight: usize,
     /// Calls waiting per skill instance.
     pub skill_max_waiting: usize,
+    /// The memory's embedder, engram bound and approximate index.
+    pub memory: MemorySettings,
+}
+
+/// The memory's settings beyond its database path.
+#[derive(Debug, Clone)]
+pub struct MemorySettings {
+    /// `None`: the built-in embedder; `Some((id, dimension))`: clients send vectors.
+    pub client_vectors: Option<(String, usize)>,
+    /// Most engrams held.
+    pub max_engrams: usize,
+    /// The approximate index, or `None` to search exactly.
+    pub approximate: Option<mimo_memory::ApproximateSettings>,
+    /// Time between decay passes, or `None` for none.
+    pub decay_interval: Option<Duration>,
+    /// Whether near-duplicates reinforce the engram they nearly copy.
+    pub reinforce_duplicates: bool,
+    /// Near-duplicate threshold, or `None` for the embedder's.
+    pub duplicate_threshold: Option<f32>,
+}
+
+impl MemorySettings {
+    /// The memory configuration for the database at `database`.
+    pub fn config(&self, database: &Path) -> mimo_memory::MemoryConfig {
+        let mut config = mimo_memory::MemoryConfig::new(database);
+        if let Some((id, dimension)) = &self.client_vectors {
+            config = config.with_embedder(std::sync::Arc::new(mimo_memory::ExternalEmbedder::new(
+                id.clone(),
+                *dimension,
+            )));
+        }
+        config.max_engrams = self.max_engrams;
+        config.approximate = self.approximate;
+        config.decay.interval = self.decay_interval;
+        config.reinforce_duplicates = self.reinforce_duplicates;
+        config.duplicate_threshold = self.duplicate_threshold;
+        config
+    }
+}
+
+/// Reads the memory's settings.
+fn memory_settings(settings: &Settings) -> anyhow::Result<MemorySettings> {
+    let client_vectors = match settings.memory_embedder.as_deref().map(str::trim) {
+        None | Some("") | Some("builtin") => None,
+        Some(other) => {
+            let parts: Vec<&str> = other.split(':').collect();
+            let [kind, id, dimension] = parts[..] else {
+                anyhow::bail!(
+                    "memory_embedder is {other:?}; give builtin or client:ID:DIMENSION (e.g. client:all-MiniLM-L6-v2:384)"
+                );
+            };
+            let dimension: usize = dimension.parse().ok().filter(|d| (1..=65_536).contains(d)).ok_or_else(|| {
+                anyhow::anyhow!("memory_embedder {other:?}: the dimension must be a number within 1..=65536")
+            })?;
+            if kind != "client" || id.trim().is_empty() {
+                anyhow::bail!(
+                    "memory_embedder is {other:?}; give builtin or client:ID:DIMENSION (e.g. client:all-MiniLM-L6-v2:384)"
+                );
+            }
+            Some((id.to_string(), dimension))
+        }
+    };
+    let max_engrams =
+        limit_at_least_one("memory_max_engrams", settings.memory_max_engrams, 100_000)?;
+    let breadth = limit_at_least_one("memory_search_breadth", settings.memory_search_breadth, 64)?;
+    let approximate = match settings.memory_approximate_from.as_deref().map(str::trim) {
+        Some("off") => None,
+        given => {
+            let from = match given {
+                None | Some("") => 100_000,
+                Some(number) => number.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    anyhow::anyhow!("memory_approximate_from is {number:?}; give a number of vectors (at least 1) or off")
+                })?,
+            };
+            Some(mimo_memory::ApproximateSettings {
+                min_vectors: from,
+                expansion_search: breadth,
+                ..Default::default()
+            })
+        }
+    };
+    let decay_interval = match settings.memory_decay_interval_ms.unwrap_or(0) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
+    let given_threshold = settings
+        .memory_duplicate_threshold
+        .as_deref()
+        .map(str::trim);
+    let reinforce_duplicates = given_threshold != Some("off");
+    let duplicate_threshold = match given_threshold {
+        None | Some("") | Some("off") => None,
+        Some(number) => Some(
+            number
+                .parse::<f32>()
+                .ok()
+                .filter(|t| (0.0..=1.0).contains(t))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("memory_duplicate_threshold is {number:?}; give a similarity within 0..=1, or off")
+                })?,
+        ),
+    };
+    Ok(MemorySettings {
+        client_vectors,
+        max_engrams,
+        approximate,
+        decay_interval,
+        reinforce_duplicates,
+        duplicate_threshold,
+    })
 }
 
 impl Settings {
@@ -236,11 +376,24 @@ impl Settings {
             registry_max_leases: self.registry_max_leases.or(lower.registry_max_leases),
             registry_max_skills: self.registry_max_skills.or(lower.registry_max_skills),
             registry_max_tools: self.registry_max_tools.or(lower.registry_max_tools),
+            memory_embedder: self.memory_embedder.or(lower.memory_embedder),
+            memory_max_engrams: self.memory_max_engrams.or(lower.memory_max_engrams),
+            memory_approximate_from: self
+                .memory_approximate_from
+                .or(lower.memory_approximate_from),
+            memory_search_breadth: self.memory_search_breadth.or(lower.memory_search_breadth),
+            memory_decay_interval_ms: self
+                .memory_decay_interval_ms
+                .or(lower.memory_decay_interval_ms),
+            memory_duplicate_threshold: self
+                .memory_duplicate_threshold
+                .or(lower.memory_duplicate_threshold),
         }
     }
 
     /// Applies defaults and checks values.
     pub fn resolve(self) -> anyhow::Result<Effective> {
+        let memory = memory_settings(&self)?;
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
         let skills = self.skills.or_else(|| {
             let default = PathBuf::from("./skills.json");
@@ -307,6 +460,7 @@ impl Settings {
             limit_at_least_one("skill_max_in_flight", self.skill_max_in_flight, 64)?;
         let skill_max_waiting = self.skill_max_waiting.unwrap_or(256);
         Ok(Effective {
+            memory,
             skill_max_message_bytes,
             skill_max_in_flight,
             skill_max_waiting,
@@ -389,6 +543,29 @@ impl Effective {
                 None => "memory".to_string(),
                 Some(etcd) => format!("etcd://{}{}", etcd.endpoints.join(","), etcd.prefix),
             }),
+            memory_embedder: Some(match &self.memory.client_vectors {
+                None => "builtin".to_string(),
+                Some((id, dimension)) => format!("client:{id}:{dimension}"),
+            }),
+            memory_max_engrams: Some(self.memory.max_engrams),
+            memory_approximate_from: Some(
+                self.memory
+                    .approximate
+                    .map_or("off".to_string(), |a| a.min_vectors.to_string()),
+            ),
+            memory_search_breadth: self.memory.approximate.map(|a| a.expansion_search),
+            memory_decay_interval_ms: Some(
+                self.memory
+                    .decay_interval
+                    .map_or(0, |interval| interval.as_millis() as u64),
+            ),
+            memory_duplicate_threshold: match (
+                self.memory.reinforce_duplicates,
+                self.memory.duplicate_threshold,
+            ) {
+                (false, _) => Some("off".to_string()),
+                (true, threshold) => threshold.map(|t| t.to_string()),
+            },
         };
         toml::to_string(&settings).unwrap_or_default()
     }

@@ -512,10 +512,11 @@ fn cli_tour_lists_and_calls_tools_remembers_and_reports_status() {
         .next()
         .unwrap_or_else(|| panic!("search found nothing"));
     let columns: Vec<&str> = best.split_whitespace().collect();
-    let similarity: f32 = columns[0].parse().unwrap_or_else(|e| panic!("{e}: {best}"));
+    // SCORE SIMILARITY ID [CATEGORY] CONTENT
+    let similarity: f32 = columns[1].parse().unwrap_or_else(|e| panic!("{e}: {best}"));
     assert!(similarity > 0.0, "{found}");
     assert_eq!(
-        columns.get(1),
+        columns.get(2),
         Some(&dog_id),
         "the dog should rank first:\n{found}"
     );
@@ -1262,4 +1263,147 @@ fn every_acknowledged_engram_survives_a_sigkill_of_the_memory_service() {
         "{}",
         text(&found.stdout)
     );
+}
+
+/// Starts `mimo memory` on `database`, listening on `address`, logging to `log_name`.
+fn start_memory_process(
+    folder: &Path,
+    database: &Path,
+    address: &str,
+    log_name: &str,
+) -> KillOnDrop {
+    let log_path = folder.join(log_name);
+    let mut command = mimo_command(folder);
+    command
+        .args(["memory", "--memory-listen", address])
+        .args(["--telemetry-address", "127.0.0.1:1"])
+        .arg("--database")
+        .arg(database)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).expect("log"));
+    let process = KillOnDrop(command.spawn().expect("spawn mimo memory"));
+    wait_until("the memory service to listen", PATIENCE, || {
+        std::net::TcpStream::connect(address)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+    process
+}
+
+/// Runs `mimo memory ARGS --memory-address ADDRESS` in `folder`.
+fn memory_client(folder: &Path, address: &str, args: &[&str]) -> Output {
+    let mut command = mimo_command(folder);
+    command
+        .arg("memory")
+        .args(args)
+        .args(["--memory-address", address]);
+    run(command)
+}
+
+#[test]
+fn jsonl_import_and_export_round_trip_and_a_bad_line_is_named() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let database = folder.path().join("memory.sqlite");
+    let address = format!("127.0.0.1:{}", free_loopback_port());
+    let _memory = start_memory_process(folder.path(), &database, &address, "memory.log");
+    let lines = [
+        r#"{"content": "the boiler is serviced every october", "category": "procedure", "importance": 0.8}"#,
+        r#"{"content": "anna prefers window seats on trains", "metadata": {"source": "chat"}}"#,
+        r#"{"content": "buy new walking boots before spring", "category": "plan", "protected": true}"#,
+    ];
+    let import_file = folder.path().join("in.jsonl");
+    std::fs::write(&import_file, lines.join("\n") + "\n").expect("write import file");
+    let imported = memory_client(
+        folder.path(),
+        &address,
+        &["import", import_file.to_str().unwrap()],
+    );
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(
+        text(&imported.stdout).contains("stored 3 engrams"),
+        "{}",
+        text(&imported.stdout)
+    );
+
+    let stats = memory_client(folder.path(), &address, &["stats"]);
+    let stats = text(&stats.stdout);
+    assert!(stats.contains("engrams:      3"), "{stats}");
+    assert!(stats.contains("procedure   1"), "{stats}");
+    assert!(
+        stats.contains("builtin-hash-v1 (2048 dimensions)"),
+        "{stats}"
+    );
+
+    let export_file = folder.path().join("out.jsonl");
+    let exported = memory_client(
+        folder.path(),
+        &address,
+        &["export", export_file.to_str().unwrap()],
+    );
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let written = std::fs::read_to_string(&export_file).expect("export file");
+    let rows: Vec<serde_json::Value> = written
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["content"], "the boiler is serviced every october");
+    assert_eq!(rows[0]["category"], "procedure");
+    assert!((rows[0]["importance"].as_f64().unwrap() - 0.8).abs() < 1e-6);
+    assert_eq!(rows[1]["metadata"]["source"], "chat");
+    assert_eq!(rows[2]["protected"], true);
+
+    // Into a second memory: the export imports as it is.
+    let second_database = folder.path().join("second.sqlite");
+    let second_address = format!("127.0.0.1:{}", free_loopback_port());
+    let _second = start_memory_process(
+        folder.path(),
+        &second_database,
+        &second_address,
+        "second.log",
+    );
+    let again = memory_client(
+        folder.path(),
+        &second_address,
+        &["import", export_file.to_str().unwrap()],
+    );
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    let listed = memory_client(
+        folder.path(),
+        &second_address,
+        &["list", "--order", "important"],
+    );
+    let listed = text(&listed.stdout);
+    assert!(
+        listed
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("the boiler is serviced"),
+        "{listed}"
+    );
+
+    // A bad line stops the import there and names it; the lines before it are stored.
+    let bad_file = folder.path().join("bad.jsonl");
+    std::fs::write(
+        &bad_file,
+        format!(
+            "{}\n{}\n",
+            r#"{"content": "a good first line about owls"}"#, r#"{"content": "   "}"#
+        ),
+    )
+    .expect("write bad file");
+    let refused = memory_client(
+        folder.path(),
+        &second_address,
+        &["import", bad_file.to_str().unwrap()],
+    );
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("bad.jsonl line 2: request 2 of the stream: content is empty; the 1 lines before it are stored"),
+        "{stderr}"
+    );
+    let stats = text(&memory_client(folder.path(), &second_address, &["stats"]).stdout);
+    assert!(stats.contains("engrams:      4"), "{stats}");
 }

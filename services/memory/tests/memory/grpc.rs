@@ -1,7 +1,7 @@
 //! The memory over a real gRPC socket: answers, status codes, and shutdown.
 
 use crate::{store_request, TestMemory};
-use mimo_proto::v1::{DeleteRequest, GetRequest, SearchRequest};
+use mimo_proto::v1::{DeleteRequest, GetRequest, SearchRequest, StoreRequest};
 use mimo_reporter::ReporterConfig;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -109,7 +109,10 @@ async fn a_store_stream_acknowledges_in_order_and_stops_at_the_first_bad_request
     let mut client = mimo_proto::connect::memory(mimo_proto::connect::channel(&address).await?);
     let good = 1500;
     let requests: Vec<_> = (0..good)
-        .map(|number| store_request(&format!("streamed note {number} about herons")))
+        .map(|number| StoreRequest {
+            allow_duplicate: true,
+            ..store_request(&format!("streamed note {number} about herons"))
+        })
         .chain([store_request("   ")])
         .chain((0..50).map(|number| store_request(&format!("after the bad one {number}"))))
         .collect();

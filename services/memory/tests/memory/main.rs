@@ -3,8 +3,10 @@
 mod data;
 mod errors;
 mod grpc;
+mod lifecycle;
 mod persistence;
 mod ranking;
+mod reembed;
 mod search;
 mod store;
 mod update;

@@ -2,7 +2,7 @@
 
 use crate::{search_request, store_request, TestMemory};
 use mimo_memory::MemoryError;
-use mimo_proto::v1::UpdateRequest;
+use mimo_proto::v1::{StoreRequest, UpdateRequest};
 use sqlx::Connection;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -136,9 +136,10 @@ async fn every_operation_finishes_with_a_pool_of_one_reader_under_concurrency() 
         tasks.spawn(async move {
             for round in 0..5 {
                 let stored = store
-                    .store(store_request(&format!(
-                        "worker {worker} round {round} seed note"
-                    )))
+                    .store(StoreRequest {
+                        allow_duplicate: true,
+                        ..store_request(&format!("worker {worker} round {round} seed note"))
+                    })
                     .await?;
                 store.search(search_request("seed note")).await?;
                 store.get(&stored.id).await?;

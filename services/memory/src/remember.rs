@@ -1,0 +1,110 @@
+//! The store's side of working memory: Remember, the working half of a search, and
+//! consolidation of the entries worth keeping into long-term engrams.
+
+use crate::database::now_unix_ms;
+use crate::error::MemoryError;
+use crate::store::MemoryStore;
+use crate::validate::ValidStore;
+use crate::working::WorkingEntry;
+use mimo_proto::v1::{ConsolidateResponse, Engram, RememberRequest};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The longest time an entry may be held.
+const MAX_TTL_MS: u64 = 86_400_000;
+
+impl MemoryStore {
+    /// Holds a text in working memory; returns it as held (its id is not a long-term one).
+    pub async fn remember(&self, request: RememberRequest) -> Result<Engram, MemoryError> {
+        let settings = self.working_settings();
+        let ttl = match request.ttl_ms {
+            None => settings.ttl,
+            Some(ms) if (1..=MAX_TTL_MS).contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(MemoryError::OutOfRange {
+                    field: "ttl_ms",
+                    value: ms.to_string(),
+                    bounds: format!("1..={MAX_TTL_MS}"),
+                })
+            }
+        };
+        let valid = self.check_store(request.entry.ok_or(MemoryError::EmptyField("entry"))?)?;
+        let vector = match &valid.embedding {
+            Some(vector) => vector.clone(),
+            None => self.embed_text("content", &valid.content).await?,
+        };
+        let now = now_unix_ms();
+        let embedder = self.embedder();
+        let engram = Engram {
+            id: valid.id.to_string(),
+            content: valid.content,
+            category: valid.category as i32,
+            importance: valid.importance,
+            metadata_json: valid.metadata_json,
+            embedder: embedder.id().to_string(),
+            dimension: embedder.dimension() as u32,
+            created_at_unix_ms: now,
+            updated_at_unix_ms: now,
+            last_accessed_at_unix_ms: now,
+            access_count: 0,
+            protected: valid.protected,
+            embedding: Vec::new(),
+        };
+        let entry = WorkingEntry {
+            engram: engram.clone(),
+            category: valid.category,
+            vector,
+            expires: Instant::now() + ttl,
+        };
+        if let Some(evicted) = self.working().hold(entry, settings.capacity) {
+            tracing::debug!(entry = %evicted.engram.id, "working memory full: the entry nearest to expiry leaves");
+            self.let_go(evicted).await?;
+        }
+        Ok(engram)
+    }
+
+    /// Moves every working entry worth keeping into long-term memory.
+    pub async fn consolidate(&self) -> Result<ConsolidateResponse, MemoryError> {
+        let entries = self.working().take_worth_keeping(&self.working_settings());
+        let mut engrams = Vec::with_capacity(entries.len());
+        for entry in entries {
+            engrams.push(self.keep(entry).await?);
+        }
+        Ok(ConsolidateResponse { engrams })
+    }
+
+    /// Lets go of every expired entry, consolidating those worth keeping.
+    pub async fn sweep_working_memory(&self) -> Result<(), MemoryError> {
+        for entry in self.working().take_expired(Instant::now()) {
+            self.let_go(entry).await?;
+        }
+        Ok(())
+    }
+
+    /// An entry leaving working memory: kept long-term if worth it, else gone.
+    async fn let_go(&self, entry: WorkingEntry) -> Result<(), MemoryError> {
+        if entry.worth_keeping(&self.working_settings()) {
+            self.keep(entry).await?;
+        } else {
+            tracing::debug!(entry = %entry.engram.id, "working entry let go");
+        }
+        Ok(())
+    }
+
+    /// Stores `entry` as a long-term engram (or reinforces its near-duplicate).
+    async fn keep(&self, entry: WorkingEntry) -> Result<Engram, MemoryError> {
+        let valid = ValidStore {
+            content: entry.engram.content,
+            category: entry.category,
+            importance: entry.engram.importance,
+            metadata_json: entry.engram.metadata_json,
+            embedding: Some(entry.vector),
+            protected: entry.engram.protected,
+            allow_duplicate: false,
+            id: uuid::Uuid::now_v7(),
+        };
+        let (engram, reinforced) = self.store_valid(valid).await?;
+        tracing::info!(entry = %entry.engram.id, engram = %engram.id, reinforced, "working entry consolidated");
+        Ok(engram)
+    }
+}
