@@ -111,8 +111,48 @@ fn index_alone(
     );
     // The first rounds warmed caches; keep only the answers of the timed rounds.
     let truth = truth.split_off(truth.len() - args.queries);
+    int8_scan(args, size, &mut index, queries, &truth);
     approximate(args, size, &mut index, queries, &truth, before);
     Ok(truth)
+}
+
+/// Times searches that scan an int8 copy and re-rank exactly; reports their recall@10.
+fn int8_scan(
+    args: &Args,
+    size: usize,
+    index: &mut VectorIndex,
+    queries: &[f32],
+    truth: &[Vec<u32>],
+) {
+    progress(format!("int8 scan: {size} vectors"));
+    index.enable_int8();
+    let mut answers: Vec<Vec<u32>> = Vec::new();
+    let latencies = timed(queries, args.dimension, |query| {
+        let hits = index.search(&exact(query));
+        answers.push(hits.iter().map(|hit| hit.key as u32).collect());
+    });
+    let answers = &answers[answers.len() - truth.len()..];
+    emit(
+        "mimo-index (int8 scan, exact re-rank)",
+        size,
+        &latencies,
+        json!({
+            "recall_at_10": recall(answers, truth),
+            "index_bytes_per_million": index.bytes() as f64 * 1e6 / size as f64,
+            "threads": rayon_threads(),
+        }),
+    );
+    index.disable_int8();
+}
+
+/// The share of the exact answers' rows that `answers` found.
+fn recall(answers: &[Vec<u32>], truth: &[Vec<u32>]) -> f64 {
+    let found: usize = answers
+        .iter()
+        .zip(truth)
+        .map(|(got, expected)| got.iter().filter(|row| expected.contains(row)).count())
+        .sum();
+    found as f64 / (truth.len() * TOP) as f64
 }
 
 /// Builds the HNSW graph over `index` and raises its search breadth until recall@10 against
@@ -144,12 +184,7 @@ fn approximate(
             answers.push(hits.iter().map(|hit| hit.key as u32).collect());
         });
         let answers = &answers[answers.len() - truth.len()..];
-        let found: usize = answers
-            .iter()
-            .zip(truth)
-            .map(|(got, expected)| got.iter().filter(|row| expected.contains(row)).count())
-            .sum();
-        let recall = found as f64 / (truth.len() * TOP) as f64;
+        let recall = recall(answers, truth);
         progress(format!("  ef {expansion}: recall@10 {recall:.3}"));
         if recall >= 0.95 || expansion == 512 {
             emit(

@@ -21,6 +21,7 @@ pub(crate) async fn build_index(
     pool: &SqlitePool,
     embedder: &dyn Embedder,
     approximate: Option<crate::index::ApproximateSettings>,
+    int8_scan: bool,
     total: usize,
 ) -> Result<VectorIndex, MemoryError> {
     let started = Instant::now();
@@ -32,6 +33,9 @@ pub(crate) async fn build_index(
             .fetch_one(pool)
             .await?;
     index.reserve(usize::try_from(of_this_embedder).unwrap_or(0));
+    if int8_scan {
+        index.enable_int8();
+    }
     let mut seen = 0_usize;
     let mut skipped = 0_usize;
     let mut rows = sqlx::query(

@@ -110,6 +110,7 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
         &pools.read,
         config.embedder.as_ref(),
         config.approximate,
+        config.int8_scan,
         engrams,
     )
     .await?;

@@ -160,6 +160,11 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_search_breadth: Option<usize>,
 
+    /// Scan an int8 copy of the vectors (4x fewer bytes read, 25% more memory) and re-rank the best candidates by exact similarity [default: false]
+    #[arg(long, env = "MIMO_MEMORY_INT8_SCAN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_int8_scan: Option<bool>,
+
     /// Milliseconds between two decay passes, which forget unprotected engrams whose importance has faded (see `mimo memory decay`); `0` runs none [default: 0]
     #[arg(long, env = "MIMO_MEMORY_DECAY_INTERVAL_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,6 +240,8 @@ pub struct MemorySettings {
     pub max_engrams: usize,
     /// The approximate index, or `None` to search exactly.
     pub approximate: Option<mimo_memory::ApproximateSettings>,
+    /// Whether scans read an int8 copy and re-rank exactly.
+    pub int8_scan: bool,
     /// Time between decay passes, or `None` for none.
     pub decay_interval: Option<Duration>,
     /// Whether near-duplicates reinforce the engram they nearly copy.
@@ -256,6 +263,7 @@ impl MemorySettings {
         config.max_engrams = self.max_engrams;
         config.approximate = self.approximate;
         config.decay.interval = self.decay_interval;
+        config.int8_scan = self.int8_scan;
         config.reinforce_duplicates = self.reinforce_duplicates;
         config.duplicate_threshold = self.duplicate_threshold;
         config
@@ -329,6 +337,7 @@ fn memory_settings(settings: &Settings) -> anyhow::Result<MemorySettings> {
         max_engrams,
         approximate,
         decay_interval,
+        int8_scan: settings.memory_int8_scan.unwrap_or(false),
         reinforce_duplicates,
         duplicate_threshold,
     })
@@ -385,6 +394,7 @@ impl Settings {
             memory_decay_interval_ms: self
                 .memory_decay_interval_ms
                 .or(lower.memory_decay_interval_ms),
+            memory_int8_scan: self.memory_int8_scan.or(lower.memory_int8_scan),
             memory_duplicate_threshold: self
                 .memory_duplicate_threshold
                 .or(lower.memory_duplicate_threshold),
@@ -554,6 +564,7 @@ impl Effective {
                     .map_or("off".to_string(), |a| a.min_vectors.to_string()),
             ),
             memory_search_breadth: self.memory.approximate.map(|a| a.expansion_search),
+            memory_int8_scan: Some(self.memory.int8_scan),
             memory_decay_interval_ms: Some(
                 self.memory
                     .decay_interval

@@ -7,6 +7,7 @@
 //! the graph can be keyed by slot.
 
 mod approximate;
+mod quantized;
 mod query;
 mod simd;
 mod top_k;
@@ -16,6 +17,7 @@ pub use query::{Filter, IndexQuery, RowFacts, Scoring};
 pub(crate) use simd::dot;
 
 use approximate::Approximate;
+use quantized::Quantized;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use top_k::{Scored, TopK};
@@ -24,6 +26,9 @@ use top_k::{Scored, TopK};
 const ROWS_PER_TASK: usize = 16_384;
 /// Graph candidates asked for at least, whatever the limit.
 const MIN_CANDIDATES: usize = 40;
+/// Candidates of an int8 scan re-ranked exactly, per hit asked for, and at least.
+const INT8_CANDIDATES_PER_HIT: usize = 8;
+const INT8_MIN_CANDIDATES: usize = 64;
 
 /// One result of [`VectorIndex::search`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -51,6 +56,8 @@ pub struct VectorIndex {
     positions: HashMap<u128, usize>,
     settings: Option<ApproximateSettings>,
     approximate: Option<Approximate>,
+    /// The int8 copy scans read instead of the f32 buffer, when enabled.
+    quantized: Option<Quantized>,
 }
 
 impl VectorIndex {
@@ -66,7 +73,24 @@ impl VectorIndex {
             positions: HashMap::new(),
             settings: None,
             approximate: None,
+            quantized: None,
         }
+    }
+
+    /// Scans read the f32 buffer again; the int8 copy is freed.
+    pub fn disable_int8(&mut self) {
+        self.quantized = None;
+    }
+
+    /// From now on, scans read an int8 copy of the vectors (a quarter of the bytes) and
+    /// re-rank their best candidates by exact similarity; costs `dimension + 4` bytes a row.
+    pub fn enable_int8(&mut self) {
+        let mut quantized = Quantized::new(self.dimension);
+        quantized.reserve(self.facts.capacity());
+        for (slot, vector) in self.vectors.chunks_exact(self.dimension).enumerate() {
+            quantized.put(slot, vector);
+        }
+        self.quantized = Some(quantized);
     }
 
     /// From now on, keeps an HNSW graph whenever the index holds `settings.min_vectors`
@@ -103,6 +127,7 @@ impl VectorIndex {
             + self.free.capacity() * std::mem::size_of::<usize>()
             + self.positions.capacity() * (std::mem::size_of::<(u128, usize)>() + 1)
             + self.approximate.as_ref().map_or(0, Approximate::bytes)
+            + self.quantized.as_ref().map_or(0, Quantized::bytes)
     }
 
     /// Adds `vector` with `facts`, replacing what its key had.
@@ -134,6 +159,9 @@ impl VectorIndex {
         self.vectors[start..start + self.dimension].copy_from_slice(vector);
         self.facts[slot] = facts;
         self.alive[slot] = true;
+        if let Some(quantized) = &mut self.quantized {
+            quantized.put(slot, vector);
+        }
         if let Some(approximate) = &self.approximate {
             let put = approximate.put(slot, vector);
             self.keep_exact_if_failed(put);
@@ -147,6 +175,9 @@ impl VectorIndex {
         self.facts.reserve_exact(additional);
         self.alive.reserve_exact(additional);
         self.positions.reserve(additional);
+        if let Some(quantized) = &mut self.quantized {
+            quantized.reserve(additional);
+        }
     }
 
     /// Changes the facts of `key` (not its vector); returns whether it is held.
@@ -212,7 +243,54 @@ impl VectorIndex {
                 return hits;
             }
         }
+        if let Some(quantized) = &self.quantized {
+            return self.search_int8(quantized, query);
+        }
         self.search_exact(query)
+    }
+
+    /// The best candidates of an int8 scan (by estimated score), re-ranked exactly.
+    fn search_int8(&self, quantized: &Quantized, query: &IndexQuery<'_>) -> Vec<IndexHit> {
+        let mut codes = vec![0_i8; self.dimension];
+        let scale = quantized::quantize(query.vector, &mut codes);
+        let wanted = (query.limit * INT8_CANDIDATES_PER_HIT).max(INT8_MIN_CANDIDATES);
+        let scan = |slots: std::ops::Range<usize>| {
+            let mut top = TopK::new(wanted);
+            for slot in slots {
+                if !self.alive[slot] || !query.filter.admits(&self.facts[slot]) {
+                    continue;
+                }
+                let estimate = quantized.estimate(slot, &codes, scale);
+                let score = query.scoring.score(estimate, &self.facts[slot]);
+                if top.threshold().is_some_and(|worst| score < worst) {
+                    continue;
+                }
+                top.offer(Scored {
+                    score,
+                    similarity: estimate,
+                    key: self.facts[slot].key,
+                    slot,
+                });
+            }
+            top
+        };
+        let slots = self.facts.len();
+        let candidates = if slots <= ROWS_PER_TASK {
+            scan(0..slots)
+        } else {
+            (0..slots.div_ceil(ROWS_PER_TASK))
+                .into_par_iter()
+                .map(|task| {
+                    let start = task * ROWS_PER_TASK;
+                    scan(start..(start + ROWS_PER_TASK).min(slots))
+                })
+                .reduce(|| TopK::new(wanted), TopK::merge)
+        };
+        let mut top = TopK::new(query.limit);
+        for candidate in candidates.into_sorted() {
+            self.offer(&mut top, query, candidate.slot);
+        }
+        hits(top)
     }
 
     /// The exact answer: every row scanned.
@@ -297,6 +375,7 @@ impl VectorIndex {
             score,
             similarity,
             key: facts.key,
+            slot,
         });
     }
 

@@ -14,6 +14,26 @@ pub(crate) fn dot(left: &[f32], right: &[f32]) -> f32 {
     dot_portable(left, right)
 }
 
+/// Returns the dot product of two int8 vectors of one length, exactly (in i32).
+pub(crate) fn dot_i8(left: &[i8], right: &[i8]) -> i32 {
+    debug_assert_eq!(left.len(), right.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            return x86::dot_i8_avx2(left, right);
+        }
+    }
+    dot_i8_portable(left, right)
+}
+
+/// The plain loop (the compiler vectorises it with the baseline instruction set).
+fn dot_i8_portable(left: &[i8], right: &[i8]) -> i32 {
+    left.iter()
+        .zip(right)
+        .map(|(a, b)| i32::from(*a) * i32::from(*b))
+        .sum()
+}
+
 /// Whether this CPU runs AVX2 and FMA instructions (cached by the standard library).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
@@ -90,6 +110,52 @@ mod x86 {
         total + tail
     }
 
+    /// The AVX2 int8 dot product; call only after [`super::has_avx2_fma`] said yes.
+    pub(super) fn dot_i8_avx2(left: &[i8], right: &[i8]) -> i32 {
+        // SAFETY: the caller checked at run time that the CPU has AVX2.
+        unsafe { dot_i8(left, right) }
+    }
+
+    /// 32 bytes a step: each half widened to 16 i16 lanes, multiplied and summed in pairs
+    /// into i32 lanes (no overflow: |a*b| <= 16129, two per lane, 2^31 / 32258 steps).
+    #[target_feature(enable = "avx2")]
+    unsafe fn dot_i8(left: &[i8], right: &[i8]) -> i32 {
+        use std::arch::x86_64::{
+            __m256i, _mm256_add_epi32, _mm256_castsi256_si128, _mm256_cvtepi8_epi16,
+            _mm256_extracti128_si256, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_setzero_si256,
+            _mm256_storeu_si256,
+        };
+        let length = left.len().min(right.len());
+        let (a, b) = (left.as_ptr(), right.as_ptr());
+        let mut sum = _mm256_setzero_si256();
+        let mut offset = 0;
+        while offset + 32 <= length {
+            // SAFETY: `offset + 32 <= length`, so both loads stay inside the slices.
+            let (x, y) = unsafe {
+                (
+                    _mm256_loadu_si256(a.add(offset).cast::<__m256i>()),
+                    _mm256_loadu_si256(b.add(offset).cast::<__m256i>()),
+                )
+            };
+            let x_low = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(x));
+            let y_low = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(y));
+            let x_high = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(x, 1));
+            let y_high = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(y, 1));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(x_low, y_low));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(x_high, y_high));
+            offset += 32;
+        }
+        let mut lanes = [0_i32; 8];
+        // SAFETY: `lanes` is 32 bytes.
+        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast::<__m256i>(), sum) };
+        let tail: i32 = left[offset..length]
+            .iter()
+            .zip(&right[offset..length])
+            .map(|(x, y)| i32::from(*x) * i32::from(*y))
+            .sum();
+        lanes.iter().sum::<i32>() + tail
+    }
+
     /// Adds the four accumulators and then the eight lanes of the result.
     #[target_feature(enable = "avx2,fma")]
     fn sum_lanes(sums: [__m256; 4]) -> f32 {
@@ -110,6 +176,27 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_int8_paths_agree_exactly_at_every_length() {
+        for length in 0..130 {
+            let left: Vec<i8> = (0..length)
+                .map(|i| (i * 37 % 255 - 127) as i8)
+                .collect();
+            let right: Vec<i8> = (0..length)
+                .map(|i| (i * 91 % 255 - 127) as i8)
+                .collect();
+            let expected: i32 = left
+                .iter()
+                .zip(&right)
+                .map(|(a, b)| i32::from(*a) * i32::from(*b))
+                .sum();
+            assert_eq!(dot_i8(&left, &right), expected, "length {length}");
+            assert_eq!(dot_i8_portable(&left, &right), expected);
+        }
+        let extremes = vec![-128_i8; 4096];
+        assert_eq!(dot_i8(&extremes, &extremes), 4096 * 128 * 128);
+    }
 
     fn reference(left: &[f32], right: &[f32]) -> f64 {
         left.iter()

@@ -11,6 +11,8 @@ pub(crate) struct Scored {
     pub(crate) score: f32,
     pub(crate) similarity: f32,
     pub(crate) key: u128,
+    /// The row's slot in the index.
+    pub(crate) slot: usize,
 }
 
 impl Ord for Scored {

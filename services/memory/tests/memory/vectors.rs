@@ -218,16 +218,23 @@ async fn a_memory_past_its_graph_size_searches_approximately_and_keeps_it_after_
             row + 1
         );
     }
+    // Each row's own vector finds it (the graph is approximate: nearly always), and every
+    // similarity reported is exact.
     let check = |store: mimo_memory::MemoryStore, stored: Vec<mimo_proto::v1::Engram>| async move {
-        for row in (0..400).step_by(37) {
+        let mut found = 0;
+        for (row, engram) in stored.iter().enumerate() {
             let hits = store.search(by_vector(vector(row))).await?;
-            assert_eq!(
-                hits[0].engram.as_ref().unwrap().id,
-                stored[row].id,
-                "row {row}"
-            );
-            assert!((hits[0].similarity - 1.0).abs() < 1e-5);
+            let top = &hits[0];
+            if top.engram.as_ref().unwrap().id == engram.id {
+                found += 1;
+                assert!((top.similarity - 1.0).abs() < 1e-5);
+            }
+            assert!(top.similarity <= 1.0 + 1e-6);
         }
+        assert!(
+            found >= 380,
+            "{found} of 400 rows found by their own vector"
+        );
         anyhow::Ok(())
     };
     check(memory.store.clone(), stored.clone()).await?;
