@@ -45,6 +45,12 @@ struct Args {
     /// Concurrent stores while ingesting client vectors.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
+    /// Leave out the HNSW graph (its build takes minutes at a million vectors).
+    #[arg(long)]
+    skip_approximate: bool,
+    /// Leave out the store, the old approach and the ingest rates: the index alone.
+    #[arg(long)]
+    index_only: bool,
 }
 
 const TOP: usize = 10;
@@ -68,9 +74,13 @@ async fn main() -> anyhow::Result<()> {
         let vectors = &base[..size * args.dimension];
         let truth = index_alone(&args, size, vectors, &queries)?;
         write_truth(&args.dir.join(format!("truth_{size}.u32")), &truth)?;
-        through_the_store(&args, size, vectors, &queries, &truth).await?;
+        if !args.index_only {
+            through_the_store(&args, size, vectors, &queries, &truth).await?;
+        }
     }
-    builtin_ingest(args.texts).await?;
+    if !args.index_only {
+        builtin_ingest(args.texts).await?;
+    }
     Ok(())
 }
 
@@ -112,7 +122,9 @@ fn index_alone(
     // The first rounds warmed caches; keep only the answers of the timed rounds.
     let truth = truth.split_off(truth.len() - args.queries);
     int8_scan(args, size, &mut index, queries, &truth);
-    approximate(args, size, &mut index, queries, &truth, before);
+    if !args.skip_approximate {
+        approximate(args, size, &mut index, queries, &truth, before);
+    }
     Ok(truth)
 }
 
