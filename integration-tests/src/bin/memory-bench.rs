@@ -321,10 +321,12 @@ async fn ingest_vectors(
                 if row > 0 && row.is_multiple_of(200_000) {
                     progress(format!("  stored {row}"));
                 }
+                // As StoreStream stores: no near-duplicate check (a bulk load).
                 store
                     .store(StoreRequest {
                         content: format!("vector {row}"),
                         embedding: vectors[row * dimension..(row + 1) * dimension].to_vec(),
+                        allow_duplicate: true,
                         ..Default::default()
                     })
                     .await?;

@@ -10,6 +10,7 @@ mod checkpointer;
 mod config;
 mod database;
 mod decay;
+mod delete_matching;
 mod embedder;
 mod embedder_check;
 mod error;

@@ -28,31 +28,16 @@ impl MemoryStore {
                 })
             }
         };
-        let valid = self.check_store(request.entry.ok_or(MemoryError::EmptyField("entry"))?)?;
-        let vector = match &valid.embedding {
-            Some(vector) => vector.clone(),
-            None => self.embed_text("content", &valid.content).await?,
+        let mut valid = self.check_store(request.entry.ok_or(MemoryError::EmptyField("entry"))?)?;
+        let vector = match valid.embedding.take() {
+            Some(vector) => vector,
+            None => self.embed("content", &valid.content).await?,
         };
-        let now = now_unix_ms();
-        let embedder = self.embedder();
-        let engram = Engram {
-            id: valid.id.to_string(),
-            content: valid.content,
-            category: valid.category as i32,
-            importance: valid.importance,
-            metadata_json: valid.metadata_json,
-            embedder: embedder.id().to_string(),
-            dimension: embedder.dimension() as u32,
-            created_at_unix_ms: now,
-            updated_at_unix_ms: now,
-            last_accessed_at_unix_ms: now,
-            access_count: 0,
-            protected: valid.protected,
-            embedding: Vec::new(),
-        };
+        let category = valid.category;
+        let engram = valid.into_engram(self.embedder(), now_unix_ms());
         let entry = WorkingEntry {
             engram: engram.clone(),
-            category: valid.category,
+            category,
             vector,
             expires: Instant::now() + ttl,
         };

@@ -160,6 +160,15 @@ impl Memory for MemoryService {
         Ok(Response::new(self.store.list(request.into_inner()).await?))
     }
 
+    async fn delete_matching(
+        &self,
+        request: Request<mimo_proto::v1::DeleteMatchingRequest>,
+    ) -> Result<Response<mimo_proto::v1::DeleteMatchingResponse>, Status> {
+        Ok(Response::new(
+            self.store.delete_matching(request.into_inner()).await?,
+        ))
+    }
+
     async fn remember(
         &self,
         request: Request<mimo_proto::v1::RememberRequest>,

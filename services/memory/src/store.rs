@@ -209,28 +209,14 @@ impl MemoryStore {
         if let Some(reinforced) = self.reinforce_duplicate(&valid, &vector, now).await? {
             return Ok((reinforced, true));
         }
-        let embedder = &self.inner.config.embedder;
-        let engram = Engram {
-            id: valid.id.to_string(),
-            content: valid.content,
-            category: valid.category as i32,
-            importance: valid.importance,
-            metadata_json: valid.metadata_json,
-            embedder: embedder.id().to_string(),
-            dimension: embedder.dimension() as u32,
-            created_at_unix_ms: now,
-            updated_at_unix_ms: now,
-            last_accessed_at_unix_ms: now,
-            access_count: 0,
-            protected: valid.protected,
-            embedding: Vec::new(),
-        };
+        let (category, protected) = (valid.category, valid.protected);
+        let engram = valid.into_engram(self.inner.config.embedder.as_ref(), now);
         self.inner
             .writer
             .apply(Change::Insert {
                 engram: engram.clone(),
-                category: valid.category,
-                protected: valid.protected,
+                category,
+                protected,
                 vector,
             })
             .await?;
@@ -432,15 +418,6 @@ impl MemoryStore {
         self.inner.config.embedder.as_ref()
     }
 
-    /// The vector of `text` (the request's `field`).
-    pub(crate) async fn embed_text(
-        &self,
-        field: &'static str,
-        text: &str,
-    ) -> Result<Vec<f32>, MemoryError> {
-        self.embed(field, text).await
-    }
-
     /// The configured decay settings.
     pub(crate) fn decay_settings(&self) -> crate::decay::DecaySettings {
         self.inner.config.decay
@@ -596,7 +573,11 @@ impl MemoryStore {
 
     /// The vector of `text` (the request's `field`); a zero vector, which no search could
     /// ever find, is refused.
-    async fn embed(&self, field: &'static str, text: &str) -> Result<Vec<f32>, MemoryError> {
+    pub(crate) async fn embed(
+        &self,
+        field: &'static str,
+        text: &str,
+    ) -> Result<Vec<f32>, MemoryError> {
         let embedder = self.inner.config.embedder.as_ref();
         if !embedder.embeds_text() {
             return Err(MemoryError::VectorsRequired {

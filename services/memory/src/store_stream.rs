@@ -58,8 +58,12 @@ async fn run(
             }
             next = requests.message(), if reading && pending.len() < MAX_IN_FLIGHT => {
                 match next {
-                    Ok(Some(request)) => {
+                    Ok(Some(mut request)) => {
                         position += 1;
+                        // A stream is taken as it is (an import restores an export
+                        // faithfully): no near-duplicate check, which would also make a bulk
+                        // load quadratic below the approximate index's size.
+                        request.allow_duplicate = true;
                         match store.check_store(request) {
                             Ok(valid) => {
                                 // Polled in order, so ids (UUIDv7) follow the stream.

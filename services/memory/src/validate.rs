@@ -3,10 +3,11 @@
 
 use crate::category;
 use crate::config::{HybridSettings, MemoryConfig};
+use crate::embedder::Embedder;
 use crate::error::MemoryError;
 use crate::index::Filter;
 use mimo_proto::v1::{
-    Category, HybridWeights, Scoring, SearchRequest, StoreRequest, UpdateRequest,
+    Category, Engram, HybridWeights, Scoring, SearchRequest, StoreRequest, UpdateRequest,
 };
 
 /// Importance of an engram stored without one.
@@ -28,6 +29,27 @@ pub(crate) struct ValidStore {
     /// The new engram's id, made when the request was checked (so that a stream's ids,
     /// which are UUIDv7, follow its order).
     pub(crate) id: uuid::Uuid,
+}
+
+impl ValidStore {
+    /// The new engram this request makes, embedded by `embedder`, at `now` (unix ms).
+    pub(crate) fn into_engram(self, embedder: &dyn Embedder, now: i64) -> Engram {
+        Engram {
+            id: self.id.to_string(),
+            content: self.content,
+            category: self.category as i32,
+            importance: self.importance,
+            metadata_json: self.metadata_json,
+            embedder: embedder.id().to_string(),
+            dimension: embedder.dimension() as u32,
+            created_at_unix_ms: now,
+            updated_at_unix_ms: now,
+            last_accessed_at_unix_ms: now,
+            access_count: 0,
+            protected: self.protected,
+            embedding: Vec::new(),
+        }
+    }
 }
 
 /// What a search looks for.

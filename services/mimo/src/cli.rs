@@ -172,6 +172,24 @@ pub enum MemoryAction {
         #[arg(long)]
         hybrid: bool,
     },
+    /// Forget every engram matching a filter (protected ones only with --include-protected)
+    DeleteMatching {
+        /// Only this kind of memory
+        #[arg(long, value_enum)]
+        category: Option<CategoryArg>,
+        /// Only engrams less important than this (0..=1)
+        #[arg(long)]
+        importance_below: Option<f32>,
+        /// Only engrams created before this time (ms since the Unix epoch)
+        #[arg(long)]
+        created_before_ms: Option<i64>,
+        /// Protected engrams too
+        #[arg(long)]
+        include_protected: bool,
+        /// Count them; delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Change an engram's importance, category, metadata or protection
     Update {
         /// Engram id

@@ -356,6 +356,32 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             .await
         }
         MemoryAction::Stats => return crate::memory_commands::stats(settings).await,
+        MemoryAction::DeleteMatching {
+            category,
+            importance_below,
+            created_before_ms,
+            include_protected,
+            dry_run,
+        } => {
+            let request = mimo_proto::v1::DeleteMatchingRequest {
+                category: category.map_or(0, |category| category_of(category).into()),
+                importance_below,
+                created_before_unix_ms: created_before_ms,
+                include_protected,
+                dry_run,
+            };
+            let deleted = memory
+                .delete_matching(request)
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .deleted;
+            if dry_run {
+                out!("{deleted} engrams match (dry run: none deleted)");
+            } else {
+                out!("deleted {deleted} engrams");
+            }
+        }
         MemoryAction::List {
             limit,
             offset,

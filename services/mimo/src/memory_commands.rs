@@ -209,52 +209,74 @@ pub async fn stats(settings: &Effective) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `mimo memory import FILE`: every line stored over one StoreStream call, with a progress
-/// bar; a bad line stops the import there, naming its line number, with everything before
-/// it stored.
+/// `mimo memory import FILE`: the file read a line at a time into one StoreStream call, with
+/// a progress bar; a bad line (unreadable, or refused by the memory) stops the import there,
+/// naming its line number, with every line before it stored.
 pub async fn import(settings: &Effective, file: &Path) -> anyhow::Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut requests = Vec::new();
-    let mut line_numbers = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: ImportLine = serde_json::from_str(line)
-            .with_context(|| format!("{} line {}", file.display(), index + 1))?;
-        requests.push(
-            store_request(parsed)
-                .with_context(|| format!("{} line {}", file.display(), index + 1))?,
-        );
-        line_numbers.push(index + 1);
-    }
-    let total = requests.len() as u64;
+    use std::io::BufRead;
+    let open = || {
+        std::fs::File::open(file)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("cannot read {}", file.display()))
+    };
+    let total = open()?.lines().count() as u64;
     let mut memory = connect::memory(connect::channel(&settings.memory_address).await?);
     let bar = progress_bar(total, "stored");
+    // Lines are parsed on a thread of their own, at most 1024 ahead of the memory.
+    let (requests, stream) = tokio::sync::mpsc::channel(1024);
+    let reader = open()?;
+    let parsing = std::thread::spawn(move || -> anyhow::Result<()> {
+        for (index, line) in reader.lines().enumerate() {
+            let number = index + 1;
+            let line = line.with_context(|| format!("line {number}"))?;
+            if line.trim().is_empty() {
+                anyhow::bail!("line {number} is empty; every line must be one JSON object");
+            }
+            let request = serde_json::from_str::<ImportLine>(&line)
+                .map_err(anyhow::Error::from)
+                .and_then(store_request)
+                .with_context(|| format!("line {number}"))?;
+            if requests.blocking_send(request).is_err() {
+                return Ok(()); // the memory stopped reading: its answer says why
+            }
+        }
+        Ok(())
+    });
     let mut answers = memory
-        .store_stream(tokio_stream::iter(requests))
+        .store_stream(tokio_stream::wrappers::ReceiverStream::new(stream))
         .await
         .map_err(status_error)?
         .into_inner();
-    let mut stored = 0_usize;
-    loop {
+    let mut stored = 0_u64;
+    let refused = loop {
         match answers.message().await {
             Ok(Some(_)) => {
                 stored += 1;
                 bar.inc(1);
             }
-            Ok(None) => break,
-            Err(status) => {
-                bar.abandon();
-                let line = line_numbers.get(stored).copied().unwrap_or(0);
-                anyhow::bail!(
-                    "{} line {line}: {}; the {stored} lines before it are stored",
-                    file.display(),
-                    status.message()
-                );
-            }
+            Ok(None) => break None,
+            Err(status) => break Some(status),
         }
+    };
+    let parsed = parsing
+        .join()
+        .map_err(|_| anyhow::anyhow!("the line reader panicked"))?;
+    if let Some(status) = refused {
+        bar.abandon();
+        anyhow::bail!(
+            "{} line {}: {}; the {stored} lines before it are stored",
+            file.display(),
+            stored + 1,
+            status.message()
+        );
+    }
+    if let Err(error) = parsed {
+        bar.abandon();
+        anyhow::bail!(
+            "{} {:#}; the {stored} lines before it are stored",
+            file.display(),
+            error
+        );
     }
     bar.finish();
     out!("stored {stored} engrams from {}", file.display());

@@ -180,12 +180,8 @@ mod tests {
     #[test]
     fn the_int8_paths_agree_exactly_at_every_length() {
         for length in 0..130 {
-            let left: Vec<i8> = (0..length)
-                .map(|i| (i * 37 % 255 - 127) as i8)
-                .collect();
-            let right: Vec<i8> = (0..length)
-                .map(|i| (i * 91 % 255 - 127) as i8)
-                .collect();
+            let left: Vec<i8> = (0..length).map(|i| (i * 37 % 255 - 127) as i8).collect();
+            let right: Vec<i8> = (0..length).map(|i| (i * 91 % 255 - 127) as i8).collect();
             let expected: i32 = left
                 .iter()
                 .zip(&right)

@@ -354,3 +354,59 @@ async fn an_expired_working_entry_leaves_searches_and_is_kept_only_if_worth_it(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn delete_matching_removes_what_the_filter_names_and_spares_protected_engrams(
+) -> anyhow::Result<()> {
+    use mimo_proto::v1::DeleteMatchingRequest;
+    let memory = TestMemory::open().await?;
+    let store = &memory.store;
+    for number in 0..700 {
+        store
+            .store(StoreRequest {
+                importance: Some(if number % 2 == 0 { 0.1 } else { 0.9 }),
+                allow_duplicate: true,
+                ..store_in(
+                    &format!("observation number {number}"),
+                    Category::Observation,
+                )
+            })
+            .await?;
+    }
+    let guarded = store
+        .store(StoreRequest {
+            importance: Some(0.1),
+            protected: true,
+            ..store_in("a protected observation", Category::Observation)
+        })
+        .await?;
+    store
+        .store(store_request("a fact of low importance"))
+        .await?;
+    let request = DeleteMatchingRequest {
+        category: Category::Observation as i32,
+        importance_below: Some(0.5),
+        ..Default::default()
+    };
+    let counted = store
+        .delete_matching(DeleteMatchingRequest {
+            dry_run: true,
+            ..request
+        })
+        .await?;
+    assert_eq!(counted.deleted, 350);
+    assert_eq!(store.counts().engrams, 702);
+    assert_eq!(store.delete_matching(request).await?.deleted, 350);
+    assert_eq!(store.counts().engrams, 352);
+    assert_eq!(store.counts().index_vectors, 352);
+    store.get(&guarded.id).await?;
+    let unfiltered = store
+        .delete_matching(DeleteMatchingRequest::default())
+        .await
+        .expect_err("no condition");
+    assert_eq!(
+        tonic::Status::from(unfiltered).code(),
+        Code::InvalidArgument
+    );
+    Ok(())
+}
