@@ -79,13 +79,29 @@ pub async fn serve(
     }
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "memory serving");
     let router = mimo_proto::serve::server()
-        .add_service(mimo_proto::serve::memory(MemoryService::new(store)));
+        .add_service(mimo_proto::serve::memory(MemoryService::new(store.clone())));
     let result = mimo_proto::serve::serve_router(router, listener, shutdown).await;
     background.cancel();
     while tasks.join_next().await.is_some() {}
+    // Working memory lives in this process: what is worth keeping becomes long-term now
+    // (at most the working capacity, within a bound).
+    match tokio::time::timeout(CONSOLIDATE_AT_STOP, store.consolidate()).await {
+        Ok(Ok(kept)) if !kept.engrams.is_empty() => {
+            tracing::info!(
+                kept = kept.engrams.len(),
+                "working memory consolidated at stop"
+            );
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "working memory not consolidated at stop"),
+        Err(_) => tracing::warn!("working memory consolidation at stop took too long; left"),
+    }
     tracing::info!("memory stopped");
     result
 }
+
+/// The longest a stop waits for working memory to be consolidated.
+const CONSOLIDATE_AT_STOP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Lets go of expired working entries every second (consolidating those worth keeping)
 /// until `stop` fires.

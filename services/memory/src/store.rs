@@ -50,7 +50,8 @@ pub struct MemoryCounts {
     pub read_pool: (u32, usize),
     /// Read connections acquired since start, and the microseconds waited for them.
     pub read_waits: (u64, u64),
-    /// Longest wait for a read connection since the last report, in microseconds.
+    /// Longest wait for a read connection since the previous `counts` (the reporter's
+    /// previous report), in microseconds.
     pub longest_read_wait_micros: u64,
     /// Bytes of the database file and its write-ahead log.
     pub database_bytes: u64,

@@ -149,3 +149,39 @@ async fn a_store_stream_acknowledges_in_order_and_stops_at_the_first_bad_request
     tokio::time::timeout(Duration::from_secs(10), server).await???;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stop_keeps_the_working_entries_worth_keeping() -> anyhow::Result<()> {
+    use mimo_proto::v1::RememberRequest;
+    let memory = TestMemory::open().await?;
+    let (address, shutdown, server) = serve(&memory).await?;
+    let mut client = mimo_proto::connect::memory(mimo_proto::connect::channel(&address).await?);
+    for (content, importance) in [
+        ("the alarm code changed to 4711", 0.9),
+        ("it is cloudy", 0.1),
+    ] {
+        client
+            .remember(RememberRequest {
+                entry: Some(StoreRequest {
+                    importance: Some(importance),
+                    ..store_request(content)
+                }),
+                ttl_ms: None,
+            })
+            .await?;
+    }
+    drop(client);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server).await???;
+    let kept = memory
+        .store
+        .search(crate::search_request("alarm code"))
+        .await?;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        memory.store.counts().engrams,
+        1,
+        "the unimportant entry is let go"
+    );
+    Ok(())
+}
