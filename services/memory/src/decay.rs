@@ -53,7 +53,7 @@ impl MemoryStore {
             return Err(MemoryError::OutOfRange {
                 field: "half_life_days",
                 value: half_life.to_string(),
-                bounds: "greater than 0, at most 1000000".to_string(),
+                bounds: "(0, 1000000]".to_string(),
             });
         }
         let forget_below = request.forget_below.unwrap_or(defaults.forget_below);

@@ -27,7 +27,10 @@ pub(crate) async fn foreign_embedders(
         let same = embedder == configured.id()
             && usize::try_from(dimension).ok() == Some(configured.dimension());
         if !same {
-            foreign.push(format!("{count} by {embedder} ({dimension} dimensions)"));
+            let engrams = if count == 1 { "engram" } else { "engrams" };
+            foreign.push(format!(
+                "{count} {engrams} made by {embedder} ({dimension} dimensions)"
+            ));
         }
     }
     Ok(foreign)
@@ -36,6 +39,11 @@ pub(crate) async fn foreign_embedders(
 /// The refusal of a memory whose engrams are `foreign`'s.
 pub(crate) fn mismatch(configured: &dyn Embedder, foreign: &[String]) -> MemoryError {
     MemoryError::EmbedderMismatch {
+        remedy: if configured.embeds_text() {
+            "run `mimo memory reembed` to re-embed them, or start the memory with their embedder"
+        } else {
+            "a memory of client vectors cannot embed their texts itself: start it with their embedder and export them, then import them with your vectors (an `embedding` on each line), or delete them"
+        },
         found: foreign.join(", "),
         configured: format!(
             "{} ({} dimensions)",

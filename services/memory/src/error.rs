@@ -30,6 +30,9 @@ pub enum MemoryError {
         /// The allowed range, e.g. `1..=1000`.
         bounds: String,
     },
+    /// Request fields that disagree with each other, said in full.
+    #[error("{0}")]
+    Inconsistent(String),
     /// Two request fields exclude each other, or none of several was given.
     #[error("{0}")]
     Conflict(&'static str),
@@ -64,12 +67,14 @@ pub enum MemoryError {
         dimension: usize,
     },
     /// The stored engrams were embedded by another embedder than the configured one.
-    #[error("this memory holds engrams embedded {found}, but its embedder is {configured}: their vectors cannot be compared; run `mimo memory reembed` to re-embed them, or start the memory with their embedder")]
+    #[error("this memory holds {found}, but its embedder is {configured}: their vectors cannot be compared; {remedy}")]
     EmbedderMismatch {
         /// The other embedders and their counts.
         found: String,
         /// The configured embedder.
         configured: String,
+        /// What the operator can do.
+        remedy: &'static str,
     },
     /// The write queue is full: the writer is behind.
     #[error("the memory's write queue holds {limit} pending changes, its limit; retry shortly")]
@@ -170,6 +175,7 @@ impl From<MemoryError> for Status {
             | MemoryError::InvalidMetadata(_)
             | MemoryError::NothingToEmbed { .. }
             | MemoryError::Conflict(_)
+            | MemoryError::Inconsistent(_)
             | MemoryError::WrongDimension { .. }
             | MemoryError::BadVector { .. }
             | MemoryError::UnknownCategory(_) => Code::InvalidArgument,

@@ -39,7 +39,7 @@ pub(crate) async fn list(
     let order = ListOrder::try_from(request.order).map_err(|_| MemoryError::OutOfRange {
         field: "order",
         value: request.order.to_string(),
-        bounds: "a ListOrder value, 0..=5".to_string(),
+        bounds: "0..=5 (a ListOrder value)".to_string(),
     })?;
     if !request.after_id.is_empty() && order != ListOrder::ById {
         return Err(MemoryError::Conflict(

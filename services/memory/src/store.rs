@@ -447,6 +447,7 @@ impl MemoryStore {
             index_bytes: index.bytes() as u64,
             approximate: index.is_approximate(),
             working_entries: self.inner.working.len() as u64,
+            embeds_text: self.inner.config.embedder.embeds_text(),
             embedder: self.inner.config.embedder.id().to_string(),
             dimension: self.inner.config.embedder.dimension() as u32,
         })

@@ -162,11 +162,9 @@ pub(crate) fn search(
         request.created_before_unix_ms,
     ) {
         if after >= before {
-            return Err(MemoryError::OutOfRange {
-                field: "created_before_unix_ms",
-                value: before.to_string(),
-                bounds: format!("greater than created_after_unix_ms ({after})"),
-            });
+            return Err(MemoryError::Inconsistent(format!(
+                "created_before_unix_ms ({before}) must be later than created_after_unix_ms ({after})"
+            )));
         }
     }
     let filter = Filter {
@@ -182,7 +180,7 @@ pub(crate) fn search(
             return Err(MemoryError::OutOfRange {
                 field: "scoring",
                 value: request.scoring.to_string(),
-                bounds: "SCORING_SEMANTIC (1) or SCORING_HYBRID (2)".to_string(),
+                bounds: "0..=2 (SCORING_UNSPECIFIED, SCORING_SEMANTIC, SCORING_HYBRID)".to_string(),
             })
         }
     };
@@ -247,7 +245,7 @@ fn hybrid(defaults: HybridSettings, given: HybridWeights) -> Result<HybridSettin
         return Err(MemoryError::OutOfRange {
             field: "hybrid.recency_half_life_hours",
             value: half_life.to_string(),
-            bounds: "greater than 0, at most 1000000".to_string(),
+            bounds: "(0, 1000000]".to_string(),
         });
     }
     Ok(settings)

@@ -46,7 +46,7 @@ pub enum Command {
     Registry,
     /// Run the skill-host service alone (it registers with --registry-address)
     SkillHost,
-    /// Run the memory service alone, or talk to a running one (store, search, get, delete)
+    /// Run the memory service alone, or talk to a running one (store, search, list, import, remember, decay, ...)
     #[command(args_conflicts_with_subcommands = true)]
     Memory {
         #[command(subcommand)]
@@ -151,6 +151,9 @@ pub enum MemoryAction {
         /// Never forget this engram by decay
         #[arg(long)]
         protected: bool,
+        /// Store it even if a nearly identical engram of its category exists (which it would otherwise reinforce)
+        #[arg(long)]
+        allow_duplicate: bool,
     },
     /// Find remembered texts by meaning
     Search {
@@ -171,6 +174,9 @@ pub enum MemoryAction {
         /// Rank by similarity, recency and importance together, not similarity alone
         #[arg(long)]
         hybrid: bool,
+        /// Search working memory (short-term entries) too; their lines are marked [working]
+        #[arg(long)]
+        include_working: bool,
     },
     /// Forget every engram matching a filter (protected ones only with --include-protected)
     DeleteMatching {
@@ -231,6 +237,9 @@ pub enum MemoryAction {
         /// Importance from 0 to 1 (important entries are kept long-term when they expire)
         #[arg(long)]
         importance: Option<f32>,
+        /// Kind of memory
+        #[arg(long, value_enum, default_value_t = CategoryArg::Fact)]
+        category: CategoryArg,
         /// Milliseconds to hold it [default: the memory's, 10 minutes]
         #[arg(long)]
         ttl_ms: Option<u64>,
@@ -249,7 +258,7 @@ pub enum MemoryAction {
         #[arg(long)]
         forget_below: Option<f32>,
     },
-    /// Store every line of a JSONL file ({"content": ..., "category": "fact", "importance": 0.5, "metadata": {...}, "protected": false, "embedding": [...]}), with a progress bar
+    /// Store every line of a JSONL file, as given (no near-duplicate is merged, so importing a file twice stores it twice; blank lines are skipped) ({"content": ..., "category": "fact", "importance": 0.5, "metadata": {...}, "protected": false, "embedding": [...]}), with a progress bar
     Import {
         /// The JSONL file
         file: std::path::PathBuf,
@@ -258,7 +267,7 @@ pub enum MemoryAction {
     Export {
         /// The JSONL file to write
         file: std::path::PathBuf,
-        /// Include each engram's embedding (needed to import into a memory of client vectors)
+        /// Include each engram's embedding [default: only for a memory of client vectors, which cannot embed the texts again]
         #[arg(long)]
         with_embeddings: bool,
     },

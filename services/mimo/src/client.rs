@@ -268,6 +268,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             importance,
             metadata,
             protected,
+            allow_duplicate,
         } => {
             let request = StoreRequest {
                 content: text,
@@ -275,6 +276,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                 importance,
                 metadata_json: metadata.unwrap_or_default(),
                 protected,
+                allow_duplicate,
                 ..Default::default()
             };
             let stored = memory
@@ -284,6 +286,12 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                 .into_inner();
             let engram = stored.engram.unwrap_or_default();
             out!("{}", engram.id);
+            if stored.reinforced {
+                eprintln!(
+                    "a nearly identical engram was already stored: it was reinforced instead (importance {:.2}, {} accesses); --allow-duplicate stores a copy",
+                    engram.importance, engram.access_count
+                );
+            }
         }
         MemoryAction::Search {
             query,
@@ -292,6 +300,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             category,
             min_importance,
             hybrid,
+            include_working,
         } => {
             let request = SearchRequest {
                 query,
@@ -305,6 +314,7 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
                     Scoring::Semantic
                 }
                 .into(),
+                include_working,
                 ..Default::default()
             };
             let hits = memory
@@ -319,11 +329,12 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
             for hit in hits {
                 let engram = hit.engram.unwrap_or_default();
                 out!(
-                    "{:.3}  {:.3}  {}  [{}]  {}",
+                    "{:.3}  {:.3}  {}  [{}]{}  {}",
                     hit.score,
                     hit.similarity,
                     engram.id,
                     category_name(&engram),
+                    if hit.working { " [working]" } else { "" },
                     engram.content
                 );
             }
@@ -391,8 +402,12 @@ pub async fn memory(settings: &Effective, action: MemoryAction) -> anyhow::Resul
         MemoryAction::Remember {
             text,
             importance,
+            category,
             ttl_ms,
-        } => return crate::memory_commands::remember(settings, text, importance, ttl_ms).await,
+        } => {
+            return crate::memory_commands::remember(settings, text, importance, category, ttl_ms)
+                .await
+        }
         MemoryAction::Consolidate => return crate::memory_commands::consolidate(settings).await,
         MemoryAction::Decay {
             dry_run,

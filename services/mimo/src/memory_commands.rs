@@ -104,6 +104,7 @@ pub async fn remember(
     settings: &Effective,
     text: String,
     importance: Option<f32>,
+    category: CategoryArg,
     ttl_ms: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
     let mut memory = connect::memory(connect::channel(&settings.memory_address).await?);
@@ -112,6 +113,7 @@ pub async fn remember(
             entry: Some(StoreRequest {
                 content: text,
                 importance,
+                category: category_of(category).into(),
                 ..Default::default()
             }),
             ttl_ms,
@@ -225,13 +227,19 @@ pub async fn import(settings: &Effective, file: &Path) -> anyhow::Result<ExitCod
     // Lines are parsed on a thread of their own, at most 1024 ahead of the memory.
     let (requests, stream) = tokio::sync::mpsc::channel(1024);
     let reader = open()?;
+    // The line number of each request sent, to name the line the memory refuses.
+    let sent_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let sent = sent_lines.clone();
     let parsing = std::thread::spawn(move || -> anyhow::Result<()> {
         for (index, line) in reader.lines().enumerate() {
             let number = index + 1;
             let line = line.with_context(|| format!("line {number}"))?;
             if line.trim().is_empty() {
-                anyhow::bail!("line {number} is empty; every line must be one JSON object");
+                continue;
             }
+            sent.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(number as u64);
             let request = serde_json::from_str::<ImportLine>(&line)
                 .map_err(anyhow::Error::from)
                 .and_then(store_request)
@@ -263,17 +271,22 @@ pub async fn import(settings: &Effective, file: &Path) -> anyhow::Result<ExitCod
         .map_err(|_| anyhow::anyhow!("the line reader panicked"))?;
     if let Some(status) = refused {
         bar.abandon();
+        let line = sent_lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stored as usize)
+            .copied()
+            .unwrap_or(stored + 1);
         anyhow::bail!(
-            "{} line {}: {}; the {stored} lines before it are stored",
+            "{} line {line}: {}; the {stored} engrams before it are stored",
             file.display(),
-            stored + 1,
             status.message()
         );
     }
     if let Err(error) = parsed {
         bar.abandon();
         anyhow::bail!(
-            "{} {:#}; the {stored} lines before it are stored",
+            "{} {:#}; the {stored} engrams before it are stored",
             file.display(),
             error
         );
@@ -291,6 +304,14 @@ pub async fn export(
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let mut memory = connect::memory(connect::channel(&settings.memory_address).await?);
+    // A memory of client vectors cannot embed its texts again on import: keep the vectors.
+    let with_embeddings = with_embeddings
+        || !memory
+            .stats(StatsRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .embeds_text;
     let partial = file.with_extension("partial");
     let mut out_file = std::io::BufWriter::new(
         std::fs::File::create(&partial)

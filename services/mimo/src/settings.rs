@@ -152,7 +152,11 @@ pub struct Settings {
 
     /// Vectors from which searches go through the approximate (HNSW) index, re-ranked exactly; `off` searches exactly at every size [default: 100000]
     #[arg(long, env = "MIMO_MEMORY_APPROXIMATE_FROM", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text_or_number"
+    )]
     pub memory_approximate_from: Option<String>,
 
     /// Candidates the approximate index keeps while searching (HNSW's ef): higher finds more of the exact answer, lower is faster [default: 64]
@@ -172,7 +176,11 @@ pub struct Settings {
 
     /// Similarity at or above which a store reinforces an engram of its category instead of adding a copy (0..=1), or `off` [default: the embedder's, 0.98 for the built-in one, 0.95 for models]
     #[arg(long, env = "MIMO_MEMORY_DUPLICATE_THRESHOLD", global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "text_or_number"
+    )]
     pub memory_duplicate_threshold: Option<String>,
 }
 
@@ -268,6 +276,26 @@ impl MemorySettings {
         config.duplicate_threshold = self.duplicate_threshold;
         config
     }
+}
+
+/// A TOML value that may be written as a number or as text (`100000` or `"off"`).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+    }
+    Ok(
+        Option::<Given>::deserialize(deserializer)?.map(|given| match given {
+            Given::Text(text) => text,
+            Given::Integer(number) => number.to_string(),
+            Given::Float(number) => number.to_string(),
+        }),
+    )
 }
 
 /// Reads the memory's settings.

@@ -1387,8 +1387,9 @@ fn jsonl_import_and_export_round_trip_and_a_bad_line_is_named() {
     let bad_file = folder.path().join("bad.jsonl");
     std::fs::write(
         &bad_file,
+        // A blank line is skipped; the line numbers still count it.
         format!(
-            "{}\n{}\n",
+            "{}\n\n{}\n",
             r#"{"content": "a good first line about owls"}"#, r#"{"content": "   "}"#
         ),
     )
@@ -1401,7 +1402,7 @@ fn jsonl_import_and_export_round_trip_and_a_bad_line_is_named() {
     assert!(!refused.status.success());
     let stderr = text(&refused.stderr);
     assert!(
-        stderr.contains("bad.jsonl line 2: request 2 of the stream: content is empty; the 1 lines before it are stored"),
+        stderr.contains("bad.jsonl line 3: request 2 of the stream: content is empty; the 1 engrams before it are stored"),
         "{stderr}"
     );
     let stats = text(&memory_client(folder.path(), &second_address, &["stats"]).stdout);

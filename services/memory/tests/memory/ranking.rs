@@ -127,14 +127,14 @@ async fn bad_filters_and_weights_are_refused_with_what_is_wrong() -> anyhow::Res
                 created_before_unix_ms: Some(10),
                 ..search_request("rivers")
             },
-            "created_before_unix_ms is 10; it must lie within greater than created_after_unix_ms (20)",
+            "created_before_unix_ms (10) must be later than created_after_unix_ms (20)",
         ),
         (
             SearchRequest {
                 scoring: 7,
                 ..search_request("rivers")
             },
-            "scoring is 7; it must lie within SCORING_SEMANTIC (1) or SCORING_HYBRID (2)",
+            "scoring is 7; it must lie within 0..=2 (SCORING_UNSPECIFIED, SCORING_SEMANTIC, SCORING_HYBRID)",
         ),
         (
             SearchRequest {
@@ -145,7 +145,7 @@ async fn bad_filters_and_weights_are_refused_with_what_is_wrong() -> anyhow::Res
                 }),
                 ..search_request("rivers")
             },
-            "hybrid.recency_half_life_hours is 0; it must lie within greater than 0, at most 1000000",
+            "hybrid.recency_half_life_hours is 0; it must lie within (0, 1000000]",
         ),
         (
             SearchRequest {

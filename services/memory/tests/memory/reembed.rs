@@ -49,7 +49,7 @@ async fn another_embedders_engrams_are_refused_until_reembedded() -> anyhow::Res
     memory.store.close().await;
 
     let switched = mimo_memory::open(renamed(MemoryConfig::new(&path))).await?;
-    let expected = "this memory holds engrams embedded 3 by builtin-hash-v1 (2048 dimensions), \
+    let expected = "this memory holds 3 engrams made by builtin-hash-v1 (2048 dimensions), \
         but its embedder is renamed-hash-v1 (2048 dimensions): their vectors cannot be compared; \
         run `mimo memory reembed` to re-embed them, or start the memory with their embedder";
     for refused in [
