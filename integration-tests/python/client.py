@@ -23,6 +23,7 @@ import time
 import grpc
 
 # Every call gets a deadline; a tool call may start a slow server, so it gets more time.
+STREAM_DEADLINE_SECONDS = 300
 DEADLINE_SECONDS = 10.0
 TOOL_CALL_DEADLINE_SECONDS = 60.0
 TELEMETRY_PATIENCE_SECONDS = 30.0
@@ -241,6 +242,38 @@ def memory_scenario(memory_address):
             "Get after Delete",
         )
         step("Memory.Get, Delete, then Get again gets NOT_FOUND")
+
+        # Many small messages on one stream (grpc-core sends each in a DATA frame of its
+        # own): the server must read them all without closing the connection.
+        streamed = 5000
+        requests = (
+            memory_pb2.StoreRequest(content=f"streamed item {n} w{n % 977}")
+            for n in range(streamed)
+        )
+        acknowledged = [
+            answer.engram.id
+            for answer in memory.StoreStream(requests, timeout=STREAM_DEADLINE_SECONDS)
+        ]
+        check(
+            len(acknowledged) == streamed,
+            f"StoreStream acknowledged {len(acknowledged)} of {streamed}",
+        )
+        step(f"Memory.StoreStream stored {streamed} small engrams in order")
+
+        seen, after_id = 0, ""
+        while True:
+            page = memory.List(
+                memory_pb2.ListRequest(
+                    limit=1000, order=memory_pb2.LIST_ORDER_BY_ID, after_id=after_id
+                ),
+                timeout=DEADLINE_SECONDS,
+            )
+            if not page.engrams:
+                break
+            seen += len(page.engrams)
+            after_id = page.engrams[-1].id
+        check(seen == page.total, f"List paged through {seen} engrams of {page.total}")
+        step(f"Memory.List paged through all {seen} engrams by id")
 
 
 def telemetry_scenario(telemetry_address):

@@ -19,9 +19,16 @@ use tonic::transport::Server;
 pub fn server() -> Server {
     Server::builder()
         .tcp_nodelay(true)
+        // h2 sets its budget for small DATA frames waiting to be read at half the connection
+        // window; the 64 KiB default lets a client streaming small messages (a Python
+        // StoreStream) exhaust it and get the connection closed (GOAWAY ENHANCE_YOUR_CALM).
+        .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
 }
+
+/// The connection-level flow-control window each server grants its clients.
+const CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains in-flight calls.
 /// Every accepted connection gets `TCP_NODELAY`: the builder's own setting applies only to
