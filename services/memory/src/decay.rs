@@ -108,6 +108,7 @@ impl MemoryStore {
                 }
             }
         }
+        crate::response_size::fit(&mut response.forgotten);
         tracing::info!(
             examined = response.examined,
             forgotten = response.count,

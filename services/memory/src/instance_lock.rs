@@ -20,9 +20,26 @@ pub(crate) fn lock_path(database: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The path of `database` with every symbolic link resolved, so that two names of one file
+/// share one lock (a hard link is still another name: its lock is its own).
+fn resolved(database: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(database) {
+        return real;
+    }
+    match (database.parent(), database.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        })
+        .map_or_else(|_| database.to_path_buf(), |real| real.join(name)),
+        _ => database.to_path_buf(),
+    }
+}
+
 /// Takes the lock of `database`, or says which process holds it.
 pub(crate) fn acquire(database: &Path) -> Result<InstanceLock, MemoryError> {
-    let path = lock_path(database);
+    let path = lock_path(&resolved(database));
     let lock_error = |source| MemoryError::Lock {
         path: path.clone(),
         source,
@@ -55,6 +72,20 @@ pub(crate) fn acquire(database: &Path) -> Result<InstanceLock, MemoryError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_symbolic_link_to_the_database_shares_its_lock() {
+        let folder = tempfile::tempdir().unwrap();
+        let database = folder.path().join("memory.sqlite");
+        std::fs::write(&database, b"").unwrap();
+        let link = folder.path().join("link.sqlite");
+        std::os::unix::fs::symlink(&database, &link).unwrap();
+        let _held = super::acquire(&database).unwrap();
+        assert!(matches!(
+            super::acquire(&link),
+            Err(crate::error::MemoryError::InUse { .. })
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -23,6 +23,7 @@ mod load;
 mod pool_stats;
 mod reembed;
 mod remember;
+mod response_size;
 mod service;
 mod shared_state;
 mod store;

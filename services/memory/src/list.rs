@@ -84,6 +84,7 @@ pub(crate) async fn list(
         }
         engrams.push(engram);
     }
+    let truncated = crate::response_size::fit(&mut engrams);
     let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM engrams");
     if let Some(category) = category {
         count.push(" WHERE category = ").push_bind(category);
@@ -95,5 +96,6 @@ pub(crate) async fn list(
     Ok(ListResponse {
         engrams,
         total: u64::try_from(total).unwrap_or(0),
+        truncated,
     })
 }

@@ -43,7 +43,12 @@ impl MemoryStore {
         };
         if let Some(evicted) = self.working().hold(entry, settings.capacity) {
             tracing::debug!(entry = %evicted.engram.id, "working memory full: the entry nearest to expiry leaves");
-            self.let_go(evicted).await?;
+            if let Err(error) = self.let_go(&evicted).await {
+                // Nothing changes: the evicted entry is back, the new one is not held.
+                self.working().take(&engram.id);
+                self.working().put_back([evicted]);
+                return Err(error);
+            }
         }
         Ok(engram)
     }
@@ -52,22 +57,39 @@ impl MemoryStore {
     pub async fn consolidate(&self) -> Result<ConsolidateResponse, MemoryError> {
         let entries = self.working().take_worth_keeping(&self.working_settings());
         let mut engrams = Vec::with_capacity(entries.len());
-        for entry in entries {
-            engrams.push(self.keep(entry).await?);
+        let mut entries = entries.into_iter();
+        while let Some(entry) = entries.next() {
+            match self.keep(&entry).await {
+                Ok(engram) => engrams.push(engram),
+                Err(error) => {
+                    // What could not be kept stays in working memory (those kept are stored).
+                    self.working()
+                        .put_back(std::iter::once(entry).chain(entries));
+                    return Err(error);
+                }
+            }
         }
-        Ok(ConsolidateResponse { engrams })
+        let count = engrams.len() as u64;
+        crate::response_size::fit(&mut engrams);
+        Ok(ConsolidateResponse { engrams, count })
     }
 
-    /// Lets go of every expired entry, consolidating those worth keeping.
+    /// Lets go of every expired entry, consolidating those worth keeping; an entry that
+    /// cannot be kept (long-term memory full, say) stays for the next sweep.
     pub async fn sweep_working_memory(&self) -> Result<(), MemoryError> {
-        for entry in self.working().take_expired(Instant::now()) {
-            self.let_go(entry).await?;
+        let mut expired = self.working().take_expired(Instant::now()).into_iter();
+        while let Some(entry) = expired.next() {
+            if let Err(error) = self.let_go(&entry).await {
+                self.working()
+                    .put_back(std::iter::once(entry).chain(expired));
+                return Err(error);
+            }
         }
         Ok(())
     }
 
     /// An entry leaving working memory: kept long-term if worth it, else gone.
-    async fn let_go(&self, entry: WorkingEntry) -> Result<(), MemoryError> {
+    async fn let_go(&self, entry: &WorkingEntry) -> Result<(), MemoryError> {
         if entry.worth_keeping(&self.working_settings()) {
             self.keep(entry).await?;
         } else {
@@ -77,13 +99,13 @@ impl MemoryStore {
     }
 
     /// Stores `entry` as a long-term engram (or reinforces its near-duplicate).
-    async fn keep(&self, entry: WorkingEntry) -> Result<Engram, MemoryError> {
+    async fn keep(&self, entry: &WorkingEntry) -> Result<Engram, MemoryError> {
         let valid = ValidStore {
-            content: entry.engram.content,
+            content: entry.engram.content.clone(),
             category: entry.category,
             importance: entry.engram.importance,
-            metadata_json: entry.engram.metadata_json,
-            embedding: Some(entry.vector),
+            metadata_json: entry.engram.metadata_json.clone(),
+            embedding: Some(entry.vector.clone()),
             protected: entry.engram.protected,
             allow_duplicate: false,
             id: uuid::Uuid::now_v7(),

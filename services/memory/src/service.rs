@@ -219,8 +219,9 @@ impl Memory for MemoryService {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
-        let hits = self.store.search(request.into_inner()).await?;
-        Ok(Response::new(SearchResponse { hits }))
+        Ok(Response::new(
+            self.store.search_response(request.into_inner()).await?,
+        ))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Engram>, Status> {

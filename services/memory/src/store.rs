@@ -11,8 +11,8 @@ use crate::shared_state::SharedState;
 use crate::validate::{self, Probe, ValidSearch, ValidStore};
 use crate::writer::{Change, Outcome, Writer, WriterLimits};
 use mimo_proto::v1::{
-    Engram, ListRequest, ListResponse, SearchHit, SearchRequest, StatsResponse, StoreRequest,
-    UpdateRequest,
+    Engram, ListRequest, ListResponse, SearchHit, SearchRequest, SearchResponse, StatsResponse,
+    StoreRequest, UpdateRequest,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 use std::collections::HashMap;
@@ -272,6 +272,15 @@ impl MemoryStore {
     /// Returns the engrams most similar to the request's query, best score first, and
     /// records that they were accessed.
     pub async fn search(&self, request: SearchRequest) -> Result<Vec<SearchHit>, MemoryError> {
+        Ok(self.search_response(request).await?.hits)
+    }
+
+    /// [`MemoryStore::search`] as the Search RPC answers: the hits within the answer's size
+    /// bound, and whether some were left out (those are not counted as accessed).
+    pub async fn search_response(
+        &self,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, MemoryError> {
         self.inner.check_embedder()?;
         let valid = validate::search(&self.inner.config, request)?;
         let (limit, min_similarity, filter) = (valid.limit, valid.min_similarity, valid.filter);
@@ -305,10 +314,33 @@ impl MemoryStore {
             hits.sort_by(|a, b| b.score.total_cmp(&a.score));
             hits.truncate(limit);
         }
-        Ok(hits)
+        let truncated = crate::response_size::fit(&mut hits);
+        self.record_access(&hits);
+        Ok(SearchResponse { hits, truncated })
     }
 
-    /// The engrams of `found`, read from the table, with their access recorded.
+    /// Has the writer record the access of the long-term `hits`, after the answer, so that
+    /// a search never waits for a commit (the hits already show the new time and count).
+    fn record_access(&self, hits: &[SearchHit]) {
+        let ids: Vec<String> = hits
+            .iter()
+            .filter(|hit| !hit.working)
+            .filter_map(|hit| hit.engram.as_ref().map(|engram| engram.id.clone()))
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let now = now_unix_ms();
+        if !self.inner.writer.offer(Change::Touch { ids, now }) {
+            self.inner
+                .state
+                .dropped_access_records
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("write queue full: this search's access times are not recorded");
+        }
+    }
+
+    /// The engrams of `found`, read from the table, showing this access.
     async fn long_term_hits(&self, found: Vec<IndexHit>) -> Result<Vec<SearchHit>, MemoryError> {
         if found.is_empty() {
             return Ok(Vec::new());
@@ -346,15 +378,6 @@ impl MemoryStore {
                 })
             })
             .collect();
-        // Recorded by the writer after the answer, so that a search never waits for a
-        // commit; the hits already show the new access time and count.
-        if !self.inner.writer.offer(Change::Touch { ids, now }) {
-            self.inner
-                .state
-                .dropped_access_records
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("write queue full: this search's access times are not recorded");
-        }
         Ok(hits)
     }
 

@@ -84,6 +84,19 @@ impl WorkingMemory {
         evicted
     }
 
+    /// Puts entries taken out back, whatever the capacity (they were held a moment ago).
+    pub(crate) fn put_back(&self, entries: impl IntoIterator<Item = WorkingEntry>) {
+        let mut held = self.entries();
+        for entry in entries {
+            held.insert(entry.engram.id.clone(), entry);
+        }
+    }
+
+    /// Takes out the entry with `id`, if held.
+    pub(crate) fn take(&self, id: &str) -> Option<WorkingEntry> {
+        self.entries().remove(id)
+    }
+
     /// The unexpired entries passing `query`, best first, at most `query.limit`, each
     /// counted as accessed at `now_ms`: (similarity, score, engram).
     pub(crate) fn search(

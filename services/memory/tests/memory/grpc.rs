@@ -185,3 +185,80 @@ async fn a_stop_keeps_the_working_entries_worth_keeping() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn answers_stop_listing_at_their_size_bound_instead_of_failing() -> anyhow::Result<()> {
+    use mimo_proto::v1::{ListRequest, SearchRequest as Search};
+    let memory = TestMemory::open().await?;
+    let big = "word ".repeat(18_000); // 90 KB
+    let mut ids = Vec::new();
+    for number in 0..120 {
+        let stored = memory
+            .store
+            .store(StoreRequest {
+                allow_duplicate: true,
+                ..store_request(&format!("entry{number} {big}"))
+            })
+            .await?;
+        ids.push(stored.id);
+    }
+    let (address, shutdown, server) = serve(&memory).await?;
+    let mut client = mimo_proto::connect::memory(mimo_proto::connect::channel(&address).await?);
+    let found = client
+        .search(Search {
+            query: "word".into(),
+            limit: Some(120),
+            min_similarity: Some(-1.0),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(found.truncated);
+    assert!(
+        found.hits.len() < 120 && found.hits.len() > 50,
+        "{}",
+        found.hits.len()
+    );
+    let page = client
+        .list(ListRequest {
+            limit: Some(120),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(page.truncated);
+    assert_eq!(page.total, 120);
+    assert!(page.engrams.len() < 120 && page.engrams.len() > 50);
+    // Only the hits sent were counted as accessed.
+    let returned: std::collections::HashSet<String> = found
+        .hits
+        .iter()
+        .map(|hit| hit.engram.as_ref().unwrap().id.clone())
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut touched = 0;
+        for id in &ids {
+            let engram = memory.store.get(id).await?;
+            if engram.access_count > 0 {
+                assert!(
+                    returned.contains(id),
+                    "{id} was not sent but counted as accessed"
+                );
+                touched += 1;
+            }
+        }
+        if touched == returned.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "accesses never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(client);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server).await???;
+    Ok(())
+}

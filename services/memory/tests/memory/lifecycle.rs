@@ -410,3 +410,51 @@ async fn delete_matching_removes_what_the_filter_names_and_spares_protected_engr
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_full_long_term_memory_keeps_working_entries_where_they_are() -> anyhow::Result<()> {
+    let memory = TestMemory::open_with(|mut config| {
+        config.max_engrams = 1;
+        config.working = WorkingSettings {
+            capacity: 2,
+            ..WorkingSettings::default()
+        };
+        config
+    })
+    .await?;
+    let store = &memory.store;
+    store
+        .store(store_request("the only long-term room is taken"))
+        .await?;
+    let first = store
+        .remember(remember("an important first note", 0.9, None))
+        .await?;
+    store
+        .remember(remember("an important second note", 0.9, None))
+        .await?;
+    // Consolidation cannot store them: both stay held.
+    let refused = store
+        .consolidate()
+        .await
+        .expect_err("long-term memory is full");
+    assert_eq!(tonic::Status::from(refused).code(), Code::ResourceExhausted);
+    assert_eq!(store.counts().working_entries, 2);
+    // A third entry would evict the first, which cannot be kept: nothing changes.
+    let refused = store
+        .remember(remember("a third note", 0.1, None))
+        .await
+        .expect_err("the evicted entry cannot be kept");
+    assert_eq!(tonic::Status::from(refused).code(), Code::ResourceExhausted);
+    assert_eq!(store.counts().working_entries, 2);
+    let held = store
+        .search(SearchRequest {
+            include_working: true,
+            ..search_request("important first note")
+        })
+        .await?;
+    assert!(held
+        .iter()
+        .any(|hit| hit.working && hit.engram.as_ref().unwrap().id == first.id));
+    assert_eq!(store.counts().engrams, 1);
+    Ok(())
+}
