@@ -258,7 +258,12 @@ pub enum MemoryAction {
         #[arg(long)]
         forget_below: Option<f32>,
     },
-    /// Store every line of a JSONL file, as given (no near-duplicate is merged, so importing a file twice stores it twice; blank lines are skipped) ({"content": ..., "category": "fact", "importance": 0.5, "metadata": {...}, "protected": false, "embedding": [...]}), with a progress bar
+    /// Store every line of a JSONL file, with a progress bar
+    ///
+    /// Each line is one JSON object: {"content": ..., "category": "fact", "importance": 0.5,
+    /// "metadata": {...}, "protected": false, "embedding": [...]} (all but content optional).
+    /// Lines are stored as given: no near-duplicate is merged, so importing a file twice
+    /// stores it twice. Blank lines are skipped.
     Import {
         /// The JSONL file
         file: std::path::PathBuf,
@@ -273,6 +278,7 @@ pub enum MemoryAction {
     },
     /// Re-embed every engram made by another embedder with the configured one (run with the memory service stopped), with a progress bar
     Reembed,
+    /// Show one engram
     Get {
         /// Engram id
         id: String,
