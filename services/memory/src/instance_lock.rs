@@ -1,6 +1,11 @@
-//! One memory process per SQLite file: an exclusive lock on `<database>.lock`, held for as
-//! long as the store is open. A second process opening the same file is refused, naming the
-//! first one's pid, instead of sharing the file while its in-memory index goes stale.
+//! One memory process per SQLite file: an exclusive lock on `<database>.lock` (which names
+//! the holder's pid) and one on the database file itself (which catches another name of the
+//! same file, a hard link), held for as long as the store is open. A second process opening
+//! the same file is refused instead of sharing it while its in-memory index goes stale.
+//!
+//! The database file's lock is a BSD `flock`, independent of SQLite's POSIX locks; its
+//! handle is closed only after the store's connections (closing any handle of a file drops
+//! the process's POSIX locks on it).
 
 use crate::error::MemoryError;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -11,6 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub(crate) struct InstanceLock {
     _file: File,
+    _database: File,
 }
 
 /// The lock file beside `database`.
@@ -56,7 +62,11 @@ pub(crate) fn acquire(database: &Path) -> Result<InstanceLock, MemoryError> {
             file.set_len(0).map_err(lock_error)?;
             file.rewind().map_err(lock_error)?;
             write!(file, "{}", std::process::id()).map_err(lock_error)?;
-            Ok(InstanceLock { _file: file })
+            let database_file = lock_database_file(database)?;
+            Ok(InstanceLock {
+                _file: file,
+                _database: database_file,
+            })
         }
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -70,8 +80,48 @@ pub(crate) fn acquire(database: &Path) -> Result<InstanceLock, MemoryError> {
     }
 }
 
+/// Locks the database file itself (creating it empty when missing, which SQLite takes as a
+/// new database).
+fn lock_database_file(database: &Path) -> Result<File, MemoryError> {
+    let lock_error = |source| MemoryError::Lock {
+        path: database.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(database)
+        .map_err(lock_error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(MemoryError::InUse {
+            database: database.to_path_buf(),
+            holder: "unknown: it opened this file under another name".to_string(),
+        }),
+        Err(TryLockError::Error(source)) => Err(lock_error(source)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_hard_link_to_the_database_shares_its_lock() {
+        let folder = tempfile::tempdir().unwrap();
+        let database = folder.path().join("memory.sqlite");
+        std::fs::write(&database, b"").unwrap();
+        let link = folder.path().join("hard.sqlite");
+        std::fs::hard_link(&database, &link).unwrap();
+        let held = super::acquire(&database).unwrap();
+        assert!(matches!(
+            super::acquire(&link),
+            Err(crate::error::MemoryError::InUse { holder, .. }) if holder.starts_with("unknown")
+        ));
+        drop(held);
+        super::acquire(&link).expect("free once the first lets go");
+    }
+
     #[test]
     fn a_symbolic_link_to_the_database_shares_its_lock() {
         let folder = tempfile::tempdir().unwrap();
