@@ -722,18 +722,26 @@ async fn replicas_take_each_others_fresh_leases_and_skip_foreign_records_in_etcd
         .unwrap();
     }
     register(&mut a, lease, "real", &[tool("t", "")]).await;
-    let names: Vec<String> = b
-        .list_tools(ListToolsRequest {
-            name_prefix: "real".into(),
-            ..ListToolsRequest::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tools
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    // The other replica learns of it from etcd's watch: shortly, not at once.
+    let names = wait_until("the other replica to list the real skill", PATIENCE, || {
+        let mut b = b.clone();
+        async move {
+            let names: Vec<String> = b
+                .list_tools(ListToolsRequest {
+                    name_prefix: "real".into(),
+                    ..ListToolsRequest::default()
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .tools
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            (!names.is_empty()).then_some(names)
+        }
+    })
+    .await;
     assert_eq!(names, ["real_t"]);
     for skill in ["bad", "ghost"] {
         let listed = b
