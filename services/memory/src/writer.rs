@@ -283,7 +283,12 @@ async fn transaction(
             .take_while(|job| matches!(job.change, Change::Insert { .. }))
             .count();
         if inserts > 1 {
-            match insert_rows(&mut connection, &jobs[next..next + inserts]).await {
+            match insert_rows(
+                &mut connection,
+                jobs[next..next + inserts].iter().map(|job| &job.change),
+            )
+            .await
+            {
                 Ok(()) => {
                     results.extend((0..inserts).map(|_| Ok(Outcome::Done)));
                     next += inserts;
@@ -323,16 +328,19 @@ const INSERT_COLUMNS: &str = "INSERT INTO engrams (id, content, category, import
      embedding, embedder, dimension, created_at, updated_at, last_accessed_at, access_count, \
      metadata) ";
 
-/// Inserts `jobs`, all of them [`Change::Insert`], with one statement.
-async fn insert_rows(connection: &mut SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
+/// Inserts `changes`, all of them [`Change::Insert`], with one statement.
+async fn insert_rows<'a>(
+    connection: &mut SqliteConnection,
+    changes: impl IntoIterator<Item = &'a Change>,
+) -> Result<(), sqlx::Error> {
     let mut query = QueryBuilder::<Sqlite>::new(INSERT_COLUMNS);
-    query.push_values(jobs, |mut row, job| {
+    query.push_values(changes, |mut row, change| {
         if let Change::Insert {
             engram,
             category,
             protected,
             vector,
-        } = &job.change
+        } = change
         {
             row.push_bind(engram.id.as_str())
                 .push_bind(engram.content.as_str())
@@ -359,29 +367,8 @@ async fn execute(
     change: &Change,
 ) -> Result<Outcome, MemoryError> {
     match change {
-        Change::Insert {
-            engram,
-            category,
-            protected,
-            vector,
-        } => {
-            sqlx::query(&format!(
-                "{INSERT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)"
-            ))
-            .bind(&engram.id)
-            .bind(&engram.content)
-            .bind(category::stored_name(*category))
-            .bind(f64::from(engram.importance))
-            .bind(i64::from(*protected))
-            .bind(encode_embedding(vector))
-            .bind(&engram.embedder)
-            .bind(i64::from(engram.dimension))
-            .bind(engram.created_at_unix_ms)
-            .bind(engram.updated_at_unix_ms)
-            .bind(engram.last_accessed_at_unix_ms)
-            .bind(&engram.metadata_json)
-            .execute(&mut *connection)
-            .await?;
+        Change::Insert { .. } => {
+            insert_rows(connection, [change]).await?;
             Ok(Outcome::Done)
         }
         Change::Delete { id } => {
