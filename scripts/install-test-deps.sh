@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the third-party MCP servers (and etcd) used by Mimo's integration tests
+# Install the third-party MCP servers (and etcd, and PostgreSQL) used by Mimo's integration tests
 # into a cache folder, and write "$MIMO_TEST_CACHE/env.sh" describing how to start them.
 #
 # Idempotent: each component is checked first and only (re)installed when the
@@ -21,6 +21,10 @@ GRPCIO_TOOLS_VERSION="1.85.1"
 # etcd from Debian's packages, unpacked into the cache (no root, no service started).
 ETCD_PKG="etcd-server"
 ETCD_VERSION="3.4.23-4+b4"
+# PostgreSQL server binaries (initdb, postgres): the machine's own when installed, else
+# Debian's package unpacked into the cache. Tests start throwaway servers with them.
+POSTGRES_MAJOR="15"
+POSTGRES_PKG="postgresql-$POSTGRES_MAJOR"
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
@@ -98,6 +102,28 @@ else
   "$ETCD_BIN" --version >/dev/null || { log "$ETCD_BIN does not run after unpacking"; exit 1; }
 fi
 
+# --- PostgreSQL (the machine's, or Debian's package unpacked) ----------------
+POSTGRES_BIN="/usr/lib/postgresql/$POSTGRES_MAJOR/bin"
+if [[ -x "$POSTGRES_BIN/initdb" && -x "$POSTGRES_BIN/postgres" ]]; then
+  log "$POSTGRES_PKG found in $POSTGRES_BIN"
+else
+  POSTGRES_DIR="$CACHE/$POSTGRES_PKG"
+  POSTGRES_BIN="$POSTGRES_DIR/usr/lib/postgresql/$POSTGRES_MAJOR/bin"
+  if [[ -x "$POSTGRES_BIN/postgres" ]] && "$POSTGRES_BIN/postgres" --version >/dev/null 2>&1; then
+    log "$POSTGRES_PKG already unpacked"
+  else
+    command -v apt-get >/dev/null || { log "apt-get not found: PostgreSQL comes from Debian's $POSTGRES_PKG"; exit 1; }
+    log "downloading $POSTGRES_PKG from Debian into $POSTGRES_DIR"
+    download="$(mktemp -d "$CACHE/postgres-download.XXXXXX")"
+    (cd "$download" && apt-get download -q "$POSTGRES_PKG" >&2)
+    rm -rf "$POSTGRES_DIR"
+    dpkg-deb -x "$download"/"$POSTGRES_PKG"_*.deb "$POSTGRES_DIR"
+    rm -rf "$download"
+    "$POSTGRES_BIN/postgres" --version >/dev/null \
+      || { log "$POSTGRES_BIN/postgres does not run after unpacking (its libraries: apt-get install $POSTGRES_PKG)"; exit 1; }
+  fi
+fi
+
 # --- env.sh ------------------------------------------------------------------
 sq() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }   # POSIX single-quote
 json_array() { "$PY" -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "$@"; }
@@ -115,6 +141,7 @@ tmp="$(mktemp "$CACHE/env.sh.XXXXXX")"
   echo "export MIMO_TEST_TIME_ARGS_JSON=$(sq "$(json_array --local-timezone UTC)")"
   echo "export MIMO_TEST_PYTHON=$(sq "$PY")"
   echo "export MIMO_TEST_ETCD=$(sq "$ETCD_BIN")"
+  echo "export MIMO_TEST_POSTGRES_BIN=$(sq "$POSTGRES_BIN")"
 } >"$tmp"
 chmod 644 "$tmp"
 mv -f "$tmp" "$ENV_FILE"

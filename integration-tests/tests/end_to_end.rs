@@ -42,6 +42,8 @@ macro_rules! on_both_stores {
 
 #[path = "end_to_end/interop.rs"]
 mod interop;
+#[path = "end_to_end/memory_postgres.rs"]
+mod memory_postgres;
 #[path = "end_to_end/registry.rs"]
 mod registry;
 #[path = "end_to_end/supervision.rs"]

@@ -1,19 +1,20 @@
 //! Memory settings: where the database lives, which embedder indexes it, and the limits.
 
+use crate::database::MemoryDatabase;
 use crate::decay::DecaySettings;
 use crate::embedder::Embedder;
 use crate::hash_embedder::HashEmbedder;
 use crate::index::ApproximateSettings;
 use crate::working::WorkingSettings;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Where the memory lives and the limits it enforces.
 #[derive(Clone)]
 pub struct MemoryConfig {
-    /// SQLite database file; created with its parent directories when missing.
-    pub database_path: PathBuf,
+    /// The database: a SQLite file (created with its parent directories when missing) or
+    /// a PostgreSQL URL.
+    pub database: MemoryDatabase,
     /// Turns texts into normalised vectors; only engrams embedded by it are searchable.
     pub embedder: Arc<dyn Embedder>,
     /// Largest engram content, in bytes (UTF-8).
@@ -84,10 +85,11 @@ impl Default for HybridSettings {
 }
 
 impl MemoryConfig {
-    /// Returns the default limits and the built-in [`HashEmbedder`] for a database at `path`.
-    pub fn new(database_path: impl Into<PathBuf>) -> Self {
+    /// Returns the default limits and the built-in [`HashEmbedder`] for `database` (a
+    /// SQLite file's path, or a [`MemoryDatabase`]).
+    pub fn new(database: impl Into<MemoryDatabase>) -> Self {
         Self {
-            database_path: database_path.into(),
+            database: database.into(),
             embedder: Arc::new(HashEmbedder::new()),
             max_content_bytes: 102_400,
             max_metadata_bytes: 65_536,
@@ -132,7 +134,7 @@ impl fmt::Debug for MemoryConfig {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("MemoryConfig")
-            .field("database_path", &self.database_path)
+            .field("database", &self.database)
             .field("embedder", &self.embedder.id())
             .field("dimension", &self.embedder.dimension())
             .field("max_content_bytes", &self.max_content_bytes)

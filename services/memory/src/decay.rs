@@ -4,11 +4,10 @@
 //! below a threshold, logging and counting each, or with a dry run only lists them. Off by
 //! default: passes run when asked (the Decay RPC) or every `interval` when one is set.
 
-use crate::database::{engram_from_row, now_unix_ms, ENGRAM_COLUMNS};
+use crate::database::{engram_from_row, now_unix_ms, on_connection, ENGRAM_COLUMNS};
 use crate::error::MemoryError;
 use crate::store::MemoryStore;
 use mimo_proto::v1::{DecayRequest, DecayResponse};
-use sqlx::Row;
 use std::time::Duration;
 
 /// Engrams read per page of a pass.
@@ -68,28 +67,36 @@ impl MemoryStore {
         let mut response = DecayResponse::default();
         let mut after = String::new();
         loop {
-            let rows = sqlx::query(&format!(
-                "SELECT {ENGRAM_COLUMNS} FROM engrams WHERE protected = 0 AND id > ? \
-                 ORDER BY id LIMIT ?"
-            ))
-            .bind(&after)
-            .bind(PAGE)
-            .fetch_all(&mut *self.read_connection().await?)
-            .await?;
-            let Some(last) = rows.last() else {
+            let mut page = Vec::new();
+            on_connection!(&mut self.read_connection().await?, |connection, Db| {
+                let statement = format!(
+                    "SELECT {ENGRAM_COLUMNS} FROM engrams WHERE protected = 0 AND id > $1 \
+                     ORDER BY id LIMIT $2"
+                );
+                for row in &sqlx::query(&statement)
+                    .bind(&after)
+                    .bind(PAGE)
+                    .fetch_all(&mut *connection)
+                    .await?
+                {
+                    page.push(engram_from_row(row)?);
+                }
+            });
+            let Some(last) = page.last() else {
                 break;
             };
-            after = last.try_get("id")?;
-            for row in &rows {
+            after = last.id.clone();
+            for engram in page {
                 response.examined += 1;
-                let importance: f64 = row.try_get("importance")?;
-                let accessed: i64 = row.try_get("last_accessed_at")?;
-                let accesses: i64 = row.try_get("access_count")?;
-                let kept = retention(importance, now - accessed, accesses, half_life);
+                let kept = retention(
+                    f64::from(engram.importance),
+                    now - engram.last_accessed_at_unix_ms,
+                    i64::try_from(engram.access_count).unwrap_or(i64::MAX),
+                    half_life,
+                );
                 if kept >= f64::from(forget_below) {
                     continue;
                 }
-                let engram = engram_from_row(row)?;
                 if request.dry_run {
                     tracing::info!(engram = %engram.id, retention = kept, "decay would forget this engram (dry run)");
                 } else {

@@ -2,11 +2,12 @@
 //! deleted through the writer (a page's deletes commit together).
 
 use crate::category;
+use crate::database::{on_connection, ReadColumns};
 use crate::error::MemoryError;
 use crate::store::MemoryStore;
 use futures::future::join_all;
 use mimo_proto::v1::{DeleteMatchingRequest, DeleteMatchingResponse};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::QueryBuilder;
 
 /// Engrams found and deleted per page.
 const PAGE: i64 = 500;
@@ -38,31 +39,29 @@ impl MemoryStore {
         let mut deleted = 0_u64;
         let mut after = String::new();
         loop {
-            let mut select = QueryBuilder::<Sqlite>::new("SELECT id FROM engrams WHERE id > ");
-            select.push_bind(after.clone());
-            if let Some(category) = category {
-                select.push(" AND category = ").push_bind(category);
-            }
-            if let Some(below) = request.importance_below {
-                select
-                    .push(" AND importance < ")
-                    .push_bind(f64::from(below));
-            }
-            if let Some(before) = request.created_before_unix_ms {
-                select.push(" AND created_at < ").push_bind(before);
-            }
-            if !request.include_protected {
-                select.push(" AND protected = 0");
-            }
-            select.push(" ORDER BY id LIMIT ").push_bind(PAGE);
-            let rows = select
-                .build()
-                .fetch_all(&mut *self.read_connection().await?)
-                .await?;
-            let ids: Vec<String> = rows
-                .iter()
-                .map(|row| row.try_get("id"))
-                .collect::<Result<_, _>>()?;
+            let mut ids: Vec<String> = Vec::new();
+            on_connection!(&mut self.read_connection().await?, |connection, Db| {
+                let mut select = QueryBuilder::<Db>::new("SELECT id FROM engrams WHERE id > ");
+                select.push_bind(after.clone());
+                if let Some(category) = category {
+                    select.push(" AND category = ").push_bind(category);
+                }
+                if let Some(below) = request.importance_below {
+                    select
+                        .push(" AND importance < ")
+                        .push_bind(f64::from(below));
+                }
+                if let Some(before) = request.created_before_unix_ms {
+                    select.push(" AND created_at < ").push_bind(before);
+                }
+                if !request.include_protected {
+                    select.push(" AND protected = 0");
+                }
+                select.push(" ORDER BY id LIMIT ").push_bind(PAGE);
+                for row in &select.build().fetch_all(&mut *connection).await? {
+                    ids.push(row.text("id")?);
+                }
+            });
             let Some(last) = ids.last() else {
                 break;
             };

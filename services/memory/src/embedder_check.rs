@@ -2,28 +2,30 @@
 //! than the configured one cannot compare them with its queries, so it refuses searches and
 //! stores until `mimo memory reembed` has re-embedded them.
 
+use crate::database::{on_pool, Pool, ReadColumns};
 use crate::embedder::Embedder;
 use crate::error::MemoryError;
-use sqlx::sqlite::SqlitePool;
-use sqlx::Row;
 
 /// Engrams of embedders (or dimensions) other than `configured`'s, as "id (count)" pieces;
 /// empty when every engram is the configured embedder's.
 pub(crate) async fn foreign_embedders(
-    pool: &SqlitePool,
+    pool: &Pool,
     configured: &dyn Embedder,
 ) -> Result<Vec<String>, MemoryError> {
-    let rows = sqlx::query(
-        "SELECT embedder, dimension, COUNT(*) AS count FROM engrams \
-         GROUP BY embedder, dimension ORDER BY COUNT(*) DESC",
-    )
-    .fetch_all(pool)
-    .await?;
+    let statement = "SELECT embedder, dimension, COUNT(*) AS count FROM engrams \
+         GROUP BY embedder, dimension ORDER BY COUNT(*) DESC";
+    let mut groups = Vec::new();
+    on_pool!(pool, |pool, Db| {
+        for row in &sqlx::query(statement).fetch_all(pool).await? {
+            groups.push((
+                row.text("embedder")?,
+                row.integer("dimension")?,
+                row.integer("count")?,
+            ));
+        }
+    });
     let mut foreign = Vec::new();
-    for row in &rows {
-        let embedder: String = row.try_get("embedder")?;
-        let dimension: i64 = row.try_get("dimension")?;
-        let count: i64 = row.try_get("count")?;
+    for (embedder, dimension, count) in groups {
         let same = embedder == configured.id()
             && usize::try_from(dimension).ok() == Some(configured.dimension());
         if !same {

@@ -82,7 +82,8 @@ pub enum MemoryError {
         /// The queue's bound.
         limit: usize,
     },
-    /// SQLite stayed locked (by another program on the file) through every retry.
+    /// The database stayed locked (SQLite: by another program on the file; PostgreSQL: in
+    /// conflict with another writer) through every retry.
     #[error("the memory database stayed locked through {attempts} attempts; retry shortly")]
     Busy {
         /// Attempts made.
@@ -148,6 +149,14 @@ pub enum MemoryError {
         /// The holder's pid, as it wrote it.
         holder: String,
     },
+    /// A shared (PostgreSQL) database is held by what this process cannot run beside.
+    #[error("the memory database {database} is in use: {reason}")]
+    SharedDatabaseBusy {
+        /// The database, its password hidden.
+        database: String,
+        /// Who holds it and what to do.
+        reason: &'static str,
+    },
     /// The instance lock file could not be used.
     #[error("cannot lock {path}: {source}")]
     Lock {
@@ -197,6 +206,7 @@ impl From<MemoryError> for Status {
             | MemoryError::Migration(_)
             | MemoryError::CreateDirectory { .. }
             | MemoryError::InUse { .. }
+            | MemoryError::SharedDatabaseBusy { .. }
             | MemoryError::Lock { .. } => {
                 tracing::error!(error = %error, "memory database failed");
                 return Status::unavailable("the memory database is unavailable; retry later");

@@ -1,6 +1,7 @@
-//! Mimo's memory: long-term text engrams with embeddings and semantic search, over SQLite.
+//! Mimo's memory: long-term text engrams with embeddings and semantic search, over SQLite
+//! or PostgreSQL.
 //!
-//! Engrams live in one SQLite table; the embeddings of the current embedder are also held in
+//! Engrams live in one table (SQLite by default, PostgreSQL for many processes); the embeddings of the current embedder are also held in
 //! an in-memory index rebuilt from disk at [`open`] and kept in step with every store and
 //! delete. [`serve`] exposes a [`MemoryStore`] as the `mimo.v1.Memory` gRPC service.
 
@@ -20,7 +21,9 @@ mod index;
 mod instance_lock;
 mod list;
 mod load;
+mod peer_changes;
 mod pool_stats;
+mod postgres_lock;
 mod reembed;
 mod remember;
 mod response_size;
@@ -35,6 +38,7 @@ mod writer;
 
 pub use blob::{decode_embedding, encode_embedding};
 pub use config::{HybridSettings, MemoryConfig};
+pub use database::MemoryDatabase;
 pub use decay::DecaySettings;
 pub use embedder::{EmbedError, Embedder};
 pub use error::MemoryError;

@@ -3,22 +3,21 @@
 
 use crate::blob::decode_embedding;
 use crate::category;
-use crate::database::{engram_from_row, ENGRAM_COLUMNS};
+use crate::database::{engram_from_row, on_connection, Connection, ReadColumns, ENGRAM_COLUMNS};
 use crate::error::MemoryError;
 use mimo_proto::v1::{ListOrder, ListRequest, ListResponse};
-use sqlx::sqlite::SqliteConnection;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::QueryBuilder;
 
 /// Engrams per page when a request names no limit.
 const DEFAULT_LIMIT: u32 = 100;
 /// Most engrams per page.
 const MAX_LIMIT: u32 = 1000;
-/// Deepest offset: SQLite walks every skipped row, so deeper pages use `after_id`.
+/// Deepest offset: the database walks every skipped row, so deeper pages use `after_id`.
 const MAX_OFFSET: u64 = 1_000_000;
 
-/// Answers `request` from `pool`.
+/// Answers `request` on `connection`.
 pub(crate) async fn list(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     request: ListRequest,
 ) -> Result<ListResponse, MemoryError> {
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
@@ -52,47 +51,49 @@ pub(crate) async fn list(
     } else {
         ENGRAM_COLUMNS.to_string()
     };
-    let mut select =
-        QueryBuilder::<Sqlite>::new(format!("SELECT {columns} FROM engrams WHERE 1 = 1"));
-    if let Some(category) = category {
-        select.push(" AND category = ").push_bind(category);
-    }
-    if !request.after_id.is_empty() {
-        select
-            .push(" AND id > ")
-            .push_bind(request.after_id.as_str());
-    }
-    select.push(match order {
+    let order_by = match order {
         ListOrder::Unspecified | ListOrder::NewestFirst => " ORDER BY created_at DESC, id DESC",
         ListOrder::OldestFirst => " ORDER BY created_at ASC, id ASC",
         ListOrder::MostImportantFirst => " ORDER BY importance DESC, id ASC",
         ListOrder::RecentlyAccessedFirst => " ORDER BY last_accessed_at DESC, id ASC",
         ListOrder::ById => " ORDER BY id ASC",
-    });
-    select
-        .push(" LIMIT ")
-        .push_bind(i64::from(limit))
-        .push(" OFFSET ")
-        .push_bind(request.offset as i64);
-    let rows = select.build().fetch_all(&mut *connection).await?;
-    let mut engrams = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut engram = engram_from_row(row)?;
-        if request.with_embeddings {
-            let blob: Vec<u8> = row.try_get("embedding")?;
-            engram.embedding = decode_embedding(&blob, engram.dimension as usize)?;
+    };
+    let mut engrams = Vec::new();
+    let total = on_connection!(connection, |connection, Db| {
+        let mut select =
+            QueryBuilder::<Db>::new(format!("SELECT {columns} FROM engrams WHERE 1 = 1"));
+        if let Some(category) = category {
+            select.push(" AND category = ").push_bind(category);
         }
-        engrams.push(engram);
-    }
+        if !request.after_id.is_empty() {
+            select
+                .push(" AND id > ")
+                .push_bind(request.after_id.as_str());
+        }
+        select
+            .push(order_by)
+            .push(" LIMIT ")
+            .push_bind(i64::from(limit))
+            .push(" OFFSET ")
+            .push_bind(request.offset as i64);
+        for row in &select.build().fetch_all(&mut *connection).await? {
+            let mut engram = engram_from_row(row)?;
+            if request.with_embeddings {
+                let blob = row.bytes("embedding")?;
+                engram.embedding = decode_embedding(&blob, engram.dimension as usize)?;
+            }
+            engrams.push(engram);
+        }
+        let mut count = QueryBuilder::<Db>::new("SELECT COUNT(*) FROM engrams");
+        if let Some(category) = category {
+            count.push(" WHERE category = ").push_bind(category);
+        }
+        count
+            .build_query_scalar::<i64>()
+            .fetch_one(&mut *connection)
+            .await?
+    });
     let truncated = crate::response_size::fit(&mut engrams);
-    let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*) FROM engrams");
-    if let Some(category) = category {
-        count.push(" WHERE category = ").push_bind(category);
-    }
-    let total: i64 = count
-        .build_query_scalar()
-        .fetch_one(&mut *connection)
-        .await?;
     Ok(ListResponse {
         engrams,
         total: u64::try_from(total).unwrap_or(0),

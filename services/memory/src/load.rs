@@ -3,13 +3,12 @@
 
 use crate::blob::decode_embedding;
 use crate::category;
+use crate::database::{on_pool, Pool, ReadColumns};
 use crate::embedder::Embedder;
 use crate::error::MemoryError;
 use crate::index::{RowFacts, VectorIndex};
 use crate::writer::key_of;
 use futures::TryStreamExt;
-use sqlx::sqlite::SqlitePool;
-use sqlx::Row;
 use tokio::time::Instant;
 
 /// Rows between two progress lines in the log.
@@ -18,7 +17,7 @@ const PROGRESS_EVERY: usize = 50_000;
 /// Returns an index of every engram embedded by `embedder`, skipping (and logging) rows whose
 /// embedding is corrupt or of another dimension; `total` is the table's row count, for progress.
 pub(crate) async fn build_index(
-    pool: &SqlitePool,
+    pool: &Pool,
     embedder: &dyn Embedder,
     approximate: Option<crate::index::ApproximateSettings>,
     int8_scan: bool,
@@ -27,37 +26,40 @@ pub(crate) async fn build_index(
     let started = Instant::now();
     let dimension = embedder.dimension();
     let mut index = VectorIndex::new(dimension);
-    let of_this_embedder: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM engrams WHERE embedder = ?")
+    let of_this_embedder = on_pool!(pool, |pool, Db| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM engrams WHERE embedder = $1")
             .bind(embedder.id())
             .fetch_one(pool)
-            .await?;
+            .await?
+    });
     index.reserve(usize::try_from(of_this_embedder).unwrap_or(0));
     if int8_scan {
         index.enable_int8();
     }
     let mut seen = 0_usize;
     let mut skipped = 0_usize;
-    let mut rows = sqlx::query(
-        "SELECT id, category, importance, created_at, last_accessed_at, dimension, embedding \
-             FROM engrams WHERE embedder = ?",
-    )
-    .bind(embedder.id())
-    .fetch(pool);
-    while let Some(row) = rows.try_next().await? {
-        seen += 1;
-        let id: String = row.try_get("id")?;
-        match indexable(&row, dimension) {
-            Ok((facts, vector)) => index.insert(facts, &vector),
-            Err(error) => {
-                skipped += 1;
-                tracing::error!(engram = %id, %error, "engram left out of the search index");
+    on_pool!(pool, |pool, Db| {
+        let mut rows = sqlx::query(
+            "SELECT id, category, importance, created_at, last_accessed_at, dimension, \
+             embedding FROM engrams WHERE embedder = $1",
+        )
+        .bind(embedder.id())
+        .fetch(pool);
+        while let Some(row) = rows.try_next().await? {
+            seen += 1;
+            match indexable(&row, dimension) {
+                Ok((facts, vector)) => index.insert(facts, &vector),
+                Err(error) => {
+                    skipped += 1;
+                    let id = row.text("id").unwrap_or_default();
+                    tracing::error!(engram = %id, %error, "engram left out of the search index");
+                }
+            }
+            if seen.is_multiple_of(PROGRESS_EVERY) {
+                tracing::info!(loaded = seen, total, "indexing engrams");
             }
         }
-        if seen.is_multiple_of(PROGRESS_EVERY) {
-            tracing::info!(loaded = seen, total, "indexing engrams");
-        }
-    }
+    });
     if let Some(settings) = approximate {
         // After the rows, so that the graph is built once, over every core.
         index = tokio::task::spawn_blocking(move || {
@@ -87,29 +89,29 @@ pub(crate) async fn build_index(
 }
 
 /// Returns the facts and vector of `row`, or why it cannot be searched.
-fn indexable(
-    row: &sqlx::sqlite::SqliteRow,
+pub(crate) fn indexable(
+    row: &impl ReadColumns,
     dimension: usize,
 ) -> Result<(RowFacts, Vec<f32>), MemoryError> {
-    let id: String = row.try_get("id")?;
+    let id = row.text("id")?;
     let key = key_of(&id).ok_or_else(|| MemoryError::MalformedRow {
         id: id.clone(),
         reason: "the id is not a UUID".to_string(),
     })?;
-    let stored_category: String = row.try_get("category")?;
+    let stored_category = row.text("category")?;
     let category =
         category::from_stored_name(&stored_category).ok_or_else(|| MemoryError::MalformedRow {
             id: id.clone(),
             reason: format!("unknown category {stored_category:?}"),
         })?;
-    let stored_dimension: i64 = row.try_get("dimension")?;
+    let stored_dimension = row.integer("dimension")?;
     if usize::try_from(stored_dimension).ok() != Some(dimension) {
         return Err(MemoryError::MalformedRow {
             id,
             reason: format!("dimension is {stored_dimension}; the embedder's is {dimension}"),
         });
     }
-    let blob: Vec<u8> = row.try_get("embedding")?;
+    let blob = row.bytes("embedding")?;
     let vector = decode_embedding(&blob, dimension)?;
     if vector.iter().any(|value| !value.is_finite()) {
         return Err(MemoryError::MalformedRow {
@@ -117,13 +119,12 @@ fn indexable(
             reason: "the embedding holds NaN or infinity".to_string(),
         });
     }
-    let importance: f64 = row.try_get("importance")?;
     let facts = RowFacts {
         key,
         category,
-        importance: importance as f32,
-        created_at: row.try_get("created_at")?,
-        accessed_at: row.try_get("last_accessed_at")?,
+        importance: row.real("importance")? as f32,
+        created_at: row.integer("created_at")?,
+        accessed_at: row.integer("last_accessed_at")?,
     };
     Ok((facts, vector))
 }

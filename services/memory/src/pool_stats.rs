@@ -2,10 +2,8 @@
 //! through [`timed_read`], which records the wait, so that telemetry can show a pool too
 //! small for its load.
 
+use crate::database::{Connection, Pool};
 use crate::error::MemoryError;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::SqlitePool;
-use sqlx::Sqlite;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -42,10 +40,7 @@ impl PoolWaits {
 }
 
 /// A read connection from `pool`, its wait recorded in `waits`.
-pub(crate) async fn timed_read(
-    pool: &SqlitePool,
-    waits: &PoolWaits,
-) -> Result<PoolConnection<Sqlite>, MemoryError> {
+pub(crate) async fn timed_read(pool: &Pool, waits: &PoolWaits) -> Result<Connection, MemoryError> {
     let started = Instant::now();
     let connection = pool.acquire().await?;
     waits.record(started.elapsed().as_micros() as u64);

@@ -1,13 +1,13 @@
 //! Changing a memory's embedder: every engram made by another embedder (or of another
 //! dimension) is embedded again from its content by the configured one, a page at a time,
 //! each page in one transaction, with progress. Run with the memory service stopped (the
-//! instance lock makes sure of it); a stopped run resumes where it left off.
+//! instance lock, or PostgreSQL's advisory lock, makes sure of it); a stopped run resumes
+//! where it left off.
 
 use crate::config::MemoryConfig;
-use crate::database;
+use crate::database::{self, on_connection, on_pool, ReadColumns};
 use crate::embedder::embed_checked;
 use crate::error::MemoryError;
-use sqlx::Row;
 
 /// Engrams embedded per page.
 const PAGE: i64 = 256;
@@ -35,73 +35,89 @@ pub async fn reembed(
             dimension: embedder.dimension(),
         });
     }
-    let _lock = crate::instance_lock::acquire(&config.database_path)?;
+    let hold = crate::store::hold(&config.database, crate::postgres_lock::Mode::Exclusive).await?;
     let pools = database::connect(&config).await?;
-    let id = embedder.id().to_string();
-    let dimension = embedder.dimension() as i64;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM engrams WHERE NOT (embedder = ? AND dimension = ?)",
-    )
-    .bind(&id)
-    .bind(dimension)
-    .fetch_one(&pools.read)
-    .await?;
-    let total = u64::try_from(total).unwrap_or(0);
-    tracing::info!(total, embedder = %id, "re-embedding engrams");
-    let mut report = ReembedReport::default();
-    let mut after = String::new();
-    loop {
-        let rows = sqlx::query(
-            "SELECT id, content FROM engrams WHERE NOT (embedder = ? AND dimension = ?) \
-             AND id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(&id)
-        .bind(dimension)
-        .bind(&after)
-        .bind(PAGE)
-        .fetch_all(&pools.read)
-        .await?;
-        let Some(last) = rows.last() else {
-            break;
-        };
-        after = last.try_get("id")?;
-        let ids: Vec<String> = rows
-            .iter()
-            .map(|row| row.try_get("id"))
-            .collect::<Result<_, _>>()?;
-        let texts: Vec<String> = rows
-            .iter()
-            .map(|row| row.try_get("content"))
-            .collect::<Result<_, _>>()?;
-        let vectors = embed_checked(embedder.as_ref(), &texts).await?;
-        let mut transaction = pools.write.begin().await?;
-        for (engram, vector) in ids.iter().zip(&vectors) {
-            if vector.iter().all(|value| *value == 0.0) {
-                tracing::warn!(engram = %engram, "nothing to embed in this engram's content; left as it was");
-                report.skipped += 1;
-                continue;
-            }
-            sqlx::query(
-                "UPDATE engrams SET embedding = ?, embedder = ?, dimension = ? WHERE id = ?",
-            )
-            .bind(crate::blob::encode_embedding(vector))
-            .bind(&id)
-            .bind(dimension)
-            .bind(engram)
-            .execute(&mut *transaction)
-            .await?;
-            report.reembedded += 1;
-        }
-        transaction.commit().await?;
-        progress(report.reembedded + report.skipped, total);
-    }
-    pools.write.close().await;
-    pools.read.close().await;
-    pools.checkpoint.close().await;
+    let result = reembed_rows(&config, &pools, &mut progress).await;
+    pools.close().await;
+    hold.release().await;
+    let report = result?;
     tracing::info!(
         reembedded = report.reembedded,
         skipped = report.skipped,
         "re-embedding done"
     );
+    Ok(report)
+}
+
+/// Re-embeds page after page on `pools`.
+async fn reembed_rows(
+    config: &MemoryConfig,
+    pools: &database::Pools,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<ReembedReport, MemoryError> {
+    let embedder = config.embedder.as_ref();
+    let id = embedder.id().to_string();
+    let dimension = embedder.dimension() as i64;
+    let total = on_pool!(&pools.read, |pool, Db| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM engrams WHERE NOT (embedder = $1 AND dimension = $2)",
+        )
+        .bind(&id)
+        .bind(dimension)
+        .fetch_one(pool)
+        .await?
+    });
+    let total = u64::try_from(total).unwrap_or(0);
+    tracing::info!(total, embedder = %id, "re-embedding engrams");
+    let mut report = ReembedReport::default();
+    let mut after = String::new();
+    loop {
+        let mut page: Vec<(String, String)> = Vec::new();
+        on_pool!(&pools.read, |pool, Db| {
+            for row in &sqlx::query(
+                "SELECT id, content FROM engrams WHERE NOT (embedder = $1 AND dimension = $2) \
+                 AND id > $3 ORDER BY id LIMIT $4",
+            )
+            .bind(&id)
+            .bind(dimension)
+            .bind(&after)
+            .bind(PAGE)
+            .fetch_all(pool)
+            .await?
+            {
+                page.push((row.text("id")?, row.text("content")?));
+            }
+        });
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = last.clone();
+        let texts: Vec<String> = page.iter().map(|(_, content)| content.clone()).collect();
+        let vectors = embed_checked(embedder, &texts).await?;
+        let mut connection = pools.write.acquire().await?;
+        connection.begin_write().await?;
+        for ((engram, _), vector) in page.iter().zip(&vectors) {
+            if vector.iter().all(|value| *value == 0.0) {
+                tracing::warn!(engram = %engram, "nothing to embed in this engram's content; left as it was");
+                report.skipped += 1;
+                continue;
+            }
+            on_connection!(&mut connection, |connection, Db| {
+                sqlx::query(
+                    "UPDATE engrams SET embedding = $1, embedder = $2, dimension = $3 \
+                     WHERE id = $4",
+                )
+                .bind(crate::blob::encode_embedding(vector))
+                .bind(&id)
+                .bind(dimension)
+                .bind(engram)
+                .execute(&mut *connection)
+                .await?;
+            });
+            report.reembedded += 1;
+        }
+        connection.run("COMMIT").await?;
+        progress(report.reembedded + report.skipped, total);
+    }
     Ok(report)
 }

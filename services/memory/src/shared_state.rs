@@ -24,6 +24,9 @@ pub(crate) struct SharedState {
     pub(crate) busy_retries: AtomicU64,
     /// Engrams forgotten by decay.
     pub(crate) forgotten: AtomicU64,
+    /// Bytes of a PostgreSQL engram table, as last read (SQLite's file is measured when
+    /// asked).
+    pub(crate) database_bytes: AtomicU64,
 }
 
 impl SharedState {
@@ -38,6 +41,7 @@ impl SharedState {
             dropped_access_records: AtomicU64::new(0),
             busy_retries: AtomicU64::new(0),
             forgotten: AtomicU64::new(0),
+            database_bytes: AtomicU64::new(0),
         }
     }
 

@@ -1,12 +1,15 @@
-//! The memory store: engrams in SQLite, their vectors in the in-memory index, kept in step by
-//! the one writer task.
+//! The memory store: engrams in SQLite or PostgreSQL, their vectors in the in-memory index,
+//! kept in step by the one writer task (and, with PostgreSQL, by other processes' notices).
 
 use crate::config::MemoryConfig;
-use crate::database::{self, engram_from_row, now_unix_ms, push_id_filter, Pools, ENGRAM_COLUMNS};
+use crate::database::{
+    self, engram_from_row, now_unix_ms, on_connection, push_id_filter, Connection, MemoryDatabase,
+    Pools, ENGRAM_COLUMNS,
+};
 use crate::embedder::embed_checked;
 use crate::error::MemoryError;
 use crate::index::{Filter, IndexHit, IndexQuery, Scoring};
-use crate::load::build_index;
+use crate::peer_changes::{Announcer, IndexSource};
 use crate::shared_state::SharedState;
 use crate::validate::{self, Probe, ValidSearch, ValidStore};
 use crate::writer::{Change, Outcome, Writer, WriterLimits};
@@ -14,7 +17,7 @@ use mimo_proto::v1::{
     Engram, ListRequest, ListResponse, SearchHit, SearchRequest, SearchResponse, StatsResponse,
     StoreRequest, UpdateRequest,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -69,35 +72,38 @@ pub struct MemoryStore {
 
 struct Inner {
     config: MemoryConfig,
-    /// This process's hold on the database file, released when the store closes or goes.
-    lock: std::sync::Mutex<Option<crate::instance_lock::InstanceLock>>,
+    /// This process's hold on the database, released when the store closes or goes.
+    lock: std::sync::Mutex<Option<Hold>>,
     pools: Pools,
     state: Arc<SharedState>,
-    writer: Writer,
+    writer: Arc<Writer>,
     /// Short-term entries.
     working: crate::working::WorkingMemory,
     /// Waits for read connections.
     read_waits: crate::pool_stats::PoolWaits,
     /// Engrams of other embedders, when there are any: searches and stores are refused.
     foreign_embedders: Vec<String>,
-    /// Stops the checkpointer.
-    stop_checkpoints: tokio_util::sync::CancellationToken,
-    checkpointer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Stops the background tasks: SQLite's checkpointer, PostgreSQL's listener.
+    stop_background: tokio_util::sync::CancellationToken,
+    background: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// Opens the memory at `config.database_path`: creates the file and its directories when
-/// missing, applies migrations, rebuilds the search index from the stored embeddings and
-/// starts the writer.
+/// What keeps other processes from using the database in a way this one cannot share it.
+pub(crate) enum Hold {
+    /// SQLite: this process alone.
+    File(crate::instance_lock::InstanceLock),
+    /// PostgreSQL: beside other memories, but never beside a re-embedding.
+    Shared(crate::postgres_lock::AdvisoryLock),
+}
+
+/// Opens the memory in `config.database`: for SQLite, creates the file and its directories
+/// when missing; applies migrations, rebuilds the search index from the stored embeddings
+/// and starts the writer (and, for PostgreSQL, the listener for other processes' changes).
 pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
     let started = Instant::now();
-    tracing::info!(path = %config.database_path.display(), embedder = config.embedder.id(), "opening memory");
-    ensure_parent(&config.database_path).await?;
-    let lock = crate::instance_lock::acquire(&config.database_path)?;
+    tracing::info!(database = %config.database, embedder = config.embedder.id(), "opening memory");
+    let lock = hold(&config.database, crate::postgres_lock::Mode::Shared).await?;
     let pools = database::connect(&config).await?;
-    let engrams: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM engrams")
-        .fetch_one(&pools.read)
-        .await?;
-    let engrams = usize::try_from(engrams).unwrap_or(0);
     let foreign_embedders =
         crate::embedder_check::foreign_embedders(&pools.read, config.embedder.as_ref()).await?;
     if !foreign_embedders.is_empty() {
@@ -107,23 +113,34 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
             "engrams of another embedder: searches and stores are refused until `mimo memory reembed`"
         );
     }
-    let index = build_index(
-        &pools.read,
-        config.embedder.as_ref(),
-        config.approximate,
-        config.int8_scan,
-        engrams,
-    )
-    .await?;
+    // Other processes' changes are listened for before the index is read, so that none
+    // falls between the two.
+    let listening = match &config.database {
+        MemoryDatabase::Postgres(url) => {
+            let pool = database::postgres::listen_pool(url).await?;
+            let listener = crate::peer_changes::listen_on(&pool).await?;
+            Some((pool, listener))
+        }
+        MemoryDatabase::Sqlite(_) => None,
+    };
+    let source = IndexSource {
+        read: pools.read.clone(),
+        embedder: config.embedder.clone(),
+        approximate: config.approximate,
+        int8_scan: config.int8_scan,
+    };
+    let (index, engrams) = source.build().await?;
     tracing::info!(
-        path = %config.database_path.display(),
+        database = %config.database,
         engrams,
         indexed = index.len(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "memory open"
     );
     let state = Arc::new(SharedState::new(index, engrams));
-    let writer = Writer::start(
+    let instance = uuid::Uuid::now_v7();
+    let shared = matches!(config.database, MemoryDatabase::Postgres(_));
+    let writer = Arc::new(Writer::start(
         pools.write.clone(),
         state.clone(),
         WriterLimits {
@@ -131,10 +148,35 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
             batch: config.write_batch,
             max_engrams: config.max_engrams,
         },
-    );
-    let stop_checkpoints = tokio_util::sync::CancellationToken::new();
-    let checkpointer =
-        crate::checkpointer::start(pools.checkpoint.clone(), stop_checkpoints.clone());
+        shared.then(|| Announcer { instance, source }),
+    ));
+    let stop_background = tokio_util::sync::CancellationToken::new();
+    let background = match (listening, &pools) {
+        (
+            _,
+            Pools {
+                checkpoint: Some(checkpoint),
+                ..
+            },
+        ) => crate::checkpointer::start(checkpoint.clone(), stop_background.clone()),
+        (
+            Some((listen, listener)),
+            Pools {
+                read: database::Pool::Postgres(read),
+                ..
+            },
+        ) => crate::peer_changes::start(crate::peer_changes::Listening {
+            listen,
+            listener,
+            read: read.clone(),
+            instance,
+            embedder: config.embedder.clone(),
+            writer: writer.clone(),
+            state: state.clone(),
+            stop: stop_background.clone(),
+        }),
+        _ => tokio::spawn(async {}),
+    };
     Ok(MemoryStore {
         inner: Arc::new(Inner {
             lock: std::sync::Mutex::new(Some(lock)),
@@ -145,10 +187,41 @@ pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
             foreign_embedders,
             read_waits: Default::default(),
             working: Default::default(),
-            stop_checkpoints,
-            checkpointer: std::sync::Mutex::new(Some(checkpointer)),
+            stop_background,
+            background: std::sync::Mutex::new(Some(background)),
         }),
     })
+}
+
+impl Hold {
+    /// Lets go of the database.
+    pub(crate) async fn release(self) {
+        match self {
+            Hold::File(lock) => drop(lock),
+            Hold::Shared(lock) => lock.release().await,
+        }
+    }
+}
+
+/// Takes `database`'s hold: SQLite's instance lock (creating the file's folder first), or a
+/// PostgreSQL advisory lock in `mode`.
+pub(crate) async fn hold(
+    database: &MemoryDatabase,
+    mode: crate::postgres_lock::Mode,
+) -> Result<Hold, MemoryError> {
+    match database {
+        MemoryDatabase::Sqlite(path) => {
+            ensure_parent(path).await?;
+            Ok(Hold::File(crate::instance_lock::acquire(path)?))
+        }
+        MemoryDatabase::Postgres(url) => {
+            let options = database::postgres::options(url)?;
+            let shown = database.to_string();
+            Ok(Hold::Shared(
+                crate::postgres_lock::AdvisoryLock::acquire(&options, &shown, mode).await?,
+            ))
+        }
+    }
 }
 
 /// Bytes of the database file and its WAL on disk (0 for what cannot be read).
@@ -264,7 +337,7 @@ impl MemoryStore {
                 Ok(Some(engram))
             }
             // Deleted since the search: store the new one after all.
-            Err(MemoryError::NotFound(_)) | Ok(Outcome::Done) => Ok(None),
+            Err(MemoryError::NotFound(_)) | Ok(Outcome::Done | Outcome::Refreshed(_)) => Ok(None),
             Err(error) => Err(error),
         }
     }
@@ -349,18 +422,16 @@ impl MemoryStore {
             .iter()
             .map(|hit| uuid::Uuid::from_u128(hit.key).to_string())
             .collect();
-        let mut select =
-            QueryBuilder::<Sqlite>::new(format!("SELECT {ENGRAM_COLUMNS} FROM engrams"));
-        push_id_filter(&mut select, &ids);
-        let rows = select
-            .build()
-            .fetch_all(&mut *self.inner.read().await?)
-            .await?;
-        let mut engrams = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let engram = engram_from_row(row)?;
-            engrams.insert(engram.id.clone(), engram);
-        }
+        let mut engrams = HashMap::with_capacity(ids.len());
+        on_connection!(&mut self.inner.read().await?, |connection, Db| {
+            let mut select =
+                QueryBuilder::<Db>::new(format!("SELECT {ENGRAM_COLUMNS} FROM engrams"));
+            push_id_filter(&mut select, &ids);
+            for row in &select.build().fetch_all(&mut *connection).await? {
+                let engram = engram_from_row(row)?;
+                engrams.insert(engram.id.clone(), engram);
+            }
+        });
         let now = now_unix_ms();
         // An engram deleted since the index was read is simply not a hit.
         let hits: Vec<SearchHit> = found
@@ -384,14 +455,18 @@ impl MemoryStore {
     /// Returns the engram with `id`.
     pub async fn get(&self, id: &str) -> Result<Engram, MemoryError> {
         validate::id(id)?;
-        let row = sqlx::query(&format!(
-            "SELECT {ENGRAM_COLUMNS} FROM engrams WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *self.inner.read().await?)
-        .await?
-        .ok_or_else(|| MemoryError::NotFound(id.to_string()))?;
-        engram_from_row(&row)
+        let engram = on_connection!(&mut self.inner.read().await?, |connection, Db| {
+            let statement = format!("SELECT {ENGRAM_COLUMNS} FROM engrams WHERE id = $1");
+            match sqlx::query(&statement)
+                .bind(id)
+                .fetch_optional(&mut *connection)
+                .await?
+            {
+                Some(row) => Some(engram_from_row(&row)?),
+                None => None,
+            }
+        });
+        engram.ok_or_else(|| MemoryError::NotFound(id.to_string()))
     }
 
     /// Deletes the engram with `id` from the database and the index.
@@ -411,19 +486,17 @@ impl MemoryStore {
         let valid = validate::update(&self.inner.config, request)?;
         match self.inner.writer.apply(Change::Update(valid)).await? {
             Outcome::Updated(engram) => Ok(engram),
-            Outcome::Done => Err(MemoryError::ShuttingDown),
+            Outcome::Done | Outcome::Refreshed(_) => Err(MemoryError::ShuttingDown),
         }
     }
 
     /// A page of engrams in the request's order.
     pub async fn list(&self, request: ListRequest) -> Result<ListResponse, MemoryError> {
-        crate::list::list(&mut *self.inner.read().await?, request).await
+        crate::list::list(&mut self.inner.read().await?, request).await
     }
 
     /// A read connection, its wait recorded for telemetry.
-    pub(crate) async fn read_connection(
-        &self,
-    ) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, MemoryError> {
+    pub(crate) async fn read_connection(&self) -> Result<Connection, MemoryError> {
         self.inner.read().await
     }
 
@@ -454,14 +527,14 @@ impl MemoryStore {
 
     /// Counts by category, the index's size and the embedder.
     pub async fn stats(&self) -> Result<StatsResponse, MemoryError> {
-        let rows = sqlx::query("SELECT category, COUNT(*) AS count FROM engrams GROUP BY category")
-            .fetch_all(&mut *self.inner.read().await?)
-            .await?;
         let mut by_category = HashMap::new();
-        for row in &rows {
-            let count: i64 = row.try_get("count")?;
-            by_category.insert(row.try_get("category")?, u64::try_from(count).unwrap_or(0));
-        }
+        on_connection!(&mut self.inner.read().await?, |connection, Db| {
+            let statement = "SELECT category, COUNT(*) AS count FROM engrams GROUP BY category";
+            for row in &sqlx::query(statement).fetch_all(&mut *connection).await? {
+                let count: i64 = row.try_get("count")?;
+                by_category.insert(row.try_get("category")?, u64::try_from(count).unwrap_or(0));
+            }
+        });
         let index = self.inner.state.index_read();
         Ok(StatsResponse {
             engrams: by_category.values().sum(),
@@ -502,35 +575,40 @@ impl MemoryStore {
                 self.inner.read_waits.total_micros(),
             ),
             longest_read_wait_micros: self.inner.read_waits.take_longest_micros(),
-            database_bytes: database_bytes(&self.inner.config.database_path),
+            database_bytes: match &self.inner.config.database {
+                MemoryDatabase::Sqlite(path) => database_bytes(path),
+                MemoryDatabase::Postgres(_) => state.database_bytes.load(Ordering::Relaxed),
+            },
             forgotten: state.forgotten.load(Ordering::Relaxed),
             working_entries: self.inner.working.len(),
         }
     }
 
     /// Lets the queued changes commit, closes the database pools and lets go of the
-    /// database file (another process may open it then); every later call on any clone
-    /// fails.
+    /// database (another process may open a SQLite file then); every later call on any
+    /// clone fails.
     pub async fn close(&self) {
         self.inner.writer.close().await;
-        self.inner.stop_checkpoints.cancel();
-        let checkpointer = self
+        self.inner.stop_background.cancel();
+        let background = self
             .inner
-            .checkpointer
+            .background
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(checkpointer) = checkpointer {
-            let _ = checkpointer.await;
+        if let Some(background) = background {
+            let _ = background.await;
         }
-        self.inner.pools.checkpoint.close().await;
-        self.inner.pools.write.close().await;
-        self.inner.pools.read.close().await;
-        self.inner
+        self.inner.pools.close().await;
+        let hold = self
+            .inner
             .lock
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        if let Some(hold) = hold {
+            hold.release().await;
+        }
     }
 
     /// Runs `valid`'s query on the index, on the blocking pool when the index is large.
@@ -630,7 +708,7 @@ impl MemoryStore {
 
 impl Inner {
     /// A read connection, its wait recorded for telemetry.
-    async fn read(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, MemoryError> {
+    async fn read(&self) -> Result<Connection, MemoryError> {
         crate::pool_stats::timed_read(&self.pools.read, &self.read_waits).await
     }
 
@@ -656,7 +734,7 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("MemoryStore")
-            .field("database_path", &self.inner.config.database_path)
+            .field("database", &self.inner.config.database)
             .field("counts", &self.counts())
             .finish()
     }

@@ -1,18 +1,23 @@
 //! The one writer: every change to the engram table goes through this task, which gathers
-//! the changes waiting for it into one `BEGIN IMMEDIATE` transaction, retries a locked
-//! database a bounded number of times, and updates the search index once a batch commits.
-//! Callers wait for their change's commit, so an acknowledged change is durable and searchable.
+//! the changes waiting for it into one transaction (`BEGIN IMMEDIATE` in SQLite), retries a
+//! locked database (or, in PostgreSQL, a conflict with another process) a bounded number of
+//! times, and updates the search index once a batch commits. Callers wait for their change's
+//! commit, so an acknowledged change is durable and searchable. With PostgreSQL, other
+//! memory processes' changes reach the index through this task too (`Change::Refresh`), so
+//! that the index changes in one order only.
 
 use crate::blob::encode_embedding;
 use crate::category;
-use crate::database::{engram_from_row, ENGRAM_COLUMNS};
+use crate::database::{
+    engram_from_row, is_retryable, on_connection, Connection, Pool, ENGRAM_COLUMNS,
+};
 use crate::error::MemoryError;
 use crate::index::RowFacts;
+use crate::peer_changes::{Announcer, PeerRows};
 use crate::shared_state::SharedState;
 use crate::validate::ValidUpdate;
 use mimo_proto::v1::{Category, Engram};
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,9 +26,10 @@ use tokio::task::JoinHandle;
 
 /// How long a change waits for room in a full queue before it is refused.
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
-/// Attempts at one transaction while SQLite reports the file locked.
+/// Attempts at one transaction while the database reports a lock or conflict.
 const BUSY_ATTEMPTS: u32 = 5;
-/// Rows in one multi-row INSERT (13 parameters each, well under SQLite's 32,766).
+/// Rows in one multi-row INSERT (13 parameters each, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535).
 const ROWS_PER_INSERT: usize = 256;
 /// Pause after the first locked attempt; doubled after each further one.
 const BUSY_BACKOFF: Duration = Duration::from_millis(50);
@@ -51,6 +57,17 @@ pub(crate) enum Change {
     },
     /// Records that the engrams were returned by a search at `now` (unix ms).
     Touch { ids: Vec<String>, now: i64 },
+    /// Another memory process changed these engrams (PostgreSQL): read them again and
+    /// bring the index in step.
+    Refresh {
+        ids: Vec<String>,
+        /// The index's embedder: rows of another are not searchable here.
+        embedder: String,
+        dimension: usize,
+    },
+    /// Notices from other processes may have been missed (PostgreSQL): rebuild the index
+    /// from the table.
+    Reload,
 }
 
 /// What a committed change did.
@@ -59,6 +76,8 @@ pub(crate) enum Outcome {
     Done,
     /// The engram as it stands after an update.
     Updated(Engram),
+    /// The rows of a [`Change::Refresh`] as they stand.
+    Refreshed(PeerRows),
 }
 
 /// The writer's bounds.
@@ -74,8 +93,9 @@ pub(crate) struct WriterLimits {
 
 type Reply = oneshot::Sender<Result<Outcome, MemoryError>>;
 
-struct Job {
-    change: Change,
+/// A change and who waits for its result.
+pub(crate) struct Job {
+    pub(crate) change: Change,
     reply: Option<Reply>,
 }
 
@@ -91,15 +111,29 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer over `pool` (of one connection), `batch` changes a transaction at
-    /// most, `queue` changes waiting at most, `max_engrams` rows at most.
-    pub(crate) fn start(pool: SqlitePool, state: Arc<SharedState>, limits: WriterLimits) -> Self {
+    /// most, `queue` changes waiting at most, `max_engrams` rows at most; `announcer` tells
+    /// other processes what each transaction changed (PostgreSQL) and rebuilds the index.
+    pub(crate) fn start(
+        pool: Pool,
+        state: Arc<SharedState>,
+        limits: WriterLimits,
+        announcer: Option<Announcer>,
+    ) -> Self {
         let WriterLimits {
             queue,
             batch,
             max_engrams,
         } = limits;
         let (sender, receiver) = mpsc::channel(queue.max(1));
-        let task = tokio::spawn(run(pool, state.clone(), receiver, batch.max(1)));
+        let task = tokio::spawn(run(
+            Context {
+                pool,
+                state: state.clone(),
+                announcer,
+            },
+            receiver,
+            batch.max(1),
+        ));
         Self {
             queue: Mutex::new(Some(sender)),
             task: Mutex::new(Some(task)),
@@ -179,37 +213,75 @@ impl Writer {
     }
 }
 
-/// Takes whatever is queued (up to `batch`), commits it as one transaction, and repeats until
-/// every sender is gone.
-async fn run(
-    pool: SqlitePool,
+/// What the writer task works with.
+struct Context {
+    pool: Pool,
     state: Arc<SharedState>,
-    mut receiver: mpsc::Receiver<Job>,
-    batch: usize,
-) {
+    announcer: Option<Announcer>,
+}
+
+/// Takes whatever is queued (up to `batch`), commits it as one transaction, and repeats until
+/// every sender is gone. A [`Change::Reload`] ends the batch before it and runs alone.
+async fn run(context: Context, mut receiver: mpsc::Receiver<Job>, batch: usize) {
+    let state = &context.state;
     let mut jobs = Vec::with_capacity(batch);
     while receiver.recv_many(&mut jobs, batch).await > 0 {
-        state.writing.store(jobs.len(), Ordering::Relaxed);
-        commit(&pool, &state, &mut jobs).await;
-        state.writing.store(0, Ordering::Relaxed);
-        jobs.clear();
+        let mut queued = std::mem::take(&mut jobs);
+        while !queued.is_empty() {
+            let reload = queued
+                .iter()
+                .position(|job| matches!(job.change, Change::Reload));
+            let rest = match reload {
+                Some(0) => {
+                    let rest = queued.split_off(1);
+                    let job = queued.pop().expect("the reload job");
+                    reload_index(&context, job).await;
+                    queued = rest;
+                    continue;
+                }
+                Some(at) => queued.split_off(at),
+                None => Vec::new(),
+            };
+            state.writing.store(queued.len(), Ordering::Relaxed);
+            commit(&context, &mut queued).await;
+            state.writing.store(0, Ordering::Relaxed);
+            queued = rest;
+        }
+        jobs = queued;
     }
     tracing::debug!("memory writer stopped");
 }
 
+/// Rebuilds the index from the table, with no change of this process in flight.
+async fn reload_index(context: &Context, job: Job) {
+    let result = match &context.announcer {
+        Some(announcer) => announcer.reload(&context.state).await,
+        None => Ok(()),
+    };
+    if let Err(error) = &result {
+        tracing::error!(%error, "the search index could not be rebuilt; it may miss other processes' changes");
+    }
+    if let Some(reply) = job.reply {
+        let _ = reply.send(result.map(|()| Outcome::Done));
+    }
+}
+
 /// Applies `jobs` in one transaction and answers each once it has committed (or failed).
-async fn commit(pool: &SqlitePool, state: &Arc<SharedState>, jobs: &mut Vec<Job>) {
+async fn commit(context: &Context, jobs: &mut Vec<Job>) {
+    let state = &context.state;
     let mut attempt = 1;
     let results = loop {
-        match transaction(pool, jobs).await {
+        match transaction(context, jobs).await {
             Ok(results) => break Ok(results),
-            Err(error) if is_busy(&error) && attempt < BUSY_ATTEMPTS => {
+            Err(error) if is_retryable(&error) && attempt < BUSY_ATTEMPTS => {
                 state.busy_retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(attempt, %error, "memory database locked; retrying the batch");
                 tokio::time::sleep(BUSY_BACKOFF * 2_u32.pow(attempt - 1)).await;
                 attempt += 1;
             }
-            Err(error) if is_busy(&error) => break Err(MemoryError::Busy { attempts: attempt }),
+            Err(error) if is_retryable(&error) => {
+                break Err(MemoryError::Busy { attempts: attempt })
+            }
             Err(error) => break Err(MemoryError::Database(error)),
         }
     };
@@ -221,7 +293,7 @@ async fn commit(pool: &SqlitePool, state: &Arc<SharedState>, jobs: &mut Vec<Job>
             let batch = std::mem::take(jobs);
             let shared = state.clone();
             let (batch, results) = match tokio::task::spawn_blocking(move || {
-                mirror_in_index(&shared, &batch, &results);
+                let results = mirror_in_index(&shared, &batch, results);
                 (batch, results)
             })
             .await
@@ -262,16 +334,37 @@ fn batch_error(error: &MemoryError, message: &str) -> MemoryError {
     }
 }
 
-/// Runs every job inside `BEGIN IMMEDIATE` .. `COMMIT`; a job's own failure (a missing id)
-/// is its result and does not undo the others. Returns the jobs' results once committed.
+/// Runs every job inside one write transaction; a job's own failure (a missing id, a
+/// refused row) is its result and does not undo the others. Returns the jobs' results once
+/// committed.
 async fn transaction(
-    pool: &SqlitePool,
+    context: &Context,
     jobs: &[Job],
 ) -> Result<Vec<Result<Outcome, MemoryError>>, sqlx::Error> {
-    let mut connection = pool.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *connection)
-        .await?;
+    let mut connection = context.pool.acquire().await?;
+    connection.begin_write().await?;
+    match changes_in_transaction(&mut connection, context, jobs).await {
+        Ok(results) => match connection.run("COMMIT").await {
+            Ok(()) => Ok(results),
+            Err(error) => {
+                let _ = connection.run("ROLLBACK").await;
+                Err(error)
+            }
+        },
+        Err(error) => {
+            let _ = connection.run("ROLLBACK").await;
+            Err(error)
+        }
+    }
+}
+
+/// The statements of [`transaction`] between its begin and its commit; an error is a lock
+/// or conflict (or a lost connection), for which the whole batch is rolled back.
+async fn changes_in_transaction(
+    connection: &mut Connection,
+    context: &Context,
+    jobs: &[Job],
+) -> Result<Vec<Result<Outcome, MemoryError>>, sqlx::Error> {
     let mut results = Vec::with_capacity(jobs.len());
     let mut next = 0;
     while next < jobs.len() {
@@ -283,20 +376,18 @@ async fn transaction(
             .take_while(|job| matches!(job.change, Change::Insert { .. }))
             .count();
         if inserts > 1 {
-            match insert_rows(
-                &mut connection,
-                jobs[next..next + inserts].iter().map(|job| &job.change),
-            )
-            .await
-            {
+            let changes = jobs[next..next + inserts].iter().map(|job| &job.change);
+            connection.open_savepoint().await?;
+            let inserted = insert_rows(connection, changes).await;
+            connection.close_savepoint(inserted.is_ok()).await?;
+            match inserted {
                 Ok(()) => {
                     results.extend((0..inserts).map(|_| Ok(Outcome::Done)));
                     next += inserts;
                     continue;
                 }
-                Err(error) if is_busy(&error) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-                    return Err(error);
+                Err(error) if is_retryable(&error) || !is_statement_error(&error) => {
+                    return Err(error)
                 }
                 Err(error) => {
                     tracing::debug!(%error, rows = inserts, "a batched insert failed; inserting one by one");
@@ -305,22 +396,34 @@ async fn transaction(
         }
         let stop = next + inserts.max(1);
         for job in &jobs[next..stop] {
-            match execute(&mut connection, &job.change).await {
+            connection.open_savepoint().await?;
+            let executed = execute(connection, &job.change).await;
+            connection.close_savepoint(executed.is_ok()).await?;
+            match executed {
                 Ok(outcome) => results.push(Ok(outcome)),
-                Err(MemoryError::Database(error)) if is_busy(&error) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-                    return Err(error);
+                Err(MemoryError::Database(error))
+                    if is_retryable(&error) || !is_statement_error(&error) =>
+                {
+                    return Err(error)
                 }
                 Err(error) => results.push(Err(error)),
             }
         }
         next = stop;
     }
-    if let Err(error) = sqlx::query("COMMIT").execute(&mut *connection).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-        return Err(error);
+    if let Some(announcer) = &context.announcer {
+        announcer.announce(connection, jobs, &results).await?;
     }
     Ok(results)
+}
+
+/// Whether `error` is one statement's refusal (a constraint, a bad value), after which the
+/// transaction can go on, rather than a lost connection or a broken protocol.
+fn is_statement_error(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Database(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. }
+    )
 }
 
 /// The columns every insert writes, in the order [`insert_rows`] binds them.
@@ -330,122 +433,150 @@ const INSERT_COLUMNS: &str = "INSERT INTO engrams (id, content, category, import
 
 /// Inserts `changes`, all of them [`Change::Insert`], with one statement.
 async fn insert_rows<'a>(
-    connection: &mut SqliteConnection,
+    connection: &mut Connection,
     changes: impl IntoIterator<Item = &'a Change>,
 ) -> Result<(), sqlx::Error> {
-    let mut query = QueryBuilder::<Sqlite>::new(INSERT_COLUMNS);
-    query.push_values(changes, |mut row, change| {
-        if let Change::Insert {
-            engram,
-            category,
-            protected,
-            vector,
-        } = change
-        {
-            row.push_bind(engram.id.as_str())
-                .push_bind(engram.content.as_str())
-                .push_bind(category::stored_name(*category))
-                .push_bind(f64::from(engram.importance))
-                .push_bind(i64::from(*protected))
-                .push_bind(encode_embedding(vector))
-                .push_bind(engram.embedder.as_str())
-                .push_bind(i64::from(engram.dimension))
-                .push_bind(engram.created_at_unix_ms)
-                .push_bind(engram.updated_at_unix_ms)
-                .push_bind(engram.last_accessed_at_unix_ms)
-                .push_bind(0_i64)
-                .push_bind(engram.metadata_json.as_str());
-        }
+    on_connection!(connection, |connection, Db| {
+        let mut query = QueryBuilder::<Db>::new(INSERT_COLUMNS);
+        query.push_values(changes, |mut row, change| {
+            if let Change::Insert {
+                engram,
+                category,
+                protected,
+                vector,
+            } = change
+            {
+                row.push_bind(engram.id.as_str())
+                    .push_bind(engram.content.as_str())
+                    .push_bind(category::stored_name(*category))
+                    .push_bind(f64::from(engram.importance))
+                    .push_bind(i64::from(*protected))
+                    .push_bind(encode_embedding(vector))
+                    .push_bind(engram.embedder.as_str())
+                    .push_bind(i64::from(engram.dimension))
+                    .push_bind(engram.created_at_unix_ms)
+                    .push_bind(engram.updated_at_unix_ms)
+                    .push_bind(engram.last_accessed_at_unix_ms)
+                    .push_bind(0_i64)
+                    .push_bind(engram.metadata_json.as_str());
+            }
+        });
+        query.build().execute(&mut *connection).await?;
     });
-    query.build().execute(&mut *connection).await?;
     Ok(())
 }
 
 /// Applies one change inside the open transaction.
-async fn execute(
-    connection: &mut SqliteConnection,
-    change: &Change,
-) -> Result<Outcome, MemoryError> {
+async fn execute(connection: &mut Connection, change: &Change) -> Result<Outcome, MemoryError> {
     match change {
         Change::Insert { .. } => {
             insert_rows(connection, [change]).await?;
             Ok(Outcome::Done)
         }
         Change::Delete { id } => {
-            let deleted = sqlx::query("DELETE FROM engrams WHERE id = ?")
-                .bind(id)
-                .execute(&mut *connection)
-                .await?;
-            if deleted.rows_affected() == 0 {
+            let deleted = on_connection!(connection, |connection, Db| {
+                sqlx::query("DELETE FROM engrams WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *connection)
+                    .await?
+                    .rows_affected()
+            });
+            if deleted == 0 {
                 return Err(MemoryError::NotFound(id.clone()));
             }
             Ok(Outcome::Done)
         }
         Change::Update(update) => {
-            let mut query = QueryBuilder::<Sqlite>::new("UPDATE engrams SET updated_at = ");
-            query.push_bind(crate::database::now_unix_ms());
-            if let Some(importance) = update.importance {
+            let engram = on_connection!(connection, |connection, Db| {
+                let mut query = QueryBuilder::<Db>::new("UPDATE engrams SET updated_at = ");
+                query.push_bind(crate::database::now_unix_ms());
+                if let Some(importance) = update.importance {
+                    query
+                        .push(", importance = ")
+                        .push_bind(f64::from(importance));
+                }
+                if let Some(category) = update.category {
+                    query
+                        .push(", category = ")
+                        .push_bind(category::stored_name(category));
+                }
+                if let Some(metadata) = &update.metadata_json {
+                    query.push(", metadata = ").push_bind(metadata.as_str());
+                }
+                if let Some(protected) = update.protected {
+                    query.push(", protected = ").push_bind(i64::from(protected));
+                }
                 query
-                    .push(", importance = ")
-                    .push_bind(f64::from(importance));
-            }
-            if let Some(category) = update.category {
-                query
-                    .push(", category = ")
-                    .push_bind(category::stored_name(category));
-            }
-            if let Some(metadata) = &update.metadata_json {
-                query.push(", metadata = ").push_bind(metadata.as_str());
-            }
-            if let Some(protected) = update.protected {
-                query.push(", protected = ").push_bind(i64::from(protected));
-            }
-            query
-                .push(" WHERE id = ")
-                .push_bind(update.id.as_str())
-                .push(format!(" RETURNING {ENGRAM_COLUMNS}"));
-            let row = query
-                .build()
-                .fetch_optional(&mut *connection)
-                .await?
-                .ok_or_else(|| MemoryError::NotFound(update.id.clone()))?;
-            Ok(Outcome::Updated(engram_from_row(&row)?))
+                    .push(" WHERE id = ")
+                    .push_bind(update.id.as_str())
+                    .push(format!(" RETURNING {ENGRAM_COLUMNS}"));
+                match query.build().fetch_optional(&mut *connection).await? {
+                    Some(row) => Some(engram_from_row(&row)?),
+                    None => None,
+                }
+            });
+            let engram = engram.ok_or_else(|| MemoryError::NotFound(update.id.clone()))?;
+            Ok(Outcome::Updated(engram))
         }
         Change::Reinforce {
             id,
             importance,
             now,
         } => {
-            let row = sqlx::query(&format!(
-                "UPDATE engrams SET importance = MAX(importance, ?), access_count = access_count + 1, \
-                 last_accessed_at = ?, updated_at = ? WHERE id = ? RETURNING {ENGRAM_COLUMNS}"
-            ))
-            .bind(f64::from(*importance))
-            .bind(*now)
-            .bind(*now)
-            .bind(id)
-            .fetch_optional(&mut *connection)
-            .await?
-            .ok_or_else(|| MemoryError::NotFound(id.clone()))?;
-            Ok(Outcome::Updated(engram_from_row(&row)?))
+            let engram = on_connection!(connection, |connection, Db| {
+                let row = sqlx::query(&format!(
+                    "UPDATE engrams SET importance = CASE WHEN importance < $1 THEN $1 \
+                     ELSE importance END, access_count = access_count + 1, \
+                     last_accessed_at = $2, updated_at = $2 WHERE id = $3 \
+                     RETURNING {ENGRAM_COLUMNS}"
+                ))
+                .bind(f64::from(*importance))
+                .bind(*now)
+                .bind(id)
+                .fetch_optional(&mut *connection)
+                .await?;
+                match row {
+                    Some(row) => Some(engram_from_row(&row)?),
+                    None => None,
+                }
+            });
+            let engram = engram.ok_or_else(|| MemoryError::NotFound(id.clone()))?;
+            Ok(Outcome::Updated(engram))
         }
         Change::Touch { ids, now } => {
-            let mut query = QueryBuilder::<Sqlite>::new("UPDATE engrams SET last_accessed_at = ");
-            query
-                .push_bind(*now)
-                .push(", access_count = access_count + 1");
-            crate::database::push_id_filter(&mut query, ids);
-            query.build().execute(&mut *connection).await?;
+            on_connection!(connection, |connection, Db| {
+                let mut query = QueryBuilder::<Db>::new("UPDATE engrams SET last_accessed_at = ");
+                query
+                    .push_bind(*now)
+                    .push(", access_count = access_count + 1");
+                crate::database::push_id_filter(&mut query, ids);
+                query.build().execute(&mut *connection).await?;
+            });
             Ok(Outcome::Done)
         }
+        Change::Refresh {
+            ids,
+            embedder,
+            dimension,
+        } => Ok(Outcome::Refreshed(
+            crate::peer_changes::read_rows(connection, ids, embedder, *dimension).await?,
+        )),
+        // Run by `reload_index`, never inside a transaction.
+        Change::Reload => Ok(Outcome::Done),
     }
 }
 
-/// Brings the index in step with the committed `jobs`, under one write lock.
-fn mirror_in_index(state: &SharedState, jobs: &[Job], results: &[Result<Outcome, MemoryError>]) {
+/// Brings the index in step with the committed `jobs`, under one write lock; returns their
+/// results, a refresh's rows taken out.
+fn mirror_in_index(
+    state: &SharedState,
+    jobs: &[Job],
+    results: Vec<Result<Outcome, MemoryError>>,
+) -> Vec<Result<Outcome, MemoryError>> {
     let mut index = state.index_write();
+    let mut answers = Vec::with_capacity(results.len());
     for (job, result) in jobs.iter().zip(results) {
-        match (&job.change, result) {
+        match (&job.change, &result) {
             (
                 Change::Insert {
                     engram,
@@ -455,19 +586,18 @@ fn mirror_in_index(state: &SharedState, jobs: &[Job], results: &[Result<Outcome,
                 },
                 Ok(_),
             ) => {
-                let Some(key) = key_of(&engram.id) else {
-                    continue;
-                };
-                index.insert(
-                    RowFacts {
-                        key,
-                        category: *category,
-                        importance: engram.importance,
-                        created_at: engram.created_at_unix_ms,
-                        accessed_at: engram.last_accessed_at_unix_ms,
-                    },
-                    vector,
-                );
+                if let Some(key) = key_of(&engram.id) {
+                    index.insert(
+                        RowFacts {
+                            key,
+                            category: *category,
+                            importance: engram.importance,
+                            created_at: engram.created_at_unix_ms,
+                            accessed_at: engram.last_accessed_at_unix_ms,
+                        },
+                        vector,
+                    );
+                }
             }
             (Change::Insert { .. }, Err(_)) => state.release_row(),
             (Change::Delete { id }, Ok(_)) => {
@@ -477,39 +607,36 @@ fn mirror_in_index(state: &SharedState, jobs: &[Job], results: &[Result<Outcome,
                 }
             }
             (Change::Update(_) | Change::Reinforce { .. }, Ok(Outcome::Updated(engram))) => {
-                let Some(key) = key_of(&engram.id) else {
-                    continue;
-                };
-                let category = Category::try_from(engram.category).unwrap_or(Category::Fact);
-                index.update_facts(key, |facts| {
-                    facts.importance = engram.importance;
-                    facts.category = category;
-                    facts.accessed_at = engram.last_accessed_at_unix_ms;
-                });
+                if let Some(key) = key_of(&engram.id) {
+                    let category = Category::try_from(engram.category).unwrap_or(Category::Fact);
+                    index.update_facts(key, |facts| {
+                        facts.importance = engram.importance;
+                        facts.category = category;
+                        facts.accessed_at = engram.last_accessed_at_unix_ms;
+                    });
+                }
             }
             (Change::Touch { ids, now }, Ok(_)) => {
                 for key in ids.iter().filter_map(|id| key_of(id)) {
                     index.update_facts(key, |facts| facts.accessed_at = *now);
                 }
             }
+            (Change::Refresh { .. }, Ok(Outcome::Refreshed(_))) => {
+                let Ok(Outcome::Refreshed(rows)) = result else {
+                    unreachable!("matched just above");
+                };
+                rows.apply(state, &mut index);
+                answers.push(Ok(Outcome::Done));
+                continue;
+            }
             _ => {}
         }
+        answers.push(result);
     }
+    answers
 }
 
 /// The index key of an engram id (a UUID); `None` for an id that is not one.
 pub(crate) fn key_of(id: &str) -> Option<u128> {
     uuid::Uuid::parse_str(id).ok().map(|uuid| uuid.as_u128())
-}
-
-/// Whether SQLite refused for a lock held elsewhere (SQLITE_BUSY or SQLITE_LOCKED, with
-/// their extended codes).
-fn is_busy(error: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(database) = error else {
-        return false;
-    };
-    database
-        .code()
-        .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }

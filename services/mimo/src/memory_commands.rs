@@ -396,7 +396,7 @@ pub async fn reembed(settings: &Effective) -> anyhow::Result<ExitCode> {
         bar.set_position(done);
     })
     .await
-    .with_context(|| format!("cannot re-embed {}", settings.database.display()))?;
+    .with_context(|| format!("cannot re-embed {}", settings.database))?;
     bar.finish();
     out!(
         "re-embedded {} engrams; {} had nothing to embed and were left as they were",

@@ -46,7 +46,7 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
         skill_host = %local_address(&skill_host_listener)?,
         memory = %local_address(&memory_listener)?,
         telemetry = %telemetry_address,
-        database = %settings.database.display(),
+        database = %settings.database,
         "mimo is up; press Ctrl-C to stop"
     );
     // The skill-host stops first, so that it can revoke its lease while the registry runs.
@@ -234,12 +234,7 @@ fn skill_host_config(settings: &Effective) -> anyhow::Result<SkillHostConfig> {
 async fn open_memory(settings: &Effective) -> anyhow::Result<mimo_memory::MemoryStore> {
     mimo_memory::open(settings.memory.config(&settings.database))
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the memory database {}",
-                settings.database.display()
-            )
-        })
+        .with_context(|| format!("cannot open the memory database {}", settings.database))
 }
 
 /// Writes the file whole under a temporary name first, so readers never see half of it.

@@ -20,10 +20,10 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skills: Option<PathBuf>,
 
-    /// SQLite file of the memory service [default: DATA_DIR/memory.sqlite]
+    /// The memory's database: a SQLite file, or postgres://USER@HOST:PORT/DATABASE for one shared by memory services on many hosts (a password is best given by PGPASSWORD or ~/.pgpass; --print-config hides it) [default: DATA_DIR/memory.sqlite]
     #[arg(long, env = "MIMO_DATABASE", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<PathBuf>,
+    pub database: Option<String>,
 
     /// Where the registry listens [default: 127.0.0.1:50051]
     #[arg(long, env = "MIMO_REGISTRY_LISTEN", global = true)]
@@ -191,8 +191,8 @@ pub struct Effective {
     pub data_dir: PathBuf,
     /// Skills file, if any.
     pub skills: Option<PathBuf>,
-    /// Memory database file.
-    pub database: PathBuf,
+    /// The memory's database.
+    pub database: mimo_memory::MemoryDatabase,
     /// Listen addresses.
     pub registry_listen: String,
     /// Skill-host listen address.
@@ -259,9 +259,9 @@ pub struct MemorySettings {
 }
 
 impl MemorySettings {
-    /// The memory configuration for the database at `database`.
-    pub fn config(&self, database: &Path) -> mimo_memory::MemoryConfig {
-        let mut config = mimo_memory::MemoryConfig::new(database);
+    /// The memory configuration for `database`.
+    pub fn config(&self, database: &mimo_memory::MemoryDatabase) -> mimo_memory::MemoryConfig {
+        let mut config = mimo_memory::MemoryConfig::new(database.clone());
         if let Some((id, dimension)) = &self.client_vectors {
             config = config.with_embedder(std::sync::Arc::new(mimo_memory::ExternalEmbedder::new(
                 id.clone(),
@@ -437,9 +437,10 @@ impl Settings {
             let default = PathBuf::from("./skills.json");
             default.exists().then_some(default)
         });
-        let database = self
-            .database
-            .unwrap_or_else(|| data_dir.join("memory.sqlite"));
+        let database = match self.database {
+            Some(database) => mimo_memory::MemoryDatabase::parse(&database),
+            None => mimo_memory::MemoryDatabase::Sqlite(data_dir.join("memory.sqlite")),
+        };
         let registry_listen = self
             .registry_listen
             .unwrap_or_else(|| "127.0.0.1:50051".into());
@@ -554,7 +555,7 @@ impl Effective {
         let settings = Settings {
             data_dir: Some(self.data_dir.clone()),
             skills: self.skills.clone(),
-            database: Some(self.database.clone()),
+            database: Some(self.database.to_string()),
             registry_listen: Some(self.registry_listen.clone()),
             skill_host_listen: Some(self.skill_host_listen.clone()),
             memory_listen: Some(self.memory_listen.clone()),

@@ -204,6 +204,17 @@ impl Mimo {
         data: &Path,
         tools: &[&str],
     ) -> Mimo {
+        Mimo::launch_with(folder, skills, data, tools, &[])
+    }
+
+    /// [`Mimo::launch`] with `extra` arguments to `mimo up`.
+    fn launch_with(
+        folder: tempfile::TempDir,
+        skills: &serde_json::Value,
+        data: &Path,
+        tools: &[&str],
+        extra: &[&str],
+    ) -> Mimo {
         let skills_file = folder.path().join("skills.json");
         std::fs::write(&skills_file, skills.to_string()).expect("write skills file");
         let ready_file = folder.path().join("ready.json");
@@ -221,6 +232,7 @@ impl Mimo {
             .arg("--skills")
             .arg(&skills_file)
             .args(["--report-interval-ms", "200"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log);
         let child = command.spawn().expect("spawn mimo up");
@@ -622,6 +634,36 @@ fn python_client_generated_from_proto_works_against_mimo_up() {
         "client.py failed: {}",
         output.status
     );
+}
+
+#[test]
+fn two_mimo_ups_on_one_postgres_database_share_their_memory() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut server = runtime.block_on(mimo_integration_tests::PostgresServer::start());
+    let url = runtime.block_on(server.create_database());
+    let no_skills = serde_json::json!({"mcpServers": {}});
+    let up = || {
+        let folder = tempfile::tempdir().expect("tempdir");
+        let data = folder.path().join("data");
+        Mimo::launch_with(folder, &no_skills, &data, &[], &["--database", &url])
+    };
+    let (first, second) = (up(), up());
+    let stored = first.client_ok(&["memory", "store", "the release train leaves on thursdays"]);
+    assert!(
+        !first.folder.path().join("data/memory.sqlite").exists(),
+        "no SQLite file beside a postgres memory"
+    );
+    wait_until("the other mimo up to find it", PATIENCE, || {
+        let found = second.client(&["memory", "search", "when does the release train leave"]);
+        let stdout = text(&found.stdout);
+        if found.status.success() && stdout.contains("release train leaves on thursdays") {
+            Ok(())
+        } else {
+            Err(format!("{stored}: {stdout}{}", text(&found.stderr)))
+        }
+    });
+    drop((first, second));
+    drop(server);
 }
 
 #[test]
