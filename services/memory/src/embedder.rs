@@ -55,6 +55,13 @@ pub trait Embedder: Send + Sync {
         true
     }
 
+    /// Texts worth embedding together in one call, when one call for many costs much less
+    /// than many calls (a model's forward pass, an HTTP request): the memory then gathers
+    /// the texts of concurrent stores and searches into calls of up to this many.
+    fn gathers_texts(&self) -> Option<usize> {
+        None
+    }
+
     /// Returns one L2-normalised vector of [`Embedder::dimension`] per text, in order.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }

@@ -16,11 +16,14 @@ mod embedder;
 mod embedder_check;
 mod error;
 mod external_embedder;
+mod gathering_embedder;
 mod hash_embedder;
+mod http_embedder;
 mod index;
 mod instance_lock;
 mod list;
 mod load;
+mod minilm_embedder;
 mod peer_changes;
 mod pool_stats;
 mod postgres_lock;
@@ -44,10 +47,12 @@ pub use embedder::{EmbedError, Embedder};
 pub use error::MemoryError;
 pub use external_embedder::ExternalEmbedder;
 pub use hash_embedder::{HashEmbedder, HASH_DEFAULT_MIN_SIMILARITY};
+pub use http_embedder::{HttpApi, HttpEmbedder, HttpEmbedderConfig};
 pub use index::{
     ApproximateError, ApproximateSettings, Filter, IndexHit, IndexQuery, RowFacts, Scoring,
     VectorIndex,
 };
+pub use minilm_embedder::{MiniLmEmbedder, ModelLoadError, MINILM_ID};
 pub use reembed::{reembed, ReembedReport};
 pub use service::{serve, MemoryService};
 pub use store::{open, MemoryCounts, MemoryStore};

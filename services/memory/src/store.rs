@@ -99,8 +99,14 @@ pub(crate) enum Hold {
 /// Opens the memory in `config.database`: for SQLite, creates the file and its directories
 /// when missing; applies migrations, rebuilds the search index from the stored embeddings
 /// and starts the writer (and, for PostgreSQL, the listener for other processes' changes).
-pub async fn open(config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
+pub async fn open(mut config: MemoryConfig) -> Result<MemoryStore, MemoryError> {
     let started = Instant::now();
+    if let Some(batch) = config.embedder.gathers_texts() {
+        config.embedder = Arc::new(crate::gathering_embedder::GatheringEmbedder::start(
+            config.embedder.clone(),
+            batch,
+        ));
+    }
     tracing::info!(database = %config.database, embedder = config.embedder.id(), "opening memory");
     let lock = hold(&config.database, crate::postgres_lock::Mode::Shared).await?;
     let pools = database::connect(&config).await?;

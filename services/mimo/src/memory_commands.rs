@@ -389,7 +389,7 @@ fn store_request(line: ImportLine) -> anyhow::Result<StoreRequest> {
 
 /// `mimo memory reembed`: opens the database itself (the service must be stopped).
 pub async fn reembed(settings: &Effective) -> anyhow::Result<ExitCode> {
-    let config = settings.memory.config(&settings.database);
+    let config = settings.memory.config(&settings.database).await?;
     let bar = progress_bar(0, "re-embedded");
     let report = mimo_memory::reembed(config, |done, total| {
         bar.set_length(total);

@@ -232,7 +232,7 @@ fn skill_host_config(settings: &Effective) -> anyhow::Result<SkillHostConfig> {
 }
 
 async fn open_memory(settings: &Effective) -> anyhow::Result<mimo_memory::MemoryStore> {
-    mimo_memory::open(settings.memory.config(&settings.database))
+    mimo_memory::open(settings.memory.config(&settings.database).await?)
         .await
         .with_context(|| format!("cannot open the memory database {}", settings.database))
 }

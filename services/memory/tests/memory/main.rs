@@ -3,7 +3,9 @@
 mod data;
 mod errors;
 mod grpc;
+mod http_embedders;
 mod lifecycle;
+mod minilm;
 mod persistence;
 mod ranking;
 mod reembed;
