@@ -42,6 +42,12 @@ struct Args {
     /// Texts stored with the built-in embedder for its ingest rate.
     #[arg(long, default_value_t = 50_000)]
     texts: usize,
+    /// all-MiniLM-L6-v2's model folder, for its ingest rate beside the built-in embedder's.
+    #[arg(long)]
+    minilm: Option<PathBuf>,
+    /// Texts stored with all-MiniLM-L6-v2 for its ingest rate.
+    #[arg(long, default_value_t = 5_000)]
+    minilm_texts: usize,
     /// Concurrent stores while ingesting client vectors.
     #[arg(long, default_value_t = 256)]
     concurrency: usize,
@@ -79,7 +85,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if !args.index_only {
-        builtin_ingest(args.texts).await?;
+        text_ingest("builtin embedder", args.texts, None).await?;
+        if let Some(folder) = &args.minilm {
+            let model = mimo_memory::MiniLmEmbedder::load(folder)?;
+            text_ingest("all-MiniLM-L6-v2", args.minilm_texts, Some(Arc::new(model))).await?;
+        }
     }
     Ok(())
 }
@@ -378,14 +388,19 @@ async fn old_approach(
     Ok(latencies)
 }
 
-/// Stores `texts` generated sentences with the built-in embedder over a StoreStream call on
-/// a loopback gRPC server; reports engrams per second.
-async fn builtin_ingest(texts: usize) -> anyhow::Result<()> {
-    progress(format!(
-        "builtin embedder: streaming {texts} texts over gRPC"
-    ));
+/// Stores `texts` generated sentences with `embedder` (the built-in one when `None`) over a
+/// StoreStream call on a loopback gRPC server; reports engrams per second.
+async fn text_ingest(
+    name: &str,
+    texts: usize,
+    embedder: Option<Arc<dyn mimo_memory::Embedder>>,
+) -> anyhow::Result<()> {
+    progress(format!("{name}: streaming {texts} texts over gRPC"));
     let folder = tempfile::tempdir()?;
     let mut config = MemoryConfig::new(folder.path().join("memory.sqlite"));
+    if let Some(embedder) = embedder {
+        config = config.with_embedder(embedder);
+    }
     config.max_engrams = texts + 1;
     let store = mimo_memory::open(config).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -420,11 +435,7 @@ async fn builtin_ingest(texts: usize) -> anyhow::Result<()> {
         acknowledged == texts,
         "{acknowledged} of {texts} acknowledged"
     );
-    emit_rate(
-        "mimo StoreStream ingest, builtin embedder (gRPC)",
-        texts,
-        rate,
-    );
+    emit_rate(&format!("mimo StoreStream ingest, {name} (gRPC)"), texts, rate);
     drop(client);
     shutdown.cancel();
     server.await??;
