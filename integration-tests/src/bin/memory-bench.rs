@@ -435,7 +435,11 @@ async fn text_ingest(
         acknowledged == texts,
         "{acknowledged} of {texts} acknowledged"
     );
-    emit_rate(&format!("mimo StoreStream ingest, {name} (gRPC)"), texts, rate);
+    emit_rate(
+        &format!("mimo StoreStream ingest, {name} (gRPC)"),
+        texts,
+        rate,
+    );
     drop(client);
     shutdown.cancel();
     server.await??;

@@ -14,13 +14,17 @@ pub enum MemoryDatabase {
 }
 
 impl MemoryDatabase {
-    /// Reads `text` as a `postgres://` or `postgresql://` URL, else as a SQLite file path.
+    /// Reads `text` as a `postgres://` or `postgresql://` URL, else as a SQLite file path
+    /// (a `sqlite://` or `sqlite:` in front is taken off).
     pub fn parse(text: &str) -> Self {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            Self::Postgres(text.to_string())
-        } else {
-            Self::Sqlite(PathBuf::from(text))
+            return Self::Postgres(text.to_string());
         }
+        let path = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+            .unwrap_or(text);
+        Self::Sqlite(PathBuf::from(path))
     }
 
     /// The SQLite file, if the database is one.
@@ -94,6 +98,10 @@ mod tests {
         assert_eq!(
             MemoryDatabase::parse("data/memory.sqlite"),
             MemoryDatabase::Sqlite("data/memory.sqlite".into())
+        );
+        assert_eq!(
+            MemoryDatabase::parse("sqlite:///var/mimo/memory.sqlite"),
+            MemoryDatabase::Sqlite("/var/mimo/memory.sqlite".into())
         );
     }
 
