@@ -3,6 +3,7 @@
 
 use crate::etcd::EtcdServer;
 use mimo_proto::connect;
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::memory_client::MemoryClient;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
@@ -15,7 +16,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 type ServeHandle = JoinHandle<Result<(), String>>;
 /// A change to the skill-host's settings, applied before it starts.

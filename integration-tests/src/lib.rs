@@ -5,12 +5,14 @@
 pub mod bench_stats;
 mod cluster;
 mod etcd;
+mod otlp_collector;
 mod postgres;
 mod servers;
 mod wait;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use etcd::EtcdServer;
+pub use otlp_collector::{OtlpCollector, ReceivedSpan};
 pub use postgres::PostgresServer;
 pub use servers::{
     everything_server, filesystem_server, misbehaving_skill_beside_this_program, test_data,

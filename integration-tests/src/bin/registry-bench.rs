@@ -14,6 +14,7 @@ use mimo_etcd::etcdserverpb::{
 };
 use mimo_integration_tests::bench_stats::{median, percentile};
 use mimo_integration_tests::EtcdServer;
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
     GrantLeaseRequest, KeepAliveRequest, ListToolsRequest, RegisterSkillRequest, StoredSkill, Tool,
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 /// What to run, from the command line.
 #[derive(Debug, Clone)]
@@ -145,20 +145,21 @@ impl MimoRegistry {
 /// etcd with clients of its lease, KV and watch services.
 struct Etcd {
     server: EtcdServer,
-    leases: LeaseClient<Channel>,
-    kv: KvClient<Channel>,
-    watch: WatchClient<Channel>,
+    leases: LeaseClient<tonic::transport::Channel>,
+    kv: KvClient<tonic::transport::Channel>,
+    watch: WatchClient<tonic::transport::Channel>,
 }
 
 impl Etcd {
     async fn start() -> Result<Etcd, String> {
         let server = EtcdServer::start().await;
-        let channel = Channel::from_shared(format!("http://{}", server.address()))
-            .map_err(|e| e.to_string())?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{}", server.address()))
+                .map_err(|e| e.to_string())?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?;
         Ok(Etcd {
             server,
             leases: LeaseClient::new(channel.clone()),

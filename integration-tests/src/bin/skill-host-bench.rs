@@ -11,6 +11,7 @@
 //! Build with --release; prints medians and ratios on stdout, progress on stderr.
 
 use mimo_integration_tests::bench_stats::{median, percentile};
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{CallToolRequest, ListSkillsRequest, SkillState};
 use mimo_reporter::ReporterConfig;
@@ -24,7 +25,6 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 struct Plan {
     rounds: usize,

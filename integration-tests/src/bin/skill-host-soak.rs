@@ -6,6 +6,7 @@
 //! Exits 1 (and says what leaked) when a count is not back at its start. Progress goes to
 //! stderr every 10 %; the summary to stdout.
 
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{CallToolRequest, GetSkillRequest, ProcessStats, SkillState};
 use mimo_reporter::{process_stats, ReporterConfig};
@@ -14,7 +15,6 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 struct Plan {
     cycles: u64,

@@ -4,11 +4,11 @@
 
 use super::PATIENCE;
 use mimo_integration_tests::{everything_server, filesystem_server, wait_until, ClusterBuilder};
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::call_tool_event::Event;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{CallToolRequest, CallToolResponse, GetSkillRequest, SkillState};
 use serde_json::json;
-use tonic::transport::Channel;
 
 async fn ready_tools(host: &SkillHostClient<Channel>, skill: &str) -> Vec<String> {
     wait_until(&format!("{skill} ready"), PATIENCE, || async {

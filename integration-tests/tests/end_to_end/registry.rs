@@ -4,6 +4,7 @@
 use super::{Store, PATIENCE};
 use mimo_integration_tests::wait_until;
 use mimo_integration_tests::EtcdServer;
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
     GrantLeaseRequest, KeepAliveRequest, ListToolsRequest, RegisterSkillRequest,
@@ -14,7 +15,6 @@ use mimo_reporter::ReporterConfig;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 /// A registry serving `config` on a loopback port, stopped when dropped (with its etcd).

@@ -4,6 +4,7 @@
 
 use super::{Store, PATIENCE};
 use mimo_integration_tests::{wait_until, Cluster, ClusterBuilder};
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
 use mimo_proto::v1::{
@@ -15,7 +16,6 @@ use mimo_proto::v1::{
 use mimo_skill_host::SkillSpec;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tonic::transport::Channel;
 use tonic::Code;
 
 /// The misbehaving test skill with `args` choosing its faults.

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
                 | Command::Memory { action: None }
         )
     );
-    init_logging(if is_service { "info" } else { "warn" });
+    let service = service_name(cli.command.as_ref());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -32,12 +32,46 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_command(cli)) {
+    // Inside the runtime: the trace exporter's connection lives on it.
+    let telemetry = {
+        let _inside = runtime.enter();
+        mimo_otel::install(
+            service,
+            "MIMO_LOG",
+            if is_service { "info" } else { "warn" },
+        )
+    };
+    // A client command is one trace: its calls to the services are children of this span.
+    let root = if is_service {
+        tracing::Span::none()
+    } else {
+        let words: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|word| !word.starts_with('-'))
+            .take(2)
+            .collect();
+        tracing::info_span!("mimo.cli", otel.name = %format_args!("mimo {}", words.join(" ")))
+    };
+    let code = match runtime.block_on(tracing::Instrument::instrument(run_command(cli), root)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
+    };
+    telemetry.shutdown();
+    code
+}
+
+/// The name this process's traces carry (`service.name`) unless `OTEL_SERVICE_NAME` gives one.
+fn service_name(command: Option<&Command>) -> &'static str {
+    match command {
+        None | Some(Command::Up { .. }) => "mimo",
+        Some(Command::Registry) => "mimo-registry",
+        Some(Command::SkillHost) => "mimo-skill-host",
+        Some(Command::Memory { action: None }) => "mimo-memory",
+        Some(Command::Telemetry) => "mimo-telemetry",
+        Some(_) => "mimo-cli",
     }
 }
 
@@ -83,15 +117,4 @@ fn error_chain(error: &anyhow::Error) -> String {
         }
     }
     line
-}
-
-/// Logs go to stderr, filtered by `MIMO_LOG` (e.g. `debug`, `mimo_skill_host=trace`).
-fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MIMO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -176,6 +176,8 @@ struct Mimo {
     exit: Option<ExitStatus>,
     addresses: Addresses,
     folder: tempfile::TempDir,
+    /// Set for every client command.
+    env: Vec<(String, String)>,
 }
 
 impl Mimo {
@@ -204,16 +206,18 @@ impl Mimo {
         data: &Path,
         tools: &[&str],
     ) -> Mimo {
-        Mimo::launch_with(folder, skills, data, tools, &[])
+        Mimo::launch_with(folder, skills, data, tools, &[], &[])
     }
 
-    /// [`Mimo::launch`] with `extra` arguments to `mimo up`.
+    /// [`Mimo::launch`] with `extra` arguments to `mimo up`, and `env` set for it and for
+    /// every client command run through it.
     fn launch_with(
         folder: tempfile::TempDir,
         skills: &serde_json::Value,
         data: &Path,
         tools: &[&str],
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> Mimo {
         let skills_file = folder.path().join("skills.json");
         std::fs::write(&skills_file, skills.to_string()).expect("write skills file");
@@ -233,6 +237,7 @@ impl Mimo {
             .arg(&skills_file)
             .args(["--report-interval-ms", "200"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log);
         let child = command.spawn().expect("spawn mimo up");
@@ -247,6 +252,10 @@ impl Mimo {
                 telemetry: String::new(),
             },
             folder,
+            env: env
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
         };
         let ready: serde_json::Value = wait_until("the ready file of mimo up", PATIENCE, || {
             if let Some(status) = mimo.child.try_wait().expect("try_wait") {
@@ -308,7 +317,8 @@ impl Mimo {
             .args(["--registry-address", &self.addresses.registry])
             .args(["--skill-host-address", &self.addresses.skill_host])
             .args(["--memory-address", &self.addresses.memory])
-            .args(["--telemetry-address", &self.addresses.telemetry]);
+            .args(["--telemetry-address", &self.addresses.telemetry])
+            .envs(self.env.iter().map(|(key, value)| (key, value)));
         run(command)
     }
 
@@ -645,7 +655,7 @@ fn two_mimo_ups_on_one_postgres_database_share_their_memory() {
     let up = || {
         let folder = tempfile::tempdir().expect("tempdir");
         let data = folder.path().join("data");
-        Mimo::launch_with(folder, &no_skills, &data, &[], &["--database", &url])
+        Mimo::launch_with(folder, &no_skills, &data, &[], &["--database", &url], &[])
     };
     let (first, second) = (up(), up());
     let stored = first.client_ok(&["memory", "store", "the release train leaves on thursdays"]);
@@ -679,6 +689,7 @@ fn mimo_up_with_the_minilm_embedder_finds_texts_by_meaning() {
         &data,
         &[],
         &["--memory-embedder", &embedder],
+        &[],
     );
     let cat = mimo.client_ok(&["memory", "store", "The cat sat on the mat"]);
     mimo.client_ok(&["memory", "store", "Stock markets fell sharply this morning"]);
@@ -693,6 +704,148 @@ fn mimo_up_with_the_minilm_embedder_finds_texts_by_meaning() {
     assert!(
         stats.contains("all-minilm-l6-v2") && stats.contains("384"),
         "{stats}"
+    );
+}
+
+#[test]
+fn one_tool_call_is_one_trace_through_the_cli_registry_skill_host_and_skill() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let collector = runtime.block_on(mimo_integration_tests::OtlpCollector::start());
+    let variables = test_variables();
+    let skills = serde_json::json!({"mcpServers": {
+        "everything": server_entry(&variables, "EVERYTHING"),
+    }});
+    let folder = tempfile::tempdir().expect("tempdir");
+    let data = folder.path().join("data");
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let mimo = Mimo::launch_with(folder, &skills, &data, &["everything_echo"], &[], &env);
+    let answer = mimo.client_ok(&[
+        "tools",
+        "call",
+        "everything_echo",
+        "--args",
+        r#"{"message": "traced"}"#,
+    ]);
+    assert!(answer.contains("traced"), "{answer}");
+
+    // The CLI's root span, its two calls, the services' answers and the MCP request.
+    let spans = wait_until("the tool call's spans at the collector", PATIENCE, || {
+        let spans = collector.spans();
+        let root = spans
+            .iter()
+            .find(|span| span.name == "mimo tools call")
+            .ok_or("no CLI root span yet")?;
+        let trace: Vec<_> = spans
+            .iter()
+            .filter(|span| span.trace_id == root.trace_id)
+            .cloned()
+            .collect();
+        if trace.iter().any(|span| span.name == "tools/call echo") {
+            Ok(trace)
+        } else {
+            Err(format!("{} spans of the trace so far", trace.len()))
+        }
+    });
+    let find = |service: &str, name: &str, kind_attribute: Option<&str>| {
+        spans
+            .iter()
+            .find(|span| {
+                span.service == service
+                    && span.name == name
+                    && kind_attribute.is_none_or(|rpc| span.attribute("rpc.system") == Some(rpc))
+            })
+            .unwrap_or_else(|| panic!("no {name} span of {service}: {spans:#?}"))
+            .clone()
+    };
+    let root = find("mimo-cli", "mimo tools call", None);
+    assert!(root.parent_span_id.is_empty(), "the CLI's span is the root");
+    let children_of = |parent: &mimo_integration_tests::ReceivedSpan, service: &str| {
+        spans
+            .iter()
+            .filter(|span| span.parent_span_id == parent.span_id && span.service == service)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let calls = children_of(&root, "mimo-cli");
+    let mut names: Vec<_> = calls.iter().map(|span| span.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["mimo.v1.Registry/ResolveTool", "mimo.v1.SkillHost/CallTool"],
+        "the CLI's two client calls"
+    );
+    for call in &calls {
+        let answered = children_of(call, "mimo");
+        assert_eq!(
+            answered.len(),
+            1,
+            "one server span under {}: {spans:#?}",
+            call.name
+        );
+        assert_eq!(answered[0].name, call.name);
+        assert_eq!(answered[0].attribute("rpc.system"), Some("grpc"));
+        if call.name.ends_with("CallTool") {
+            let mcp = children_of(&answered[0], "mimo");
+            assert_eq!(mcp.len(), 1, "the MCP request under CallTool: {spans:#?}");
+            assert_eq!(mcp[0].name, "tools/call echo");
+            assert_eq!(mcp[0].attribute("mcp.server.name"), Some("everything"));
+            assert_eq!(mcp[0].attribute("mcp.tool.name"), Some("echo"));
+        }
+    }
+    drop(mimo);
+}
+
+#[test]
+fn an_unreachable_collector_holds_no_call_and_shutdown_drops_its_spans_in_time() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let data = folder.path().join("data");
+    // A port nothing listens on: every export fails.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let endpoint = format!("http://{nowhere}");
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    let mut mimo = Mimo::launch_with(
+        folder,
+        &serde_json::json!({"mcpServers": {}}),
+        &data,
+        &[],
+        &[],
+        &env,
+    );
+    // Each client command exports its own spans too (and fails to, in under a second).
+    for n in 0..3 {
+        mimo.client_ok(&[
+            "memory",
+            "store",
+            &format!("note {n} while traces go nowhere"),
+        ]);
+    }
+    let status = mimo.stop(STOP_PATIENCE).unwrap_or_else(|| {
+        panic!(
+            "mimo up did not exit within {STOP_PATIENCE:?}; log:\n{}",
+            mimo.log()
+        )
+    });
+    assert!(status.success(), "{status}; log:\n{}", mimo.log());
+    let log = mimo.log();
+    let last = log
+        .lines()
+        .rev()
+        .find(|line| line.contains("traces") && line.contains("dropped="))
+        .unwrap_or_else(|| panic!("no closing trace count in the log:\n{log}"));
+    let dropped: u64 = last
+        .split("dropped=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {last:?}"));
+    assert!(
+        dropped > 0,
+        "the spans that could not go are counted: {last}"
     );
 }
 

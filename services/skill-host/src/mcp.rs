@@ -185,13 +185,18 @@ pub async fn call_tool(
     deadline: Instant,
     progress: Option<tokio::sync::mpsc::Sender<crate::rpc::Progress>>,
 ) -> Result<CallToolResponse, McpError> {
+    // The caller's trace goes on to the skill in `_meta` (`traceparent`, `tracestate`), as
+    // OpenTelemetry's MCP conventions carry it, for skills that trace themselves.
+    let mut params = json!({"name": tool, "arguments": arguments});
+    let trace: Map<String, Value> = mimo_proto::trace_context::current_context_fields()
+        .into_iter()
+        .map(|(key, value)| (key, Value::String(value)))
+        .collect();
+    if !trace.is_empty() {
+        params["_meta"] = Value::Object(trace);
+    }
     let result = connection
-        .request_with_progress(
-            "tools/call",
-            json!({"name": tool, "arguments": arguments}),
-            deadline,
-            progress,
-        )
+        .request_with_progress("tools/call", params, deadline, progress)
         .await
         .map_err(|source| McpError::Rpc {
             method: "tools/call",

@@ -6,6 +6,7 @@
 use crate::registered_leases::RegisteredLeases;
 use crate::supervisor::Supervisor;
 use mimo_proto::connect;
+use mimo_proto::connect::Channel;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{
     GrantLeaseRequest, KeepAliveRequest, RegisterSkillRequest, RevokeLeaseRequest, Tool,
@@ -17,7 +18,6 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// Longest any single registry call may take.
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);

@@ -208,7 +208,10 @@ impl Connection {
         };
         if let Some(progress) = progress {
             if let Some(object) = params.as_object_mut() {
-                object.insert("_meta".into(), json!({ "progressToken": id }));
+                let meta = object.entry("_meta").or_insert_with(|| json!({}));
+                if let Some(meta) = meta.as_object_mut() {
+                    meta.insert("progressToken".into(), json!(id));
+                }
             }
             self.lock_progress().insert(id, progress);
         }

@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 /// The gRPC face of a host's skills.
 #[derive(Debug, Clone)]
@@ -346,8 +347,19 @@ impl SkillHostService {
         let arguments = parse_arguments(&request.arguments_json)?;
         let connection = pool.connection_for_call(&request.tool, deadline).await?;
         let started = Instant::now();
-        let result =
-            mcp::call_tool(&connection, &request.tool, arguments, deadline, progress).await;
+        // The MCP request as a client span of its own (OpenTelemetry's MCP conventions); its
+        // context goes to the skill in the request's `_meta`.
+        let span = tracing::info_span!(
+            "mcp.client",
+            otel.name = %format_args!("tools/call {}", request.tool),
+            otel.kind = "client",
+            mcp.method.name = "tools/call",
+            mcp.server.name = %request.skill,
+            mcp.tool.name = %request.tool,
+        );
+        let result = mcp::call_tool(&connection, &request.tool, arguments, deadline, progress)
+            .instrument(span)
+            .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(response) => {

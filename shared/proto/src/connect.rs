@@ -1,13 +1,23 @@
 //! Client side: one place that turns an address into a channel and a client with Mimo's
 //! message limits, timeouts and keep-alives.
 
+use crate::trace_context::ClientTrace;
 use crate::v1::{
     memory_client::MemoryClient, registry_client::RegistryClient,
     skill_host_client::SkillHostClient, telemetry_client::TelemetryClient,
 };
 use crate::MAX_MESSAGE_BYTES;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+/// A channel to a Mimo service whose calls carry the caller's trace context (see
+/// [`crate::trace_context`]); every client in Mimo uses one.
+pub type Channel = ClientTrace<tonic::transport::Channel>;
+
+/// Wraps a transport channel so that its calls carry trace context.
+pub fn traced(channel: tonic::transport::Channel) -> Channel {
+    tower_layer::Layer::layer(&crate::trace_context::ClientTraceLayer, channel)
+}
 
 /// How long establishing a connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,7 +70,7 @@ pub fn endpoint(address: &str) -> Result<Endpoint, ConnectError> {
 
 /// Returns a channel that connects on first use and reconnects by itself.
 pub fn lazy_channel(address: &str) -> Result<Channel, ConnectError> {
-    Ok(endpoint(address)?.connect_lazy())
+    Ok(traced(endpoint(address)?.connect_lazy()))
 }
 
 /// The addresses of a comma-separated list (`HOST:PORT[,HOST:PORT...]`), trimmed, empty
@@ -95,6 +105,7 @@ pub async fn channel(address: &str) -> Result<Channel, ConnectError> {
     endpoint(address)?
         .connect()
         .await
+        .map(traced)
         .map_err(|error| ConnectError::Unreachable {
             address: address.to_string(),
             reason: std::error::Error::source(&error)

@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod serve;
+pub mod trace_context;
 
 /// Generated messages, clients and servers of package `mimo.v1`.
 #[allow(missing_docs, clippy::all)]

@@ -15,8 +15,15 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 
-/// Returns a server builder with Mimo's transport settings.
-pub fn server() -> Server {
+/// A server builder with Mimo's layers: trace context continued from each caller.
+pub type TracedServer = Server<tower_layer::Stack<ServerTraceLayer, tower_layer::Identity>>;
+/// The router of a [`TracedServer`].
+pub type TracedRouter = Router<tower_layer::Stack<ServerTraceLayer, tower_layer::Identity>>;
+
+use crate::trace_context::ServerTraceLayer;
+
+/// Returns a server builder with Mimo's transport settings and layers.
+pub fn server() -> TracedServer {
     Server::builder()
         .tcp_nodelay(true)
         // h2 sets its budget for small DATA frames waiting to be read at half the connection
@@ -25,6 +32,7 @@ pub fn server() -> Server {
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(ServerTraceLayer)
 }
 
 /// The connection-level flow-control window each server grants its clients.
@@ -35,7 +43,7 @@ const CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 /// listeners tonic binds itself, and without it a response of several segments waits out
 /// the peer's delayed ACK (about 40 ms).
 pub async fn serve_router(
-    router: Router,
+    router: TracedRouter,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {

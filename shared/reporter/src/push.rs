@@ -139,7 +139,7 @@ impl Reporter {
 
     async fn stream_reports(
         &self,
-        channel: tonic::transport::Channel,
+        channel: connect::Channel,
         shutdown: &CancellationToken,
     ) -> StreamEnd {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
