@@ -42,7 +42,7 @@ pub(crate) async fn foreign_embedders(
 pub(crate) fn mismatch(configured: &dyn Embedder, foreign: &[String]) -> MemoryError {
     MemoryError::EmbedderMismatch {
         remedy: if configured.embeds_text() {
-            "run `mimo memory reembed` to re-embed them, or start the memory with their embedder"
+            "stop the memory and run `mimo memory reembed` with this --memory-embedder to re-embed them (every memory sharing the database must then use it), or start the memory with their embedder (--memory-embedder minilm:DIR for all-minilm-l6-v2, builtin for builtin-hash-v1, ollama:MODEL or openai:MODEL for those)"
         } else {
             "a memory of client vectors cannot embed their texts itself: start it with their embedder and export them, then import them with your vectors (an `embedding` on each line), or delete them"
         },

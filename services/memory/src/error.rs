@@ -196,9 +196,17 @@ impl From<MemoryError> for Status {
             MemoryError::NotFound(_) => Code::NotFound,
             MemoryError::CapacityReached { .. } => Code::ResourceExhausted,
             MemoryError::ShuttingDown => Code::Unavailable,
+            // What the embedder said goes to the caller: an operator reading a client's
+            // error should not need the service's log to see a model server is down.
+            MemoryError::Embedder(EmbedError::Backend(_)) => {
+                tracing::error!(error = %error, "embedding failed");
+                Code::Unavailable
+            }
+            // Vectors of the wrong count or length: the embedder's configuration is wrong,
+            // and retrying will not help.
             MemoryError::Embedder(_) => {
                 tracing::error!(error = %error, "embedding failed");
-                return Status::unavailable("the embedder failed; retry later");
+                Code::FailedPrecondition
             }
             MemoryError::CorruptEmbedding { .. }
             | MemoryError::MalformedRow { .. }

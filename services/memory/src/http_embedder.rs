@@ -107,6 +107,9 @@ impl HttpEmbedder {
                 "the embedding model's name is empty".into(),
             ));
         }
+        if config.api == HttpApi::OpenAi && config.api_key.is_none() {
+            tracing::warn!(url = %config.base_url, "no API key for the openai embedder (MIMO_MEMORY_EMBEDDER_API_KEY, OPENAI_API_KEY): fine for a local server, refused by OpenAI's");
+        }
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .build()
@@ -173,7 +176,11 @@ impl HttpEmbedder {
             if error.is_timeout() {
                 Failure::Retryable(format!("no answer within {:?}", self.config.timeout))
             } else {
-                Failure::Retryable(format!("cannot reach it: {error}"))
+                Failure::Retryable(format!(
+                    "cannot reach it ({}); is the {} server running there?",
+                    causes(&error),
+                    self.config.api.name()
+                ))
             }
         })?;
         let status = response.status();
@@ -202,7 +209,12 @@ impl HttpEmbedder {
         }
         if !status.is_success() {
             let said = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
-            let reason = format!("HTTP {status}: {}", said.trim());
+            let mut reason = format!("HTTP {status}: {}", said.trim());
+            if status == reqwest::StatusCode::UNAUTHORIZED && self.config.api_key.is_none() {
+                reason.push_str(
+                    " (no API key was sent: set MIMO_MEMORY_EMBEDDER_API_KEY, or OPENAI_API_KEY)",
+                );
+            }
             return Err(
                 if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
                     Failure::Retryable(reason)
@@ -231,6 +243,20 @@ impl HttpEmbedder {
         }
         Ok(vectors)
     }
+}
+
+/// `error` and its sources, innermost last ("error sending request: connection refused").
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A failed attempt.

@@ -163,7 +163,7 @@ pub enum MemoryAction {
         #[arg(long)]
         limit: Option<u32>,
         /// Least cosine similarity of a hit (-1..=1) [default: the embedder's, 0.1 for the built-in one]
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         min_similarity: Option<f32>,
         /// Only this kind of memory
         #[arg(long, value_enum)]

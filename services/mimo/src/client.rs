@@ -543,11 +543,12 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
         for alert in &firing {
             let id = alert.instance.clone().unwrap_or_default();
             out!(
-                "{} {} on {}/{}: {}",
+                "{} {} on {}/{} ({}): {}",
                 alert.name,
                 alert.subject,
                 id.service,
                 id.host,
+                id.instance_id.chars().take(8).collect::<String>(),
                 alert.message
             );
         }

@@ -46,8 +46,10 @@ pub fn export_configured() -> bool {
 /// there).
 pub fn install(service: &str, log_filter_variable: &str, default_level: &str) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // PostgreSQL's notices ("relation ... already exists, skipping" at every migration
+    // check) are not news.
     let filter = EnvFilter::try_from_env(log_filter_variable)
-        .unwrap_or_else(|_| EnvFilter::new(default_level));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},sqlx::postgres::notice=warn")));
     let logs = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)

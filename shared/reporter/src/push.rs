@@ -114,20 +114,33 @@ impl Reporter {
             }
         };
         let mut backoff = FIRST_BACKOFF;
+        // Said once per outage at warn level; the retries after it at debug level.
+        let mut outage_told = false;
         while !shutdown.is_cancelled() {
             let started = Instant::now();
             match self.stream_reports(channel.clone(), &shutdown).await {
                 StreamEnd::Shutdown => return,
-                StreamEnd::Failed(status) => tracing::warn!(
+                StreamEnd::Failed(status) if !outage_told => {
+                    outage_told = true;
+                    tracing::warn!(
+                        service = %self.instance.service,
+                        telemetry = %address,
+                        error = %status.message(),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "resource report stream ended; retrying quietly until telemetry is back"
+                    );
+                }
+                StreamEnd::Failed(status) => tracing::debug!(
                     service = %self.instance.service,
                     telemetry = %address,
                     error = %status.message(),
                     retry_in_ms = backoff.as_millis() as u64,
-                    "resource report stream ended"
+                    "resource report stream ended again"
                 ),
             }
             if started.elapsed() > self.config.interval * 3 {
                 backoff = FIRST_BACKOFF;
+                outage_told = false;
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,

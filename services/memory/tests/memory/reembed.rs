@@ -51,7 +51,10 @@ async fn another_embedders_engrams_are_refused_until_reembedded() -> anyhow::Res
     let switched = mimo_memory::open(renamed(MemoryConfig::new(&path))).await?;
     let expected = "this memory holds 3 engrams made by builtin-hash-v1 (2048 dimensions), \
         but its embedder is renamed-hash-v1 (2048 dimensions): their vectors cannot be compared; \
-        run `mimo memory reembed` to re-embed them, or start the memory with their embedder";
+        stop the memory and run `mimo memory reembed` with this --memory-embedder to re-embed \
+        them (every memory sharing the database must then use it), or start the memory with \
+        their embedder (--memory-embedder minilm:DIR for all-minilm-l6-v2, builtin for \
+        builtin-hash-v1, ollama:MODEL or openai:MODEL for those)";
     for refused in [
         switched.search(search_request("owls")).await.map(|_| ()),
         switched
