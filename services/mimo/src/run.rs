@@ -22,6 +22,10 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
     let skill_host_listener = bind("skill-host", &settings.skill_host_listen).await?;
     let memory_listener = bind("memory", &settings.memory_listen).await?;
     let telemetry_listener = bind("telemetry", &settings.telemetry_listen).await?;
+    let telemetry_http = match &settings.telemetry_http_listen {
+        Some(address) => Some(bind("telemetry HTTP", address).await?),
+        None => None,
+    };
     let registry_address = local_address(&registry_listener)?;
     let telemetry_address = local_address(&telemetry_listener)?;
     let reporting = ReporterConfig {
@@ -38,6 +42,7 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
             "skill_host": local_address(&skill_host_listener)?,
             "memory": local_address(&memory_listener)?,
             "telemetry": telemetry_address,
+            "telemetry_http": telemetry_http.as_ref().map(local_address).transpose()?,
         });
         write_ready_file(path, &addresses.to_string())?;
     }
@@ -82,10 +87,11 @@ pub async fn up(settings: Effective, ready_file: Option<PathBuf>) -> anyhow::Res
     ));
     others.spawn(with_name(
         "telemetry",
-        boxed(mimo_telemetry::serve(
-            Default::default(),
+        boxed(mimo_telemetry::serve_with_http(
+            settings.telemetry.clone(),
             reporting,
             telemetry_listener,
+            telemetry_http,
             token,
         )),
     ));
@@ -167,8 +173,18 @@ pub async fn memory(settings: Effective) -> anyhow::Result<ExitCode> {
 /// Runs the telemetry service alone; it reports on itself to itself unless told otherwise.
 pub async fn telemetry(settings: Effective) -> anyhow::Result<ExitCode> {
     let listener = bind("telemetry", &settings.telemetry_listen).await?;
+    let http = match &settings.telemetry_http_listen {
+        Some(address) => Some(bind("telemetry HTTP", address).await?),
+        None => None,
+    };
     run_alone("telemetry", |shutdown| {
-        mimo_telemetry::serve(Default::default(), reporting(&settings), listener, shutdown)
+        mimo_telemetry::serve_with_http(
+            settings.telemetry.clone(),
+            reporting(&settings),
+            listener,
+            http,
+            shutdown,
+        )
     })
     .await
 }

@@ -45,6 +45,16 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub telemetry_listen: Option<String>,
 
+    /// Where the telemetry service serves HTTP (Prometheus `/metrics`), or `off` [default: 127.0.0.1:9464]
+    #[arg(long, env = "MIMO_TELEMETRY_HTTP_LISTEN", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_http_listen: Option<String>,
+
+    /// TOML file of alert thresholds (`[[threshold]]` with name, metric, above), replacing the defaults (memory over 1 GiB, tasks over 100000, queues over 100, pool waits over 1 s, fds over 80% of the limit)
+    #[arg(long, env = "MIMO_TELEMETRY_THRESHOLDS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub telemetry_thresholds: Option<PathBuf>,
+
     /// Registry address that skill-hosts and clients dial: HOST:PORT, or HOST:PORT,HOST:PORT,... for registry replicas sharing one etcd (a skill-host stays with one and moves to the next when it is lost) [default: the registry's listen address]
     #[arg(long, env = "MIMO_REGISTRY_ADDRESS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -206,6 +216,12 @@ pub struct Effective {
     pub memory_listen: String,
     /// Telemetry listen address.
     pub telemetry_listen: String,
+    /// Telemetry's HTTP listen address, or `None` for none.
+    pub telemetry_http_listen: Option<String>,
+    /// Telemetry's bounds and thresholds.
+    pub telemetry: mimo_telemetry::TelemetryConfig,
+    /// The thresholds file, if one replaced the defaults.
+    pub telemetry_thresholds: Option<PathBuf>,
     /// Addresses to dial.
     pub registry_address: String,
     /// Memory address to dial.
@@ -548,6 +564,8 @@ impl Settings {
             skill_host_listen: self.skill_host_listen.or(lower.skill_host_listen),
             memory_listen: self.memory_listen.or(lower.memory_listen),
             telemetry_listen: self.telemetry_listen.or(lower.telemetry_listen),
+            telemetry_http_listen: self.telemetry_http_listen.or(lower.telemetry_http_listen),
+            telemetry_thresholds: self.telemetry_thresholds.or(lower.telemetry_thresholds),
             registry_address: self.registry_address.or(lower.registry_address),
             memory_address: self.memory_address.or(lower.memory_address),
             skill_host_address: self.skill_host_address.or(lower.skill_host_address),
@@ -612,7 +630,23 @@ impl Settings {
         let telemetry_listen = self
             .telemetry_listen
             .unwrap_or_else(|| "127.0.0.1:50054".into());
-        let report_interval = positive_ms("report_interval_ms", self.report_interval_ms, 5_000)?;
+        let telemetry_http_listen = match self.telemetry_http_listen.as_deref().map(str::trim) {
+            Some("off") => None,
+            None | Some("") => Some("127.0.0.1:9464".to_string()),
+            Some(address) => Some(address.to_string()),
+        };
+        let mut telemetry = mimo_telemetry::TelemetryConfig::default();
+        if let Some(path) = &self.telemetry_thresholds {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot read the thresholds file {}: {error}",
+                    path.display()
+                )
+            })?;
+            telemetry.thresholds = mimo_telemetry::Thresholds::from_toml(&text)
+                .map_err(|error| anyhow::anyhow!("thresholds file {}: {error}", path.display()))?;
+        }
+        let report_interval = positive_ms("report_interval_ms", self.report_interval_ms, 10_000)?;
         let lease_ttl = positive_ms("lease_ttl_ms", self.lease_ttl_ms, 10_000)?;
         if lease_ttl < Duration::from_secs(1) {
             anyhow::bail!(
@@ -683,6 +717,9 @@ impl Settings {
             skill_host_listen,
             memory_listen,
             telemetry_listen,
+            telemetry_http_listen,
+            telemetry,
+            telemetry_thresholds: self.telemetry_thresholds,
             report_interval,
             lease_ttl,
             skill_init_timeout,
@@ -719,6 +756,12 @@ impl Effective {
             skill_host_listen: Some(self.skill_host_listen.clone()),
             memory_listen: Some(self.memory_listen.clone()),
             telemetry_listen: Some(self.telemetry_listen.clone()),
+            telemetry_http_listen: Some(
+                self.telemetry_http_listen
+                    .clone()
+                    .unwrap_or_else(|| "off".to_string()),
+            ),
+            telemetry_thresholds: self.telemetry_thresholds.clone(),
             registry_address: Some(self.registry_address.clone()),
             memory_address: Some(self.memory_address.clone()),
             skill_host_address: Some(self.skill_host_address.clone()),

@@ -231,6 +231,7 @@ impl Mimo {
             .args(["--skill-host-listen", "127.0.0.1:0"])
             .args(["--memory-listen", "127.0.0.1:0"])
             .args(["--telemetry-listen", "127.0.0.1:0"])
+            .args(["--telemetry-http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data)
             .arg("--skills")
@@ -847,6 +848,139 @@ fn an_unreachable_collector_holds_no_call_and_shutdown_drops_its_spans_in_time()
         dropped > 0,
         "the spans that could not go are counted: {last}"
     );
+}
+
+/// The body of `GET http://ADDRESS/PATH`, over a plain socket.
+fn http_get(address: &str, path: &str) -> Result<String, String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(COMMAND_PATIENCE))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| e.to_string())?;
+    match answer.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
+            Ok(body.to_string())
+        }
+        _ => Err(format!("unexpected answer: {answer}")),
+    }
+}
+
+#[test]
+fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let data = folder.path().join("data");
+    let thresholds = folder.path().join("thresholds.toml");
+    std::fs::write(
+        &thresholds,
+        "[[threshold]]\nname = \"engrams_present\"\nmetric = \"memory.engrams\"\nabove = 0\n",
+    )
+    .expect("write thresholds");
+    let thresholds_arg = thresholds.to_string_lossy().into_owned();
+    let mimo = Mimo::launch_with(
+        folder,
+        &serde_json::json!({"mcpServers": {}}),
+        &data,
+        &[],
+        &["--telemetry-thresholds", &thresholds_arg],
+        &[],
+    );
+    let ready: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(mimo.folder.path().join("ready.json")).expect("ready file"),
+    )
+    .expect("ready JSON");
+    let http = ready["telemetry_http"]
+        .as_str()
+        .expect("telemetry_http address")
+        .to_string();
+    let id = mimo
+        .client_ok(&["memory", "store", "a fact to count"])
+        .trim()
+        .to_string();
+
+    let metrics = wait_until("the engram and its alert in /metrics", PATIENCE, || {
+        let body = http_get(&http, "/metrics")?;
+        let engrams = body.lines().any(|line| {
+            line.starts_with("mimo_memory_engrams{service=\"memory\"") && line.ends_with(" 1")
+        });
+        let alert = body.lines().any(|line| {
+            line.starts_with("mimo_alert_firing{service=\"memory\"")
+                && line.contains("alert=\"engrams_present\",subject=\"memory.engrams\"")
+        });
+        if engrams && alert {
+            Ok(body)
+        } else {
+            Err(body
+                .lines()
+                .filter(|l| l.contains("engram"))
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+    });
+    for service in ["registry", "skill-host", "memory", "telemetry"] {
+        let resident = format!("process_resident_memory_bytes{{service=\"{service}\"");
+        assert!(
+            metrics.lines().any(|line| line.starts_with(&resident)),
+            "{resident} in:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("# TYPE process_cpu_seconds_total counter"));
+    let status = mimo.client_ok(&["status"]);
+    assert!(
+        status.contains("engrams_present memory.engrams on memory/"),
+        "{status}"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let channel = mimo_proto::connect::channel(&mimo.addresses.telemetry)
+            .await
+            .unwrap();
+        let mut telemetry = mimo_proto::connect::telemetry(channel);
+        let history = telemetry
+            .query_history(mimo_proto::v1::QueryHistoryRequest {
+                service: "memory".into(),
+                metric: "memory.engr*".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(history.series.len(), 1, "{history:?}");
+        let points = &history.series[0].points;
+        assert!(!points.is_empty() && points.windows(2).all(|w| w[0].unix_ms <= w[1].unix_ms));
+        assert_eq!(points.last().unwrap().value, 1.0);
+        let refused = telemetry
+            .query_history(mimo_proto::v1::QueryHistoryRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+        let mut watch = telemetry
+            .watch_alerts(mimo_proto::v1::WatchAlertsRequest {
+                service: "memory".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().expect("the firing alert");
+        assert_eq!((first.name.as_str(), first.state), ("engrams_present", 1));
+    });
+    mimo.client_ok(&["memory", "delete", &id]);
+    wait_until("the alert to resolve", PATIENCE, || {
+        let body = http_get(&http, "/metrics")?;
+        if body.contains("alert=\"engrams_present\"") {
+            Err("still firing".to_string())
+        } else {
+            Ok(())
+        }
+    });
 }
 
 #[test]

@@ -32,14 +32,19 @@ impl Default for AlertLimits {
     }
 }
 
+/// Changes a watcher may fall behind by before it is ended.
+pub const WATCH_BUFFER: usize = 1024;
+
 /// Firing alerts and the latest changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AlertBook {
     limits: AlertLimits,
     firing: BTreeMap<AlertKey, Alert>,
     recent: VecDeque<Alert>,
     /// Conditions that raised no alert because `max_firing` alerts were firing.
     pub(crate) dropped: u64,
+    /// Every change, for the watchers.
+    changes: tokio::sync::broadcast::Sender<Alert>,
 }
 
 /// Checks a report's conditions against the bounds before anything is recorded.
@@ -75,8 +80,20 @@ impl AlertBook {
     pub(crate) fn new(limits: AlertLimits) -> Self {
         Self {
             limits,
-            ..Self::default()
+            firing: BTreeMap::new(),
+            recent: VecDeque::new(),
+            dropped: 0,
+            changes: tokio::sync::broadcast::channel(WATCH_BUFFER).0,
         }
+    }
+
+    /// The alerts firing now (of `service`, all when empty) and a receiver of every change
+    /// from this moment.
+    pub(crate) fn watch(
+        &self,
+        service: &str,
+    ) -> (Vec<Alert>, tokio::sync::broadcast::Receiver<Alert>) {
+        (self.list(service).0, self.changes.subscribe())
     }
 
     /// Applies one report's conditions (already validated) for `instance` at `now_ms`.
@@ -181,6 +198,8 @@ impl AlertBook {
     }
 
     fn log(&mut self, alert: Alert) {
+        // No watcher is no error.
+        let _ = self.changes.send(alert.clone());
         if self.limits.recent == 0 {
             return;
         }

@@ -21,6 +21,10 @@ pub struct TelemetryConfig {
     /// How long an instance that gave no report interval may stay silent before it is
     /// marked down (otherwise three of its intervals).
     pub down_after: Duration,
+    /// Bounds on reported numbers that raise alerts.
+    pub thresholds: crate::thresholds::Thresholds,
+    /// Reports kept per instance for QueryHistory (about 250 bytes each).
+    pub history: usize,
 }
 
 impl Default for TelemetryConfig {
@@ -30,6 +34,8 @@ impl Default for TelemetryConfig {
             evict_after: Duration::from_secs(60),
             alerts: AlertLimits::default(),
             down_after: Duration::from_secs(30),
+            thresholds: crate::thresholds::Thresholds::default(),
+            history: crate::history::DEFAULT_HISTORY,
         }
     }
 }
@@ -41,6 +47,8 @@ struct Entry {
     reports: u64,
     /// Marked down by [`InstanceTable::sweep`]; up again with its next report.
     down: bool,
+    /// Its recent reports.
+    history: crate::history::History,
 }
 
 impl Entry {
@@ -91,12 +99,17 @@ impl InstanceTable {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let instance = report.instance.clone().unwrap_or_default();
-        let conditions = report.conditions.clone();
+        let mut conditions = report.conditions.clone();
+        conditions.extend(self.config.thresholds.conditions(&report));
+        conditions.truncate(mimo_proto::MAX_CONDITIONS_PER_REPORT * 2);
         match entries.get_mut(&key) {
             Some(entry) => {
                 if entry.down {
                     tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting again");
                 }
+                entry
+                    .history
+                    .push(&report, received_unix_ms(&report), self.config.history);
                 entry.latest = report;
                 entry.received_at = now;
                 entry.reports += 1;
@@ -107,6 +120,8 @@ impl InstanceTable {
                     self.evict_stalest(&mut entries, now)?;
                 }
                 tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting");
+                let mut history = crate::history::History::default();
+                history.push(&report, received_unix_ms(&report), self.config.history);
                 entries.insert(
                     key.clone(),
                     Entry {
@@ -114,6 +129,7 @@ impl InstanceTable {
                         received_at: now,
                         reports: 1,
                         down: false,
+                        history,
                     },
                 );
             }
@@ -168,6 +184,55 @@ impl InstanceTable {
             .collect()
     }
 
+    /// The history of the metrics matching `request`, bounded at [`MAX_HISTORY_POINTS`].
+    pub fn history(
+        &self,
+        request: &mimo_proto::v1::QueryHistoryRequest,
+    ) -> Result<mimo_proto::v1::QueryHistoryResponse, TelemetryError> {
+        if request.metric.trim().is_empty() {
+            return Err(TelemetryError::BadReport(
+                "metric is empty: name one (process.memory.usage, memory.engrams, ...) or a pattern with *".into(),
+            ));
+        }
+        let until = if request.until_unix_ms == 0 {
+            i64::MAX
+        } else {
+            request.until_unix_ms
+        };
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut matching: Vec<(&InstanceKey, &Entry)> = entries
+            .iter()
+            .filter(|((service, _, instance), _)| {
+                (request.service.is_empty() || *service == request.service)
+                    && (request.instance_id.is_empty() || *instance == request.instance_id)
+            })
+            .collect();
+        matching.sort_by(|a, b| a.0.cmp(b.0));
+        let mut budget = MAX_HISTORY_POINTS;
+        let mut series = Vec::new();
+        for (_, entry) in matching {
+            let found = entry.history.series(
+                |name| crate::thresholds::matches(&request.metric, name),
+                request.since_unix_ms,
+                until,
+                &mut budget,
+            );
+            series.extend(
+                found
+                    .into_iter()
+                    .map(|(metric, points)| mimo_proto::v1::Series {
+                        instance: entry.latest.instance.clone(),
+                        metric,
+                        points,
+                    }),
+            );
+        }
+        Ok(mimo_proto::v1::QueryHistoryResponse {
+            series,
+            truncated: budget == 0,
+        })
+    }
+
     /// Number of instances remembered.
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -202,6 +267,14 @@ impl InstanceTable {
         self.alert_book().list(service)
     }
 
+    /// The alerts firing now (of `service`, all when empty) and every change from now on.
+    pub fn watch_alerts(
+        &self,
+        service: &str,
+    ) -> (Vec<Alert>, tokio::sync::broadcast::Receiver<Alert>) {
+        self.alert_book().watch(service)
+    }
+
     /// (alerts firing, conditions that raised no alert because too many were firing).
     pub fn alert_counts(&self) -> (usize, u64) {
         let book = self.alert_book();
@@ -211,6 +284,18 @@ impl InstanceTable {
     /// Whether no instance has reported.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Most points one QueryHistory answer holds.
+pub const MAX_HISTORY_POINTS: usize = 100_000;
+
+/// When a report was taken: its own timestamp, else now.
+fn received_unix_ms(report: &ResourceReport) -> i64 {
+    if report.timestamp_unix_ms > 0 {
+        report.timestamp_unix_ms
+    } else {
+        unix_ms()
     }
 }
 

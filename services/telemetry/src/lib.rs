@@ -4,10 +4,16 @@
 
 mod alerts;
 mod error;
+mod history;
+mod http;
 mod instances;
+mod prometheus;
 mod service;
+mod thresholds;
 
 pub use alerts::AlertLimits;
 pub use error::TelemetryError;
 pub use instances::{InstanceTable, TelemetryConfig};
-pub use service::{serve, TelemetryService};
+pub use prometheus::exposition;
+pub use service::{serve, serve_with_http, TelemetryService};
+pub use thresholds::{Threshold, Thresholds, MAX_THRESHOLDS};

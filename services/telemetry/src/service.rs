@@ -3,8 +3,9 @@
 use crate::instances::{InstanceTable, TelemetryConfig};
 use mimo_proto::v1::telemetry_server::Telemetry;
 use mimo_proto::v1::{
-    Gauge, ListAlertsRequest, ListAlertsResponse, ListInstancesRequest, ListInstancesResponse,
-    ReportSummary, ResourceReport,
+    Alert, Gauge, ListAlertsRequest, ListAlertsResponse, ListInstancesRequest,
+    ListInstancesResponse, QueryHistoryRequest, QueryHistoryResponse, ReportSummary,
+    ResourceReport, WatchAlertsRequest,
 };
 use mimo_reporter::{Reporter, ReporterConfig};
 use std::sync::Arc;
@@ -13,11 +14,41 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Alert watchers at most at once.
+pub const MAX_ALERT_WATCHERS: usize = 1024;
+
 /// The gRPC face of an [`InstanceTable`].
 #[derive(Debug, Clone)]
 pub struct TelemetryService {
     instances: Arc<InstanceTable>,
     shutdown: CancellationToken,
+    /// Alert watchers now.
+    watchers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One of the [`MAX_ALERT_WATCHERS`] places, given back when dropped.
+struct WatcherSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl WatcherSlot {
+    fn take(watchers: &Arc<std::sync::atomic::AtomicUsize>) -> Result<Self, Status> {
+        use std::sync::atomic::Ordering;
+        watchers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+                (now < MAX_ALERT_WATCHERS).then_some(now + 1)
+            })
+            .map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "{MAX_ALERT_WATCHERS} alert watchers are watching, the limit; retry later"
+                ))
+            })?;
+        Ok(Self(watchers.clone()))
+    }
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl TelemetryService {
@@ -26,6 +57,7 @@ impl TelemetryService {
         Self {
             instances,
             shutdown,
+            watchers: Arc::default(),
         }
     }
 }
@@ -35,6 +67,17 @@ pub async fn serve(
     config: TelemetryConfig,
     reporting: ReporterConfig,
     listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    serve_with_http(config, reporting, listener, None, shutdown).await
+}
+
+/// [`serve`], and with `http` the Prometheus exposition at `GET /metrics` on it.
+pub async fn serve_with_http(
+    config: TelemetryConfig,
+    reporting: ReporterConfig,
+    listener: TcpListener,
+    http: Option<TcpListener>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let instances = Arc::new(InstanceTable::new(config));
@@ -69,6 +112,19 @@ pub async fn serve(
             }
         }
     });
+    if let Some(http) = http {
+        tracing::info!(address = %http.local_addr().map(|a| a.to_string()).unwrap_or_default(), "telemetry serving /metrics over HTTP");
+        let app = crate::http::router(instances.clone());
+        let stop = background.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(http, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "the telemetry HTTP server failed");
+            }
+        });
+    }
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "telemetry serving");
     let router = mimo_proto::serve::server().add_service(mimo_proto::serve::telemetry(
         TelemetryService::new(instances, shutdown.clone()),
@@ -117,4 +173,75 @@ impl Telemetry for TelemetryService {
         let (firing, recent) = self.instances.alerts(&request.into_inner().service);
         Ok(Response::new(ListAlertsResponse { firing, recent }))
     }
+
+    type WatchAlertsStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<Alert, Status>> + Send>>;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let service = request.into_inner().service;
+        let watching = WatcherSlot::take(&self.watchers)?;
+        let (firing, mut changes) = self.instances.watch_alerts(&service);
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream_of(move |sender| async move {
+            let _watching = watching;
+            for alert in firing {
+                if sender.send(Ok(alert)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let change = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = sender.closed() => return,
+                    change = changes.recv() => change,
+                };
+                let item = match change {
+                    Ok(alert) => {
+                        let of_service = service.is_empty()
+                            || alert.instance.as_ref().is_some_and(|i| i.service == service);
+                        if !of_service {
+                            continue;
+                        }
+                        Ok(alert)
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        Err(Status::resource_exhausted(format!(
+                            "this watch fell {missed} alert changes behind (it may be at most {} behind); watch again",
+                            crate::alerts::WATCH_BUFFER
+                        )))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                };
+                let ended = item.is_err();
+                if sender.send(item).await.is_err() || ended {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn query_history(
+        &self,
+        request: Request<QueryHistoryRequest>,
+    ) -> Result<Response<QueryHistoryResponse>, Status> {
+        Ok(Response::new(
+            self.instances.history(&request.into_inner())?,
+        ))
+    }
+}
+
+/// A stream fed by `produce` through a channel of 16: the producer waits while the watcher
+/// reads slowly, and stops when the watcher goes away.
+fn async_stream_of<F, Fut>(produce: F) -> <TelemetryService as Telemetry>::WatchAlertsStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Alert, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (sender, receiver) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(produce(sender));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
 }

@@ -83,8 +83,9 @@ impl Reporter {
             process: Some(process_stats()),
             interval_ms: self.config.interval.as_millis() as u64,
             // Telemetry refuses a report with a non-finite gauge; such a gauge is dropped.
-            gauges: (self.gauges)()
+            gauges: runtime_gauges()
                 .into_iter()
+                .chain((self.gauges)())
                 .filter(|gauge| gauge.value.is_finite())
                 .collect(),
             conditions: self.conditions.as_ref().map_or_else(Vec::new, |source| {
@@ -203,4 +204,27 @@ fn cut_to(text: &mut String, limit: usize) {
 enum StreamEnd {
     Shutdown,
     Failed(tonic::Status),
+}
+
+/// The Tokio runtime's tasks and queue, when the report is made on one: tasks alive, tasks
+/// waiting in the shared queue, and worker threads.
+fn runtime_gauges() -> Vec<Gauge> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Vec::new();
+    };
+    let metrics = runtime.metrics();
+    [
+        ("process.runtime.tokio.tasks", metrics.num_alive_tasks()),
+        (
+            "process.runtime.tokio.global_queue_depth",
+            metrics.global_queue_depth(),
+        ),
+        ("process.runtime.tokio.workers", metrics.num_workers()),
+    ]
+    .into_iter()
+    .map(|(name, value)| Gauge {
+        name: name.to_string(),
+        value: value as f64,
+    })
+    .collect()
 }
