@@ -931,6 +931,34 @@ fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
         );
     }
     assert!(metrics.contains("# TYPE process_cpu_seconds_total counter"));
+    // Every metric the shipped Grafana dashboard and Prometheus rules query is exposed.
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/observability");
+    let queried = std::fs::read_to_string(deploy.join("grafana/dashboards/mimo.json")).unwrap()
+        + &std::fs::read_to_string(deploy.join("alerts.yml")).unwrap();
+    let exposed: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    let mut names = std::collections::BTreeSet::new();
+    for (at, _) in queried.match_indices(['p', 'm']) {
+        let rest = &queried[at..];
+        if (rest.starts_with("process_") || rest.starts_with("mimo_"))
+            && !queried[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            names.insert(name);
+        }
+    }
+    assert!(names.len() > 10, "{names:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|name| !exposed.contains(name.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "queried but not exposed: {missing:?}");
     let status = mimo.client_ok(&["status"]);
     assert!(
         status.contains("engrams_present memory.engrams on memory/"),
