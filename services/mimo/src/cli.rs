@@ -66,6 +66,15 @@ pub enum Command {
     },
     /// Show every service instance's latest resource report
     Status,
+    /// A live view of every instance's resources and the alerts, refreshed until Ctrl-C
+    Top {
+        /// Milliseconds between two refreshes
+        #[arg(long, default_value_t = 2000)]
+        interval_ms: u64,
+        /// Stop after this many refreshes (0: never)
+        #[arg(long, default_value_t = 0, hide = true)]
+        iterations: u64,
+    },
 }
 
 /// Tool commands.

@@ -475,6 +475,36 @@ pub(crate) fn category_of(category: CategoryArg) -> Category {
 }
 
 /// Prints every instance's latest report as a table.
+/// `mimo top`: [`status`] again and again, the screen cleared in between when it is a
+/// terminal, until Ctrl-C (or `iterations` refreshes, when not 0).
+pub async fn top(
+    settings: &Effective,
+    interval_ms: u64,
+    iterations: u64,
+) -> anyhow::Result<ExitCode> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let interval = Duration::from_millis(interval_ms.max(100));
+    let mut shown = 0;
+    loop {
+        if terminal {
+            out!("\x1b[2J\x1b[H");
+        }
+        if let Err(error) = status(settings).await {
+            out!("telemetry unreachable: {error:#}; retrying");
+        }
+        out!("-- every {} s; Ctrl-C to stop --", interval.as_secs_f64());
+        shown += 1;
+        if iterations != 0 && shown >= iterations {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// `mimo status`: every instance's latest report and the alerts firing.
 pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
     let mut telemetry = connect::telemetry(connect::channel(&settings.telemetry_address).await?);
     let instances = telemetry
@@ -548,7 +578,7 @@ pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
                 alert.subject,
                 id.service,
                 id.host,
-                id.instance_id.chars().take(8).collect::<String>(),
+                truncate(id.instance_id.rsplit('-').next().unwrap_or_default(), 8),
                 alert.message
             );
         }

@@ -103,6 +103,10 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tools { action } => client::tools(&settings, action).await,
         Command::Skills { action } => client::skills(&settings, action).await,
         Command::Status => client::status(&settings).await,
+        Command::Top {
+            interval_ms,
+            iterations,
+        } => client::top(&settings, interval_ms, iterations).await,
     }
 }
 

@@ -964,6 +964,9 @@ fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
         status.contains("engrams_present memory.engrams on memory/"),
         "{status}"
     );
+    let top = mimo.client_ok(&["top", "--iterations", "2", "--interval-ms", "100"]);
+    assert_eq!(top.matches("SERVICE").count(), 2, "two refreshes: {top}");
+    assert_eq!(top.matches("engrams_present").count(), 2, "{top}");
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
