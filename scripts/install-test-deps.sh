@@ -143,6 +143,33 @@ else
   fi
 fi
 
+# --- Chromium (Debian's packages, unpacked, for the telemetry page's headless test) ----
+# Chromium and the libraries it needs beyond a server's, unpacked into the cache (no root,
+# nothing installed system-wide); a wrapper sets the library path.
+CHROMIUM_PKGS=(chromium chromium-common libopenh264-7 libdouble-conversion3 libharfbuzz-subset0
+  libpulse0 libflac12 libopus0 libxnvctrl0 libminizip1 libopenjp2-7 libogg0 libsndfile1
+  libasyncns0 libvorbis0a libvorbisenc2 libmpg123-0 libmp3lame0)
+CHROMIUM_DIR="$CACHE/chromium"
+CHROMIUM_BIN="$CHROMIUM_DIR/chromium"
+if [[ -x "$CHROMIUM_BIN" ]] && "$CHROMIUM_BIN" --version >/dev/null 2>&1; then
+  log "chromium already unpacked"
+else
+  command -v apt-get >/dev/null || { log "apt-get not found: Chromium comes from Debian's packages"; exit 1; }
+  log "downloading chromium and its libraries from Debian into $CHROMIUM_DIR"
+  rm -rf "$CHROMIUM_DIR"
+  download="$(mktemp -d "$CACHE/chromium-download.XXXXXX")"
+  (cd "$download" && apt-get download -q "${CHROMIUM_PKGS[@]}" >&2)
+  mkdir -p "$CHROMIUM_DIR/root"
+  for deb in "$download"/*.deb; do dpkg-deb -x "$deb" "$CHROMIUM_DIR/root"; done
+  rm -rf "$download"
+  cat >"$CHROMIUM_BIN" <<WRAPPER
+#!/bin/sh
+LD_LIBRARY_PATH="$CHROMIUM_DIR/root/usr/lib/x86_64-linux-gnu:$CHROMIUM_DIR/root/usr/lib/x86_64-linux-gnu/pulseaudio\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" exec "$CHROMIUM_DIR/root/usr/lib/chromium/chromium" "\$@"
+WRAPPER
+  chmod +x "$CHROMIUM_BIN"
+  "$CHROMIUM_BIN" --version >/dev/null || { log "$CHROMIUM_BIN does not run after unpacking"; exit 1; }
+fi
+
 # --- env.sh ------------------------------------------------------------------
 sq() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }   # POSIX single-quote
 json_array() { "$PY" -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "$@"; }
@@ -162,6 +189,7 @@ tmp="$(mktemp "$CACHE/env.sh.XXXXXX")"
   echo "export MIMO_TEST_ETCD=$(sq "$ETCD_BIN")"
   echo "export MIMO_TEST_POSTGRES_BIN=$(sq "$POSTGRES_BIN")"
   echo "export MIMO_TEST_MINILM_DIR=$(sq "$MINILM_MODEL")"
+  echo "export MIMO_TEST_CHROMIUM=$(sq "$CHROMIUM_BIN")"
 } >"$tmp"
 chmod 644 "$tmp"
 mv -f "$tmp" "$ENV_FILE"

@@ -1014,6 +1014,114 @@ fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
     });
 }
 
+/// Runs headless Chromium on `url` with `args` (a fresh profile in `profile`); returns stdout.
+fn chromium(profile: &Path, url: &str, args: &[&str]) -> String {
+    let binary = required(&test_variables(), "MIMO_TEST_CHROMIUM").to_string();
+    let mut command = Command::new(binary);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        // Lets the page's script fetch and draw before the DOM or the picture is taken.
+        .arg("--virtual-time-budget=10000")
+        .args(args)
+        .arg(url)
+        .stdin(Stdio::null());
+    let output = run(command);
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+#[test]
+fn the_telemetry_page_shows_every_instance_charts_and_alerts_in_a_browser() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let data = folder.path().join("data");
+    let thresholds = folder.path().join("thresholds.toml");
+    std::fs::write(
+        &thresholds,
+        "[[threshold]]\nname = \"engrams_present\"\nmetric = \"memory.engrams\"\nabove = 0\n",
+    )
+    .expect("write thresholds");
+    let thresholds_arg = thresholds.to_string_lossy().into_owned();
+    let mimo = Mimo::launch_with(
+        folder,
+        &serde_json::json!({"mcpServers": {}}),
+        &data,
+        &[],
+        &["--telemetry-thresholds", &thresholds_arg],
+        &[],
+    );
+    let ready: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(mimo.folder.path().join("ready.json")).expect("ready file"),
+    )
+    .expect("ready JSON");
+    let http = ready["telemetry_http"]
+        .as_str()
+        .expect("telemetry_http")
+        .to_string();
+    mimo.client_ok(&["memory", "store", "something to count"]);
+    wait_until("four instances and the alert", PATIENCE, || {
+        let instances: serde_json::Value =
+            serde_json::from_str(&http_get(&http, "/api/instances")?).map_err(|e| e.to_string())?;
+        let alerts = http_get(&http, "/api/alerts")?;
+        let count = instances.as_array().map_or(0, Vec::len);
+        if count == 4 && alerts.contains("engrams_present") {
+            Ok(())
+        } else {
+            Err(format!("{count} instances; alerts {alerts}"))
+        }
+    });
+    let url = format!("http://{http}/");
+    let profile = tempfile::tempdir().expect("profile");
+    let dom = chromium(profile.path(), &url, &["--dump-dom"]);
+    for service in ["registry", "skill-host", "memory", "telemetry"] {
+        assert!(
+            dom.contains(&format!("data-service=\"{service}\"")),
+            "no {service} row:\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains("engrams_present"),
+        "the alert is listed:\n{dom}"
+    );
+    assert!(
+        dom.contains("4 instances, 1 alerts firing"),
+        "the status line:\n{dom}"
+    );
+    assert_eq!(
+        dom.matches("<canvas width=\"420\"").count(),
+        4,
+        "four charts drawn into the page:\n{dom}"
+    );
+
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("telemetry-page.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(
+        profile.path(),
+        &url,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,1400",
+        ],
+    );
+    let picture = std::fs::read(&shot).expect("the screenshot");
+    assert!(picture.starts_with(b"\x89PNG"), "a PNG");
+    assert!(
+        picture.len() > 20_000,
+        "a page with content, not a blank: {} bytes",
+        picture.len()
+    );
+    println!("screenshot: {}", shot.display());
+}
+
 #[test]
 fn sigterm_stops_mimo_up_cleanly_and_ends_its_skills() {
     let mut mimo = Mimo::start();
