@@ -48,7 +48,7 @@ async fn instances_json(State(instances): State<Arc<InstanceTable>>) -> Json<Val
         .into_iter()
         .map(|status| {
             let report = status.latest.unwrap_or_default();
-            let process = report.process.clone().unwrap_or_default();
+            let process = report.process.unwrap_or_default();
             let gauges: serde_json::Map<String, Value> = report
                 .gauges
                 .iter()
