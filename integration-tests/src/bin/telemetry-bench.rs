@@ -40,6 +40,7 @@ fn reporter(name: &str) -> Reporter {
             .map(|n| Gauge {
                 name: format!("bench.gauge_{n}"),
                 value: n as f64,
+                attributes: Default::default(),
             })
             .collect()
     });

@@ -67,6 +67,34 @@ pub async fn serve(
                     counts.longest_read_wait_micros as f64 / 1e6,
                 ),
                 gauge("memory.database_bytes", counts.database_bytes as f64),
+                // The read pool again, as OpenTelemetry's database conventions name it.
+                attributed(
+                    "db.client.connection.count",
+                    counts.read_pool.1 as f64,
+                    &[
+                        ("db.client.connection.pool.name", "read"),
+                        ("db.client.connection.state", "idle"),
+                    ],
+                ),
+                attributed(
+                    "db.client.connection.count",
+                    f64::from(counts.read_pool.0).max(counts.read_pool.1 as f64)
+                        - counts.read_pool.1 as f64,
+                    &[
+                        ("db.client.connection.pool.name", "read"),
+                        ("db.client.connection.state", "used"),
+                    ],
+                ),
+                attributed(
+                    "db.client.connection.max",
+                    f64::from(counts.read_pool_max),
+                    &[("db.client.connection.pool.name", "read")],
+                ),
+                attributed(
+                    "db.client.connection.wait_time_seconds_max",
+                    counts.longest_read_wait_micros as f64 / 1e6,
+                    &[("db.client.connection.pool.name", "read")],
+                ),
                 gauge("memory.forgotten", counts.forgotten as f64),
                 gauge("memory.working_entries", counts.working_entries as f64),
             ]
@@ -134,10 +162,23 @@ async fn decay_every(store: MemoryStore, interval: std::time::Duration, stop: Ca
     }
 }
 
+/// A gauge with OpenTelemetry attributes.
+fn attributed(name: &str, value: f64, attributes: &[(&str, &str)]) -> Gauge {
+    Gauge {
+        name: name.to_string(),
+        value,
+        attributes: attributes
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect(),
+    }
+}
+
 fn gauge(name: &str, value: f64) -> Gauge {
     Gauge {
         name: name.to_string(),
         value,
+        attributes: Default::default(),
     }
 }
 

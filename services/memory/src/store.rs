@@ -51,6 +51,8 @@ pub struct MemoryCounts {
     pub dropped_access_records: u64,
     /// Connections in the read pool, and of them idle.
     pub read_pool: (u32, usize),
+    /// Connections the read pool may open.
+    pub read_pool_max: u32,
     /// Read connections acquired since start, and the microseconds waited for them.
     pub read_waits: (u64, u64),
     /// Longest wait for a read connection since the previous `counts` (the reporter's
@@ -576,6 +578,7 @@ impl MemoryStore {
                 self.inner.pools.read.size(),
                 self.inner.pools.read.num_idle(),
             ),
+            read_pool_max: self.inner.config.read_connections.max(1),
             read_waits: (
                 self.inner.read_waits.acquisitions(),
                 self.inner.read_waits.total_micros(),

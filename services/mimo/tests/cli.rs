@@ -883,11 +883,15 @@ fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
     )
     .expect("write thresholds");
     let thresholds_arg = thresholds.to_string_lossy().into_owned();
+    let variables = test_variables();
+    let skills = serde_json::json!({"mcpServers": {
+        "everything": server_entry(&variables, "EVERYTHING"),
+    }});
     let mimo = Mimo::launch_with(
         folder,
-        &serde_json::json!({"mcpServers": {}}),
+        &skills,
         &data,
-        &[],
+        &["everything_echo"],
         &["--telemetry-thresholds", &thresholds_arg],
         &[],
     );
@@ -899,6 +903,13 @@ fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
         .as_str()
         .expect("telemetry_http address")
         .to_string();
+    mimo.client_ok(&[
+        "tools",
+        "call",
+        "everything_echo",
+        "--args",
+        r#"{"message": "counted"}"#,
+    ]);
     let id = mimo
         .client_ok(&["memory", "store", "a fact to count"])
         .trim()
@@ -913,7 +924,12 @@ fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
             line.starts_with("mimo_alert_firing{service=\"memory\"")
                 && line.contains("alert=\"engrams_present\",subject=\"memory.engrams\"")
         });
-        if engrams && alert {
+        let tool_calls = body.lines().any(|line| {
+            line.starts_with("mimo_mcp_tool_calls_total{")
+                && line.contains("mcp_server_name=\"everything\",mcp_tool_name=\"echo\"")
+                && line.ends_with(" 1")
+        });
+        if engrams && alert && tool_calls {
             Ok(body)
         } else {
             Err(body

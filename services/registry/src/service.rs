@@ -151,6 +151,7 @@ fn gauge(name: &str, value: f64) -> Gauge {
     Gauge {
         name: name.to_string(),
         value,
+        attributes: Default::default(),
     }
 }
 

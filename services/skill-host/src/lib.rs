@@ -2,6 +2,7 @@
 //! process group, performs the MCP handshake, discovers tools, registers them with the
 //! registry, each skill under a lease kept alive by heartbeats, and relays tool calls.
 
+mod call_stats;
 mod config;
 mod deadline;
 mod error;

@@ -39,6 +39,8 @@ pub struct SkillHostService {
     supervisor: Arc<Supervisor>,
     config: Arc<SkillHostConfig>,
     leases: Arc<RegisteredLeases>,
+    /// Tool calls counted per skill and tool, for telemetry.
+    calls: Arc<crate::call_stats::CallStats>,
 }
 
 /// Why a skill-host could not start.
@@ -115,15 +117,21 @@ pub async fn serve(
             background.clone(),
         ));
     }
+    let calls = Arc::new(crate::call_stats::CallStats::default());
     tasks.spawn(
-        Reporter::new("skill-host", reporting, gauges(supervisor.clone()))
-            .with_conditions(conditions(supervisor.clone()))
-            .run(background.clone()),
+        Reporter::new(
+            "skill-host",
+            reporting,
+            gauges(supervisor.clone(), calls.clone()),
+        )
+        .with_conditions(conditions(supervisor.clone()))
+        .run(background.clone()),
     );
     let service = SkillHostService {
         supervisor: supervisor.clone(),
         config: config.clone(),
         leases,
+        calls,
     };
     match hangups {
         Ok(hangups) => {
@@ -235,8 +243,52 @@ fn conditions(supervisor: Arc<Supervisor>) -> mimo_reporter::ConditionSource {
     })
 }
 
-fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
+fn gauges(
+    supervisor: Arc<Supervisor>,
+    calls: Arc<crate::call_stats::CallStats>,
+) -> mimo_reporter::GaugeSource {
     Arc::new(move || {
+        let mut gauges = host_gauges(&supervisor);
+        gauges.extend(skill_gauges(&supervisor));
+        gauges.extend(calls.gauges());
+        gauges
+    })
+}
+
+/// Each skill's calls in flight and waiting, with `mcp.server.name`.
+fn skill_gauges(supervisor: &Supervisor) -> Vec<Gauge> {
+    let mut gauges = Vec::new();
+    for pool in supervisor.skills() {
+        let connections: Vec<_> = pool
+            .instances()
+            .iter()
+            .filter_map(|s| s.connection())
+            .collect();
+        let attributes: std::collections::HashMap<String, String> =
+            [("mcp.server.name".to_string(), pool.name().to_string())].into();
+        for (name, value) in [
+            (
+                "mcp.server.calls.in_flight",
+                connections.iter().map(|c| c.in_flight()).sum::<usize>(),
+            ),
+            (
+                "mcp.server.calls.waiting",
+                connections.iter().map(|c| c.waiting()).sum::<usize>(),
+            ),
+        ] {
+            gauges.push(Gauge {
+                name: name.to_string(),
+                value: value as f64,
+                attributes: attributes.clone(),
+            });
+        }
+    }
+    gauges
+}
+
+/// The host's totals.
+fn host_gauges(supervisor: &Supervisor) -> Vec<Gauge> {
+    {
         let pools = supervisor.skills();
         let skills: Vec<_> = pools
             .iter()
@@ -253,6 +305,7 @@ fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
         let gauge = |name: &str, value: f64| Gauge {
             name: name.to_string(),
             value,
+            attributes: Default::default(),
         };
         vec![
             gauge("skill_host.skills", pools.len() as f64),
@@ -292,7 +345,7 @@ fn gauges(supervisor: Arc<Supervisor>) -> mimo_reporter::GaugeSource {
                 total(|c| c.oversized_lines.load(Ordering::Relaxed)) as f64,
             ),
         ]
-    })
+    }
 }
 
 /// Progress updates and the result buffered per streamed call.
@@ -360,6 +413,12 @@ impl SkillHostService {
         let result = mcp::call_tool(&connection, &request.tool, arguments, deadline, progress)
             .instrument(span)
             .await;
+        self.calls.record(
+            &request.skill,
+            &request.tool,
+            started.elapsed(),
+            result.as_ref().map_or(true, |response| response.is_error),
+        );
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(response) => {

@@ -1,7 +1,7 @@
 //! Each instance's recent reports, as compact samples in a ring: the metrics' names are
 //! shared between samples (they rarely change), the values are one `f64` each.
 
-use crate::thresholds::metrics;
+use crate::thresholds::{metrics, MetricKey};
 use mimo_proto::v1::{Point, ResourceReport};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ pub const DEFAULT_HISTORY: usize = 360;
 #[derive(Debug)]
 struct Sample {
     unix_ms: i64,
-    names: Arc<[String]>,
+    names: Arc<[MetricKey]>,
     values: Vec<f64>,
 }
 
@@ -28,7 +28,7 @@ impl History {
         if capacity == 0 {
             return;
         }
-        let (names, values): (Vec<String>, Vec<f64>) = metrics(report).into_iter().unzip();
+        let (names, values): (Vec<MetricKey>, Vec<f64>) = metrics(report).into_iter().unzip();
         let names = match self.samples.back() {
             Some(last) if *last.names == *names => last.names.clone(),
             _ => Arc::from(names),
@@ -51,14 +51,14 @@ impl History {
         since: i64,
         until: i64,
         budget: &mut usize,
-    ) -> Vec<(String, Vec<Point>)> {
-        let mut found: Vec<(String, Vec<Point>)> = Vec::new();
+    ) -> Vec<(MetricKey, Vec<Point>)> {
+        let mut found: Vec<(MetricKey, Vec<Point>)> = Vec::new();
         for sample in &self.samples {
             if sample.unix_ms < since || sample.unix_ms > until {
                 continue;
             }
             for (name, value) in sample.names.iter().zip(&sample.values) {
-                if !matches(name) {
+                if !matches(&name.name) {
                     continue;
                 }
                 if *budget == 0 {
@@ -95,6 +95,7 @@ mod tests {
             gauges: vec![Gauge {
                 name: "memory.engrams".into(),
                 value: engrams,
+                attributes: Default::default(),
             }],
             ..ResourceReport::default()
         }

@@ -49,10 +49,12 @@ async fn instances_json(State(instances): State<Arc<InstanceTable>>) -> Json<Val
         .map(|status| {
             let report = status.latest.unwrap_or_default();
             let process = report.process.unwrap_or_default();
-            let gauges: serde_json::Map<String, Value> = report
-                .gauges
-                .iter()
-                .map(|gauge| (gauge.name.clone(), json!(gauge.value)))
+            let gauges: serde_json::Map<String, Value> = crate::thresholds::metrics(&report)
+                .into_iter()
+                .filter(|(key, _)| {
+                    !key.name.starts_with("process.") || key.name.starts_with("process.runtime.")
+                })
+                .map(|(key, value)| (key.to_string(), json!(value)))
                 .collect();
             json!({
                 "id": id_json(report.instance.as_ref()),

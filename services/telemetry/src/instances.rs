@@ -222,7 +222,8 @@ impl InstanceTable {
                     .into_iter()
                     .map(|(metric, points)| mimo_proto::v1::Series {
                         instance: entry.latest.instance.clone(),
-                        metric,
+                        metric: metric.name,
+                        attributes: metric.attributes.into_iter().collect(),
                         points,
                     }),
             );
@@ -302,7 +303,9 @@ fn received_unix_ms(report: &ResourceReport) -> i64 {
 /// Longest service name, host name, instance id and gauge name, in bytes.
 pub const MAX_REPORT_NAME_BYTES: usize = 256;
 /// Most gauges one report may carry.
-pub const MAX_GAUGES_PER_REPORT: usize = 1000;
+pub const MAX_GAUGES_PER_REPORT: usize = mimo_proto::MAX_GAUGES_PER_REPORT;
+/// Most attributes one gauge may carry.
+pub const MAX_GAUGE_ATTRIBUTES: usize = 8;
 
 /// Refuses identities, gauge names and gauge counts over their bounds, and values that are
 /// not numbers, before anything is recorded.
@@ -331,6 +334,24 @@ fn validate_report(report: &ResourceReport) -> Result<(), TelemetryError> {
             return Err(TelemetryError::BadReport(format!(
                 "a gauge name must have 1 to {MAX_REPORT_NAME_BYTES} bytes (got {})",
                 gauge.name.len()
+            )));
+        }
+        if gauge.attributes.len() > MAX_GAUGE_ATTRIBUTES {
+            return Err(TelemetryError::BadReport(format!(
+                "gauge {:?} has {} attributes; the limit is {MAX_GAUGE_ATTRIBUTES}",
+                gauge.name,
+                gauge.attributes.len()
+            )));
+        }
+        let bad_attribute = gauge.attributes.iter().any(|(key, value)| {
+            key.is_empty()
+                || key.len() > MAX_REPORT_NAME_BYTES
+                || value.len() > MAX_REPORT_NAME_BYTES
+        });
+        if bad_attribute {
+            return Err(TelemetryError::BadReport(format!(
+                "gauge {:?}: attribute keys need 1 to {MAX_REPORT_NAME_BYTES} bytes, values at most {MAX_REPORT_NAME_BYTES}",
+                gauge.name
             )));
         }
         if !gauge.value.is_finite() {
@@ -471,6 +492,7 @@ mod tests {
             mimo_proto::v1::Gauge {
                 name: "g".into(),
                 value: 1.0,
+                attributes: Default::default(),
             };
             MAX_GAUGES_PER_REPORT + 1
         ];
@@ -478,6 +500,7 @@ mod tests {
         long_id.gauges = vec![mimo_proto::v1::Gauge {
             name: "g".into(),
             value: f64::NAN,
+            attributes: Default::default(),
         }];
         assert!(table.record(long_id).is_err());
         assert!(table.is_empty(), "nothing refused is kept");

@@ -128,7 +128,17 @@ pub fn exposition(instances: &InstanceTable) -> String {
                 "gauge"
             };
             let help = format!("Mimo's {} as the instance reports it.", gauge.name);
-            add(name, kind, &help, &labels, gauge.value);
+            let mut attributes: Vec<(&String, &String)> = gauge.attributes.iter().collect();
+            attributes.sort();
+            let mut gauge_labels = labels.clone();
+            for (key, value) in attributes {
+                let key = label_name(key);
+                if matches!(key.as_str(), "service" | "host" | "instance") {
+                    continue;
+                }
+                let _ = write!(gauge_labels, ",{key}=\"{}\"", escape(value));
+            }
+            add(name, kind, &help, &gauge_labels, gauge.value);
         }
     }
     let (firing, _) = instances.alerts("");
@@ -196,6 +206,25 @@ fn metric_name(name: &str) -> String {
     }
 }
 
+/// The Prometheus label name of attribute `key` (`mcp.server.name` → `mcp_server_name`).
+fn label_name(key: &str) -> String {
+    let cleaned: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
 /// A label value with `\`, `"` and newlines escaped.
 fn escape(value: &str) -> String {
     value
@@ -242,14 +271,22 @@ mod tests {
                     Gauge {
                         name: "memory.engrams".into(),
                         value: 3.0,
+                        attributes: Default::default(),
                     },
                     Gauge {
                         name: "registry.keep_alives_total".into(),
                         value: 9.0,
+                        attributes: Default::default(),
                     },
                     Gauge {
                         name: "process.runtime.tokio.tasks".into(),
                         value: 12.0,
+                        attributes: Default::default(),
+                    },
+                    Gauge {
+                        name: "mcp.server.calls.waiting".into(),
+                        value: 2.0,
+                        attributes: [("mcp.server.name".to_string(), "time".to_string())].into(),
                     },
                 ],
                 ..ResourceReport::default()
@@ -266,6 +303,7 @@ mod tests {
             format!("mimo_registry_keep_alives_total{labels} 9"),
             format!("process_runtime_tokio_tasks{labels} 12"),
             format!("mimo_instance_up{labels} 1"),
+            r#"mimo_mcp_server_calls_waiting{service="memory",host="h\"1",instance="abc",mcp_server_name="time"} 2"#.to_string(),
             "# TYPE process_cpu_seconds_total counter".to_string(),
             "# TYPE mimo_registry_keep_alives_total counter".to_string(),
             "# TYPE mimo_memory_engrams gauge".to_string(),

@@ -90,6 +90,7 @@ pub async fn serve_with_http(
             let gauge = |name: &str, value: f64| Gauge {
                 name: name.to_string(),
                 value,
+                attributes: Default::default(),
             };
             vec![
                 gauge("telemetry.instances", instances.len() as f64),

@@ -104,15 +104,16 @@ impl Thresholds {
         let mut raised = Vec::new();
         for rule in &self.rules {
             for (metric, value) in &metrics {
-                if *value > rule.above && matches(&rule.metric, metric) {
+                if *value > rule.above && matches(&rule.metric, &metric.name) {
+                    let shown_as = metric.to_string();
                     raised.push(Condition {
                         name: rule.name.clone(),
-                        subject: metric.clone(),
                         message: format!(
-                            "{metric} is {} (above {})",
+                            "{shown_as} is {} (above {})",
                             shown(*value),
                             shown(rule.above)
                         ),
+                        subject: shown_as,
                     });
                 }
             }
@@ -130,8 +131,34 @@ fn shown(value: f64) -> String {
     }
 }
 
-/// Every metric of `report`, by name.
-pub fn metrics(report: &ResourceReport) -> Vec<(String, f64)> {
+/// A series of an instance: a metric's name and, for a gauge that has them, its attributes
+/// (sorted by key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MetricKey {
+    /// The metric's name.
+    pub name: String,
+    /// Its attributes, sorted by key.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// `name` or `name{key="value",...}`.
+impl std::fmt::Display for MetricKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.name)?;
+        if !self.attributes.is_empty() {
+            let listed: Vec<String> = self
+                .attributes
+                .iter()
+                .map(|(key, value)| format!("{key}={value:?}"))
+                .collect();
+            write!(formatter, "{{{}}}", listed.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every series of `report`, with its value.
+pub fn metrics(report: &ResourceReport) -> Vec<(MetricKey, f64)> {
     let mut all = Vec::with_capacity(report.gauges.len() + 10);
     if let Some(process) = &report.process {
         let utilization = if process.max_fds > 0 {
@@ -159,15 +186,30 @@ pub fn metrics(report: &ResourceReport) -> Vec<(String, f64)> {
                 f64::from(process.zombie_children),
             ),
         ] {
-            all.push((name.to_string(), value));
+            all.push((
+                MetricKey {
+                    name: name.to_string(),
+                    attributes: Vec::new(),
+                },
+                value,
+            ));
         }
     }
-    all.extend(
-        report
-            .gauges
+    all.extend(report.gauges.iter().map(|gauge| {
+        let mut attributes: Vec<(String, String)> = gauge
+            .attributes
             .iter()
-            .map(|gauge| (gauge.name.clone(), gauge.value)),
-    );
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        attributes.sort();
+        (
+            MetricKey {
+                name: gauge.name.clone(),
+                attributes,
+            },
+            gauge.value,
+        )
+    }));
     all
 }
 
@@ -209,6 +251,7 @@ mod tests {
                 .map(|(name, value)| Gauge {
                     name: name.to_string(),
                     value: *value,
+                    attributes: Default::default(),
                 })
                 .collect(),
             ..ResourceReport::default()

@@ -18,6 +18,9 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Largest gRPC message, in bytes, that Mimo servers and clients accept or send.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Most gauges one resource report may carry (`ResourceReport.gauges`); a reporter sends the
+/// first this many.
+pub const MAX_GAUGES_PER_REPORT: usize = 1000;
 /// Most conditions one resource report may carry (`ResourceReport.conditions`).
 pub const MAX_CONDITIONS_PER_REPORT: usize = 256;
 /// Longest condition name or subject, in bytes.

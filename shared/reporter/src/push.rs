@@ -87,6 +87,8 @@ impl Reporter {
                 .into_iter()
                 .chain((self.gauges)())
                 .filter(|gauge| gauge.value.is_finite())
+                // Telemetry refuses a report of more; the first ones are the most general.
+                .take(mimo_proto::MAX_GAUGES_PER_REPORT)
                 .collect(),
             conditions: self.conditions.as_ref().map_or_else(Vec::new, |source| {
                 let mut conditions = source();
@@ -225,6 +227,7 @@ fn runtime_gauges() -> Vec<Gauge> {
     .map(|(name, value)| Gauge {
         name: name.to_string(),
         value: value as f64,
+        attributes: Default::default(),
     })
     .collect()
 }
