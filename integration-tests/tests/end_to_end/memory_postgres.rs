@@ -223,6 +223,16 @@ async fn memories_sharing_a_database_follow_each_others_changes() {
     })
     .await;
 
+    // Stored through b and deleted through a at once: a may not have indexed it yet, and
+    // its count must not go below zero for it.
+    let quick = b
+        .store(store_request(
+            "a short-lived note about lunch",
+            Category::Observation,
+        ))
+        .await
+        .unwrap();
+    a.delete(&quick.id).await.unwrap();
     a.delete(&stored.id).await.unwrap();
     wait_until("b to drop what a deleted", PATIENCE, || async {
         (b.counts().index_vectors == 0).then_some(())
@@ -230,6 +240,13 @@ async fn memories_sharing_a_database_follow_each_others_changes() {
     .await;
     assert!(found(&b, "staging database port").await.is_empty());
     assert_eq!(b.counts().engrams, 0);
+    wait_until("a's count back to zero", PATIENCE, || async {
+        (a.counts().engrams == 0 && a.counts().index_vectors == 0).then_some(())
+    })
+    .await;
+    a.store(store_request("a store after it all", Category::Fact))
+        .await
+        .expect("a's capacity is intact");
     a.close().await;
     b.close().await;
 }
@@ -387,9 +404,30 @@ async fn reembedding_waits_for_every_memory_on_the_database_to_stop() {
         "{refused}"
     );
     assert!(refused.to_string().contains("stop every one"), "{refused}");
-    memory.close().await;
-    let report = mimo_memory::reembed(MemoryConfig::new(MemoryDatabase::parse(&url)), |_, _| {})
+
+    // Its lock's connection lost (a restarted server, a terminated backend): its other
+    // connections still count.
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE '%advisory_lock_shared%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true], "the memory's lock connection");
+    let refused = mimo_memory::reembed(MemoryConfig::new(MemoryDatabase::parse(&url)), |_, _| {})
         .await
-        .expect("alone now");
+        .unwrap_err();
+    assert!(refused.to_string().contains("connections"), "{refused}");
+
+    memory.close().await;
+    // The closed connections' server processes end just after.
+    let report = wait_until("the re-embedding to run alone", PATIENCE, || async {
+        mimo_memory::reembed(MemoryConfig::new(MemoryDatabase::parse(&url)), |_, _| {})
+            .await
+            .ok()
+    })
+    .await;
     assert_eq!(report.reembedded, 0);
 }

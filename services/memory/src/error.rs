@@ -155,7 +155,7 @@ pub enum MemoryError {
         /// The database, its password hidden.
         database: String,
         /// Who holds it and what to do.
-        reason: &'static str,
+        reason: String,
     },
     /// The instance lock file could not be used.
     #[error("cannot lock {path}: {source}")]

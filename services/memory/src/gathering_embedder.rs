@@ -64,6 +64,23 @@ async fn gather(
                         let _ = reply.send(Err(message.clone()));
                     }
                 }
+                // One text the embedder refuses must not fail the others gathered with
+                // it: each is tried alone.
+                Err(_) if texts.len() > 1 => {
+                    for (text, reply) in texts.iter().zip(replies) {
+                        let alone = inner.embed(std::slice::from_ref(text)).await;
+                        let answer = match alone {
+                            Ok(mut vectors) if vectors.len() == 1 => Ok(vectors.remove(0)),
+                            Ok(vectors) => Err(format!(
+                                "embedder {} returned {} vectors for 1 text",
+                                inner.id(),
+                                vectors.len()
+                            )),
+                            Err(error) => Err(error.to_string()),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
                 Err(error) => {
                     let message = error.to_string();
                     for reply in replies {

@@ -12,6 +12,8 @@ use std::time::Duration;
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// Pause after the first failed attempt; doubled after each further one.
 const BACKOFF: Duration = Duration::from_millis(200);
+/// The longest vector taken from a server (as for one given on the command line).
+const MAX_DIMENSION: usize = 65_536;
 /// What the dimension probe embeds.
 const PROBE: &str = "dimension probe";
 
@@ -130,6 +132,12 @@ impl HttpEmbedder {
         if embedder.dimension == 0 {
             let probe = embedder.request(&[PROBE.to_string()]).await?;
             embedder.dimension = probe.first().map_or(0, Vec::len);
+            if embedder.dimension > MAX_DIMENSION {
+                return Err(EmbedError::Backend(format!(
+                    "{} answered the dimension probe with {} values; at most {MAX_DIMENSION} are taken",
+                    embedder.endpoint, embedder.dimension
+                )));
+            }
             if embedder.dimension == 0 {
                 return Err(EmbedError::Backend(format!(
                     "{} answered the dimension probe with an empty vector",

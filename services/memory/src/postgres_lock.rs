@@ -46,10 +46,41 @@ impl AdvisoryLock {
             return Err(MemoryError::SharedDatabaseBusy {
                 database: shown_as.to_string(),
                 reason: match mode {
-                    Mode::Shared => "a `mimo memory reembed` is rewriting its vectors; start the memory once it is done",
-                    Mode::Exclusive => "memory processes are running on it; stop every one before re-embedding",
+                    Mode::Shared => "a `mimo memory reembed` is rewriting its vectors; start the memory once it is done".to_string(),
+                    Mode::Exclusive => "memory processes are running on it; stop every one before re-embedding".to_string(),
                 },
             });
+        }
+        // A running memory whose lock connection was lost (a server restart, a terminated
+        // backend) holds no lock but still has its other connections: count those too.
+        if matches!(mode, Mode::Exclusive) {
+            let others: Vec<(Option<String>, i64)> = sqlx::query_as(
+                "SELECT host(client_addr), COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = $1 \
+                 AND pid <> pg_backend_pid() GROUP BY host(client_addr)",
+            )
+            .bind(crate::database::postgres::APPLICATION)
+            .fetch_all(&mut connection)
+            .await?;
+            if !others.is_empty() {
+                let _ = connection.close().await;
+                let from: Vec<String> = others
+                    .iter()
+                    .map(|(host, count)| {
+                        format!(
+                            "{count} from {}",
+                            host.as_deref().unwrap_or("a local socket")
+                        )
+                    })
+                    .collect();
+                return Err(MemoryError::SharedDatabaseBusy {
+                    database: shown_as.to_string(),
+                    reason: format!(
+                        "memory processes are connected to it ({} connections); stop every one before re-embedding",
+                        from.join(", ")
+                    ),
+                });
+            }
         }
         Ok(Self { connection })
     }

@@ -71,7 +71,11 @@ impl SharedState {
 
     /// Gives back a row reserved by [`Self::reserve_row`] or freed by a delete.
     pub(crate) fn release_row(&self) {
-        self.engrams.fetch_sub(1, Ordering::AcqRel);
+        let _ = self
+            .engrams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+                Some(count.saturating_sub(1))
+            });
     }
 
     /// Rows held (and reserved).

@@ -323,6 +323,12 @@ fn text(field: &'static str, value: &str, limit: usize) -> Result<(), MemoryErro
     if value.trim().is_empty() {
         return Err(MemoryError::EmptyField(field));
     }
+    // Refused everywhere, so that a SQLite memory's export always imports into PostgreSQL's.
+    if value.contains('\0') {
+        return Err(MemoryError::Inconsistent(format!(
+            "{field} holds a NUL character (U+0000), which PostgreSQL cannot store; remove it"
+        )));
+    }
     if value.len() > limit {
         return Err(MemoryError::TooLarge {
             field,

@@ -601,9 +601,10 @@ fn mirror_in_index(
             }
             (Change::Insert { .. }, Err(_)) => state.release_row(),
             (Change::Delete { id }, Ok(_)) => {
-                state.release_row();
-                if let Some(key) = key_of(id) {
-                    index.remove(key);
+                // The count follows the index: a row another process stored and this one
+                // has not indexed yet was never counted here.
+                if key_of(id).is_some_and(|key| index.remove(key)) {
+                    state.release_row();
                 }
             }
             (Change::Update(_) | Change::Reinforce { .. }, Ok(Outcome::Updated(engram))) => {

@@ -70,8 +70,10 @@ impl fmt::Debug for MemoryDatabase {
     }
 }
 
-/// `url` with the password between `user:` and `@` replaced by `***`.
+/// `url` with the password (between `user:` and `@`, or a `password=` parameter) replaced
+/// by `***`.
 fn redacted(url: &str) -> String {
+    let url = &redacted_parameter(url);
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -83,6 +85,21 @@ fn redacted(url: &str) -> String {
         Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
         None => url.to_string(),
     }
+}
+
+/// `url` with the value of a `password=` query parameter replaced by `***`.
+fn redacted_parameter(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => parameter.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", parameters.join("&"))
 }
 
 #[cfg(test)]
@@ -109,6 +126,13 @@ mod tests {
     fn the_password_never_shows() {
         let shown = MemoryDatabase::parse("postgres://mimo:s3cret@db:5432/mimo").to_string();
         assert_eq!(shown, "postgres://mimo:***@db:5432/mimo");
+        let in_query =
+            MemoryDatabase::parse("postgres://mimo@db/mimo?sslmode=require&password=s3cret")
+                .to_string();
+        assert_eq!(
+            in_query,
+            "postgres://mimo@db/mimo?sslmode=require&password=***"
+        );
         let no_password = MemoryDatabase::parse("postgres://mimo@db/mimo").to_string();
         assert_eq!(no_password, "postgres://mimo@db/mimo");
     }

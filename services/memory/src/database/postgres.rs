@@ -30,10 +30,22 @@ pub(super) async fn connect(url: &str, config: &MemoryConfig) -> Result<Pools, M
     })
 }
 
-/// The connection options of `url`, naming the application in `pg_stat_activity`.
+/// The connection options of `url`, naming the application in `pg_stat_activity`, with
+/// bounds on waiting: a statement waits at most 5 s for a row another process has locked (then
+/// the writer retries, and answers UNAVAILABLE after its last attempt), runs at most 60 s, and
+/// a transaction left idle (its process frozen) is ended by the server after 60 s.
 pub(crate) fn options(url: &str) -> Result<PgConnectOptions, MemoryError> {
-    Ok(PgConnectOptions::from_str(url)?.application_name("mimo-memory"))
+    Ok(PgConnectOptions::from_str(url)?
+        .application_name(APPLICATION)
+        .options([
+            ("lock_timeout", "5s"),
+            ("statement_timeout", "60s"),
+            ("idle_in_transaction_session_timeout", "60s"),
+        ]))
 }
+
+/// The `application_name` of every memory service's connections.
+pub(crate) const APPLICATION: &str = "mimo-memory";
 
 /// A pool of one connection for the listener of other processes' changes.
 pub(crate) async fn listen_pool(url: &str) -> Result<sqlx::postgres::PgPool, MemoryError> {

@@ -25,6 +25,8 @@ struct Behaviour {
     short: std::sync::atomic::AtomicBool,
     /// Requests received, and the texts in each.
     batches: Mutex<Vec<usize>>,
+    /// A request holding a text with this word is refused with 400.
+    refuse_word: Mutex<Option<String>>,
 }
 
 struct Server {
@@ -74,6 +76,11 @@ async fn texts_of(shared: &Shared, body: &Value) -> Result<Vec<String>, StatusCo
         .is_ok()
     {
         return Err(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    if let Some(word) = behaviour.refuse_word.lock().unwrap().as_deref() {
+        if texts.iter().any(|text| text.contains(word)) {
+            return Err(StatusCode::BAD_REQUEST);
+        }
     }
     Ok(texts)
 }
@@ -288,4 +295,36 @@ async fn a_stalled_server_times_out_and_a_short_answer_is_refused() {
     .unwrap_err()
     .to_string();
     assert!(nowhere.contains("cannot reach it"), "{nowhere}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_the_server_refuses_fails_alone_not_the_stores_gathered_with_it() {
+    let server = serve().await;
+    *server.behaviour.refuse_word.lock().unwrap() = Some("forbidden".into());
+    let mut config = HttpEmbedderConfig::new(HttpApi::Ollama, &server.url, "all-minilm");
+    config.dimension = Some(384);
+    let embedder = HttpEmbedder::connect(config).await.unwrap();
+    let memory = TestMemory::open_with(|config| config.with_embedder(Arc::new(embedder)))
+        .await
+        .unwrap();
+    let contents: Vec<String> = (0..12)
+        .map(|n| {
+            if n == 5 {
+                "a forbidden text".to_string()
+            } else {
+                format!("note {n} on topic {}", n * 13)
+            }
+        })
+        .collect();
+    let results = futures::future::join_all(
+        contents
+            .iter()
+            .map(|content| memory.store.store(store_request(content))),
+    )
+    .await;
+    for (n, result) in results.iter().enumerate() {
+        assert_eq!(result.is_ok(), n != 5, "store {n}: {result:?}");
+    }
+    let error = results[5].as_ref().unwrap_err().to_string();
+    assert!(error.contains("400"), "the server's refusal: {error}");
 }
