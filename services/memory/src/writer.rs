@@ -603,7 +603,8 @@ fn mirror_in_index(
             (Change::Delete { id }, Ok(_)) => {
                 // The count follows the index: a row another process stored and this one
                 // has not indexed yet was never counted here.
-                if key_of(id).is_some_and(|key| index.remove(key)) {
+                let removed = key_of(id).is_some_and(|key| index.remove(key));
+                if removed {
                     state.release_row();
                 }
             }
