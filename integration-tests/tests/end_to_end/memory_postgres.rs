@@ -431,3 +431,43 @@ async fn reembedding_waits_for_every_memory_on_the_database_to_stop() {
     .await;
     assert_eq!(report.reembedded, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_of_another_embedder_on_the_same_database_is_noticed_and_refused() {
+    let mut server = PostgresServer::start().await;
+    let url = server.create_database().await;
+    let builtin = open(&url).await;
+    let other = mimo_memory::open(
+        MemoryConfig::new(MemoryDatabase::parse(&url)).with_embedder(std::sync::Arc::new(
+            mimo_memory::ExternalEmbedder::new("other-model", 8),
+        )),
+    )
+    .await
+    .unwrap();
+    builtin
+        .store(store_request(
+            "stored with the built-in embedder",
+            Category::Fact,
+        ))
+        .await
+        .unwrap();
+    let refusal = wait_until("the other process to notice", PATIENCE, || async {
+        let attempt = other
+            .search(SearchRequest {
+                query_vector: vec![1.0; 8],
+                ..SearchRequest::default()
+            })
+            .await;
+        attempt.err()
+    })
+    .await;
+    let status = tonic::Status::from(refusal);
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("builtin-hash-v1")
+            && status.message().contains("another memory process"),
+        "{status:?}"
+    );
+    builtin.close().await;
+    other.close().await;
+}

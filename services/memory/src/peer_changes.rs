@@ -133,7 +133,11 @@ impl Announcer {
 /// Rows read again for a [`Change::Refresh`]: each id's facts and vector, or `None` for an
 /// engram that is gone (or not searchable here).
 #[derive(Debug)]
-pub(crate) struct PeerRows(Vec<(u128, Option<Searchable>)>);
+pub(crate) struct PeerRows(
+    Vec<(u128, Option<Searchable>)>,
+    /// Other embedders seen among the rows.
+    std::collections::BTreeSet<String>,
+);
 
 /// A row's facts and vector, as the index holds them.
 type Searchable = (RowFacts, Vec<f32>);
@@ -146,6 +150,7 @@ pub(crate) async fn read_rows(
     dimension: usize,
 ) -> Result<PeerRows, MemoryError> {
     let mut found = std::collections::HashMap::with_capacity(ids.len());
+    let mut foreign = std::collections::BTreeSet::new();
     on_connection!(connection, |connection, Db| {
         let mut select = QueryBuilder::<Db>::new(
             "SELECT id, category, importance, created_at, last_accessed_at, dimension, \
@@ -154,7 +159,12 @@ pub(crate) async fn read_rows(
         push_id_filter(&mut select, ids);
         for row in select.build().fetch_all(&mut *connection).await? {
             let id = row.text("id")?;
-            if row.text("embedder")? != embedder {
+            let theirs = row.text("embedder")?;
+            if theirs != embedder {
+                foreign.insert(format!(
+                    "engrams made by {theirs} ({} dimensions), stored by another memory process",
+                    row.integer("dimension")?
+                ));
                 continue;
             }
             match indexable(&row, dimension) {
@@ -175,13 +185,21 @@ pub(crate) async fn read_rows(
             rows.push((key, found.remove(id)));
         }
     }
-    Ok(PeerRows(rows))
+    Ok(PeerRows(rows, foreign))
 }
 
 impl PeerRows {
     /// Brings `index` in step with the rows: new ones added, changed facts taken, gone
     /// ones removed, the row count adjusted.
     pub(crate) fn apply(self, state: &SharedState, index: &mut VectorIndex) {
+        if !self.1.is_empty() {
+            tracing::error!(found = ?self.1, "another memory process stores engrams of another embedder in this database: searches and stores are refused until they agree");
+            state
+                .foreign_embedders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(self.1);
+        }
         for (key, row) in self.0 {
             match row {
                 Some((facts, vector)) => {

@@ -27,6 +27,8 @@ pub(crate) struct SharedState {
     /// Bytes of a PostgreSQL engram table, as last read (SQLite's file is measured when
     /// asked).
     pub(crate) database_bytes: AtomicU64,
+    /// Other embedders another process was seen storing with (PostgreSQL).
+    pub(crate) foreign_embedders: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl SharedState {
@@ -42,6 +44,7 @@ impl SharedState {
             busy_retries: AtomicU64::new(0),
             forgotten: AtomicU64::new(0),
             database_bytes: AtomicU64::new(0),
+            foreign_embedders: Default::default(),
         }
     }
 

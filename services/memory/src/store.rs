@@ -723,12 +723,21 @@ impl Inner {
 
     /// Refuses when engrams of another embedder are stored.
     fn check_embedder(&self) -> Result<(), MemoryError> {
-        if self.foreign_embedders.is_empty() {
+        let seen: Vec<String> = self
+            .state
+            .foreign_embedders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        if self.foreign_embedders.is_empty() && seen.is_empty() {
             return Ok(());
         }
+        let all: Vec<String> = self.foreign_embedders.iter().cloned().chain(seen).collect();
         Err(crate::embedder_check::mismatch(
             self.config.embedder.as_ref(),
-            &self.foreign_embedders,
+            &all,
         ))
     }
 
