@@ -244,8 +244,9 @@ def memory_scenario(memory_address):
         step("Memory.Get, Delete, then Get again gets NOT_FOUND")
 
         # Many small messages on one stream (grpc-core sends each in a DATA frame of its
-        # own): the server must read them all without closing the connection.
-        streamed = 5000
+        # own), faster than the server stores them: the server must read them all without
+        # closing the connection.
+        streamed = 20000
         requests = (
             memory_pb2.StoreRequest(content=f"streamed item {n} w{n % 977}")
             for n in range(streamed)

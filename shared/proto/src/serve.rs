@@ -26,17 +26,23 @@ use crate::trace_context::ServerTraceLayer;
 pub fn server() -> TracedServer {
     Server::builder()
         .tcp_nodelay(true)
-        // h2 sets its budget for small DATA frames waiting to be read at half the connection
-        // window; the 64 KiB default lets a client streaming small messages (a Python
-        // StoreStream) exhaust it and get the connection closed (GOAWAY ENHANCE_YOUR_CALM).
+        // h2 charges every small DATA frame waiting to be read against a budget of half the
+        // connection window, and closes the connection (GOAWAY ENHANCE_YOUR_CALM,
+        // `too_many_data_frames`) when it runs out. A client streaming small messages faster
+        // than the service takes them (a Python StoreStream: one frame per message) fills the
+        // stream's window with them: a 256 KiB stream window holds at most ~6 MB of their
+        // overhead, within the 8 MiB budget of a 16 MiB connection window.
         .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+        .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(ServerTraceLayer)
 }
 
 /// The connection-level flow-control window each server grants its clients.
-const CONNECTION_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
+const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// The flow-control window of each stream.
+const STREAM_WINDOW_BYTES: u32 = 256 * 1024;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then drains in-flight calls.
 /// Every accepted connection gets `TCP_NODELAY`: the builder's own setting applies only to
