@@ -3,9 +3,13 @@
 /// Why an embedder could not embed.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
-    /// The embedder's backend failed (a model, a remote service).
+    /// The embedder's backend failed (a model, a remote service); another attempt may work.
     #[error("{0}")]
     Backend(String),
+    /// The embedder's backend refused the request for good (a bad key, an unknown model, a
+    /// text it will not take): retrying will not help.
+    #[error("{0}")]
+    Refused(String),
     /// The embedder returned a different number of vectors than texts.
     #[error("embedder {embedder} returned {returned} vectors for {expected} texts")]
     WrongCount {

@@ -202,6 +202,10 @@ impl From<MemoryError> for Status {
                 tracing::error!(error = %error, "embedding failed");
                 Code::Unavailable
             }
+            MemoryError::Embedder(EmbedError::Refused(_)) => {
+                tracing::error!(error = %error, "embedding refused");
+                Code::FailedPrecondition
+            }
             // Vectors of the wrong count or length: the embedder's configuration is wrong,
             // and retrying will not help.
             MemoryError::Embedder(_) => {

@@ -13,7 +13,33 @@ const QUEUE: usize = 4096;
 /// take a few).
 const CALLS_IN_FLIGHT: usize = 2;
 
-type Reply = oneshot::Sender<Result<Vec<f32>, String>>;
+/// Why a text got no vector: the embedder's words, and whether it refused for good.
+#[derive(Debug, Clone)]
+struct Failed {
+    message: String,
+    refused: bool,
+}
+
+impl From<&EmbedError> for Failed {
+    fn from(error: &EmbedError) -> Self {
+        Self {
+            message: error.to_string(),
+            refused: !matches!(error, EmbedError::Backend(_)),
+        }
+    }
+}
+
+impl From<Failed> for EmbedError {
+    fn from(failed: Failed) -> Self {
+        if failed.refused {
+            EmbedError::Refused(failed.message)
+        } else {
+            EmbedError::Backend(failed.message)
+        }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Vec<f32>, Failed>>;
 
 /// Wraps an embedder whose [`Embedder::gathers_texts`] says it gains from batches.
 pub(crate) struct GatheringEmbedder {
@@ -54,14 +80,17 @@ async fn gather(
                     }
                 }
                 Ok(vectors) => {
-                    let message = format!(
-                        "embedder {} returned {} vectors for {} texts",
-                        inner.id(),
-                        vectors.len(),
-                        replies.len()
-                    );
+                    let failed = Failed {
+                        message: format!(
+                            "embedder {} returned {} vectors for {} texts",
+                            inner.id(),
+                            vectors.len(),
+                            replies.len()
+                        ),
+                        refused: true,
+                    };
                     for reply in replies {
-                        let _ = reply.send(Err(message.clone()));
+                        let _ = reply.send(Err(failed.clone()));
                     }
                 }
                 // One text the embedder refuses must not fail the others gathered with
@@ -71,20 +100,23 @@ async fn gather(
                         let alone = inner.embed(std::slice::from_ref(text)).await;
                         let answer = match alone {
                             Ok(mut vectors) if vectors.len() == 1 => Ok(vectors.remove(0)),
-                            Ok(vectors) => Err(format!(
-                                "embedder {} returned {} vectors for 1 text",
-                                inner.id(),
-                                vectors.len()
-                            )),
-                            Err(error) => Err(error.to_string()),
+                            Ok(vectors) => Err(Failed {
+                                message: format!(
+                                    "embedder {} returned {} vectors for 1 text",
+                                    inner.id(),
+                                    vectors.len()
+                                ),
+                                refused: true,
+                            }),
+                            Err(error) => Err(Failed::from(&error)),
                         };
                         let _ = reply.send(answer);
                     }
                 }
                 Err(error) => {
-                    let message = error.to_string();
+                    let failed = Failed::from(&error);
                     for reply in replies {
-                        let _ = reply.send(Err(message.clone()));
+                        let _ = reply.send(Err(failed.clone()));
                     }
                 }
             }
@@ -128,7 +160,7 @@ impl Embedder for GatheringEmbedder {
         let vector = answer
             .await
             .map_err(|_| EmbedError::Backend("the embedder has stopped".into()))?
-            .map_err(EmbedError::Backend)?;
+            .map_err(EmbedError::from)?;
         Ok(vec![vector])
     }
 }

@@ -96,6 +96,8 @@ pub struct HttpEmbedder {
     config: HttpEmbedderConfig,
     client: reqwest::Client,
     endpoint: String,
+    /// The endpoint as logs and errors show it: credentials in it hidden.
+    shown: String,
     id: String,
     dimension: usize,
 }
@@ -110,7 +112,7 @@ impl HttpEmbedder {
             ));
         }
         if config.api == HttpApi::OpenAi && config.api_key.is_none() {
-            tracing::warn!(url = %config.base_url, "no API key for the openai embedder (MIMO_MEMORY_EMBEDDER_API_KEY, OPENAI_API_KEY): fine for a local server, refused by OpenAI's");
+            tracing::warn!(url = %crate::database::redacted_url(&config.base_url), "no API key for the openai embedder (MIMO_MEMORY_EMBEDDER_API_KEY, OPENAI_API_KEY): fine for a local server, refused by OpenAI's");
         }
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -127,6 +129,7 @@ impl HttpEmbedder {
             dimension: config.dimension.unwrap_or(0),
             config,
             client,
+            shown: crate::database::redacted_url(&endpoint),
             endpoint,
         };
         if embedder.dimension == 0 {
@@ -135,16 +138,16 @@ impl HttpEmbedder {
             if embedder.dimension > MAX_DIMENSION {
                 return Err(EmbedError::Backend(format!(
                     "{} answered the dimension probe with {} values; at most {MAX_DIMENSION} are taken",
-                    embedder.endpoint, embedder.dimension
+                    embedder.shown, embedder.dimension
                 )));
             }
             if embedder.dimension == 0 {
                 return Err(EmbedError::Backend(format!(
                     "{} answered the dimension probe with an empty vector",
-                    embedder.endpoint
+                    embedder.shown
                 )));
             }
-            tracing::info!(embedder = %embedder.id, endpoint = %embedder.endpoint, dimension = embedder.dimension, "embedder reached");
+            tracing::info!(embedder = %embedder.id, endpoint = %embedder.shown, dimension = embedder.dimension, "embedder reached");
         }
         Ok(embedder)
     }
@@ -164,11 +167,11 @@ impl HttpEmbedder {
                 Err(Failure::Retryable(reason)) => {
                     return Err(EmbedError::Backend(format!(
                         "{} failed {attempt} times: {reason}",
-                        self.endpoint
+                        self.shown
                     )))
                 }
                 Err(Failure::Final(reason)) => {
-                    return Err(EmbedError::Backend(format!("{}: {reason}", self.endpoint)))
+                    return Err(EmbedError::Refused(format!("{}: {reason}", self.shown)))
                 }
             }
         }

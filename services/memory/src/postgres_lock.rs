@@ -47,7 +47,7 @@ impl AdvisoryLock {
                 database: shown_as.to_string(),
                 reason: match mode {
                     Mode::Shared => "a `mimo memory reembed` is rewriting its vectors; start the memory once it is done".to_string(),
-                    Mode::Exclusive => "memory processes are running on it; stop every one before re-embedding".to_string(),
+                    Mode::Exclusive => "memory processes (or another re-embedding) are running on it; stop every one before re-embedding".to_string(),
                 },
             });
         }

@@ -72,7 +72,7 @@ impl fmt::Debug for MemoryDatabase {
 
 /// `url` with the password (between `user:` and `@`, or a `password=` parameter) replaced
 /// by `***`.
-fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     let url = &redacted_parameter(url);
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();

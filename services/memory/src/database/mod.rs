@@ -12,6 +12,7 @@ pub(crate) mod postgres;
 mod sqlite;
 
 pub(crate) use columns::{engram_from_row, ReadColumns, ENGRAM_COLUMNS};
+pub(crate) use location::redacted as redacted_url;
 pub use location::MemoryDatabase;
 
 use crate::config::MemoryConfig;
