@@ -850,6 +850,37 @@ fn an_unreachable_collector_holds_no_call_and_shutdown_drops_its_spans_in_time()
     );
 }
 
+/// `mimo up` with `skills` (once `tools` are listed) and a threshold that fires while the
+/// memory holds any engram (`engrams_present`); also returns telemetry's HTTP address.
+fn with_engrams_alert(skills: &serde_json::Value, tools: &[&str]) -> (Mimo, String) {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let data = folder.path().join("data");
+    let thresholds = folder.path().join("thresholds.toml");
+    std::fs::write(
+        &thresholds,
+        "[[threshold]]\nname = \"engrams_present\"\nmetric = \"memory.engrams\"\nabove = 0\n",
+    )
+    .expect("write thresholds");
+    let thresholds_arg = thresholds.to_string_lossy().into_owned();
+    let mimo = Mimo::launch_with(
+        folder,
+        skills,
+        &data,
+        tools,
+        &["--telemetry-thresholds", &thresholds_arg],
+        &[],
+    );
+    let ready: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(mimo.folder.path().join("ready.json")).expect("ready file"),
+    )
+    .expect("ready JSON");
+    let http = ready["telemetry_http"]
+        .as_str()
+        .expect("telemetry_http address")
+        .to_string();
+    (mimo, http)
+}
+
 /// The body of `GET http://ADDRESS/PATH`, over a plain socket.
 fn http_get(address: &str, path: &str) -> Result<String, String> {
     use std::io::Write;
@@ -874,35 +905,11 @@ fn http_get(address: &str, path: &str) -> Result<String, String> {
 
 #[test]
 fn prometheus_thresholds_history_and_alert_watch_show_the_cluster() {
-    let folder = tempfile::tempdir().expect("tempdir");
-    let data = folder.path().join("data");
-    let thresholds = folder.path().join("thresholds.toml");
-    std::fs::write(
-        &thresholds,
-        "[[threshold]]\nname = \"engrams_present\"\nmetric = \"memory.engrams\"\nabove = 0\n",
-    )
-    .expect("write thresholds");
-    let thresholds_arg = thresholds.to_string_lossy().into_owned();
     let variables = test_variables();
     let skills = serde_json::json!({"mcpServers": {
         "everything": server_entry(&variables, "EVERYTHING"),
     }});
-    let mimo = Mimo::launch_with(
-        folder,
-        &skills,
-        &data,
-        &["everything_echo"],
-        &["--telemetry-thresholds", &thresholds_arg],
-        &[],
-    );
-    let ready: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(mimo.folder.path().join("ready.json")).expect("ready file"),
-    )
-    .expect("ready JSON");
-    let http = ready["telemetry_http"]
-        .as_str()
-        .expect("telemetry_http address")
-        .to_string();
+    let (mimo, http) = with_engrams_alert(&skills, &["everything_echo"]);
     mimo.client_ok(&[
         "tools",
         "call",
@@ -1058,31 +1065,7 @@ fn chromium(profile: &Path, url: &str, args: &[&str]) -> String {
 
 #[test]
 fn the_telemetry_page_shows_every_instance_charts_and_alerts_in_a_browser() {
-    let folder = tempfile::tempdir().expect("tempdir");
-    let data = folder.path().join("data");
-    let thresholds = folder.path().join("thresholds.toml");
-    std::fs::write(
-        &thresholds,
-        "[[threshold]]\nname = \"engrams_present\"\nmetric = \"memory.engrams\"\nabove = 0\n",
-    )
-    .expect("write thresholds");
-    let thresholds_arg = thresholds.to_string_lossy().into_owned();
-    let mimo = Mimo::launch_with(
-        folder,
-        &serde_json::json!({"mcpServers": {}}),
-        &data,
-        &[],
-        &["--telemetry-thresholds", &thresholds_arg],
-        &[],
-    );
-    let ready: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(mimo.folder.path().join("ready.json")).expect("ready file"),
-    )
-    .expect("ready JSON");
-    let http = ready["telemetry_http"]
-        .as_str()
-        .expect("telemetry_http")
-        .to_string();
+    let (mimo, http) = with_engrams_alert(&serde_json::json!({"mcpServers": {}}), &[]);
     mimo.client_ok(&["memory", "store", "something to count"]);
     wait_until("four instances and the alert", PATIENCE, || {
         let instances: serde_json::Value =

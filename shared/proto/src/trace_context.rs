@@ -66,6 +66,21 @@ fn service_and_method(path: &str) -> (&str, &str) {
     )
 }
 
+/// The span of one call to `path`, on the `kind` ("server" or "client") side.
+fn rpc_span(kind: &'static str, path: &str) -> tracing::Span {
+    let (service, method) = service_and_method(path);
+    tracing::info_span!(
+        "grpc",
+        otel.name = %format_args!("{service}/{method}"),
+        otel.kind = kind,
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+    )
+}
+
 /// Records the gRPC status of a response whose headers carry one (a trailers-only answer,
 /// which is how a failed call ends); a call whose status comes in trailers succeeded as far
 /// as its headers tell.
@@ -117,17 +132,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let (service, method) = service_and_method(request.uri().path());
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
+        let span = rpc_span("server", request.uri().path());
         let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.extract(&HeaderExtractor(request.headers()))
         });
@@ -182,17 +187,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let (service, method) = service_and_method(request.uri().path());
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = %format_args!("{service}/{method}"),
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
+        let span = rpc_span("client", request.uri().path());
         let context = span.context();
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&context, &mut HeaderInjector(request.headers_mut()))
