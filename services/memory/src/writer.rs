@@ -130,6 +130,7 @@ impl Writer {
                 pool,
                 state: state.clone(),
                 announcer,
+                commit_unknown: Default::default(),
             },
             receiver,
             batch.max(1),
@@ -218,6 +219,9 @@ struct Context {
     pool: Pool,
     state: Arc<SharedState>,
     announcer: Option<Announcer>,
+    /// A COMMIT was sent and its answer lost (the connection broke): whether it took effect
+    /// is unknown, so the index is rebuilt from the table.
+    commit_unknown: std::sync::atomic::AtomicBool,
 }
 
 /// Takes whatever is queued (up to `batch`), commits it as one transaction, and repeats until
@@ -311,6 +315,14 @@ async fn commit(context: &Context, jobs: &mut Vec<Job>) {
         }
         Err(error) => {
             tracing::error!(%error, changes = jobs.len(), "memory batch failed");
+            if context.commit_unknown.swap(false, Ordering::AcqRel) {
+                if let Some(announcer) = &context.announcer {
+                    tracing::warn!("the batch's commit may have taken effect: rebuilding the index from the table");
+                    if let Err(error) = announcer.reload(state).await {
+                        tracing::error!(%error, "the search index could not be rebuilt");
+                    }
+                }
+            }
             let message = error.to_string();
             for job in jobs.drain(..) {
                 if matches!(job.change, Change::Insert { .. }) {
@@ -347,6 +359,9 @@ async fn transaction(
         Ok(results) => match connection.run("COMMIT").await {
             Ok(()) => Ok(results),
             Err(error) => {
+                if !matches!(error, sqlx::Error::Database(_)) {
+                    context.commit_unknown.store(true, Ordering::Release);
+                }
                 let _ = connection.run("ROLLBACK").await;
                 Err(error)
             }
