@@ -59,7 +59,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    telemetry.shutdown();
+    if is_service {
+        telemetry.shutdown();
+    } else {
+        // A command's few spans: not worth holding the prompt for long.
+        telemetry.shutdown_within(std::time::Duration::from_secs(1));
+    }
     code
 }
 

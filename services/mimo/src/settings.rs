@@ -80,7 +80,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise_address: Option<String>,
 
-    /// Milliseconds between two resource reports of each service [default: 5000]
+    /// Milliseconds between two resource reports of each service [default: 10000]
     #[arg(long, env = "MIMO_REPORT_INTERVAL_MS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report_interval_ms: Option<u64>,

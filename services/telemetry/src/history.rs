@@ -8,18 +8,40 @@ use std::sync::Arc;
 
 /// Reports kept per instance by default: an hour at the default 10 s interval.
 pub const DEFAULT_HISTORY: usize = 360;
+/// Bytes of samples kept per instance at most (names counted once per change); the oldest
+/// go first.
+pub const MAX_HISTORY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug)]
 struct Sample {
     unix_ms: i64,
     names: Arc<[MetricKey]>,
     values: Vec<f64>,
+    /// What it costs: its values, and its names when they are not the previous sample's.
+    bytes: usize,
+}
+
+/// Bytes of `names`, roughly.
+fn names_bytes(names: &[MetricKey]) -> usize {
+    names
+        .iter()
+        .map(|key| {
+            32 + key.name.len()
+                + key
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| 48 + k.len() + v.len())
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 /// One instance's ring of samples.
 #[derive(Debug, Default)]
 pub(crate) struct History {
     samples: VecDeque<Sample>,
+    /// The samples' bytes.
+    bytes: usize,
 }
 
 impl History {
@@ -29,17 +51,27 @@ impl History {
             return;
         }
         let (names, values): (Vec<MetricKey>, Vec<f64>) = metrics(report).into_iter().unzip();
-        let names = match self.samples.back() {
-            Some(last) if *last.names == *names => last.names.clone(),
-            _ => Arc::from(names),
+        let (names, names_cost) = match self.samples.back() {
+            Some(last) if *last.names == *names => (last.names.clone(), 0),
+            _ => {
+                let cost = names_bytes(&names);
+                (Arc::from(names), cost)
+            }
         };
-        while self.samples.len() >= capacity {
-            self.samples.pop_front();
+        let bytes = 64 + values.len() * 8 + names_cost;
+        while !self.samples.is_empty()
+            && (self.samples.len() >= capacity || self.bytes + bytes > MAX_HISTORY_BYTES)
+        {
+            if let Some(oldest) = self.samples.pop_front() {
+                self.bytes -= oldest.bytes;
+            }
         }
+        self.bytes += bytes;
         self.samples.push_back(Sample {
             unix_ms,
             names,
             values,
+            bytes,
         });
     }
 

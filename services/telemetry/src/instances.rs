@@ -30,7 +30,7 @@ pub struct TelemetryConfig {
 impl Default for TelemetryConfig {
     fn default() -> Self {
         Self {
-            max_instances: 10_000,
+            max_instances: 1_000,
             evict_after: Duration::from_secs(60),
             alerts: AlertLimits::default(),
             down_after: Duration::from_secs(30),
@@ -98,6 +98,13 @@ impl InstanceTable {
         validate_conditions(&report.conditions)?;
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if report.stopping {
+            if entries.remove(&key).is_some() {
+                tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance stopped");
+                self.alert_book().forget_instance(&key, unix_ms());
+            }
+            return Ok(());
+        }
         let instance = report.instance.clone().unwrap_or_default();
         let mut conditions = report.conditions.clone();
         conditions.extend(self.config.thresholds.conditions(&report));
@@ -194,6 +201,7 @@ impl InstanceTable {
                 "metric is empty: name one (process.memory.usage, memory.engrams, ...) or a pattern with *".into(),
             ));
         }
+        crate::thresholds::check_pattern(&request.metric).map_err(TelemetryError::BadReport)?;
         let until = if request.until_unix_ms == 0 {
             i64::MAX
         } else {
@@ -227,6 +235,11 @@ impl InstanceTable {
                         points,
                     }),
             );
+            if series.len() >= MAX_HISTORY_SERIES {
+                series.truncate(MAX_HISTORY_SERIES);
+                budget = 0;
+                break;
+            }
         }
         Ok(mimo_proto::v1::QueryHistoryResponse {
             series,
@@ -290,6 +303,8 @@ impl InstanceTable {
 
 /// Most points one QueryHistory answer holds.
 pub const MAX_HISTORY_POINTS: usize = 100_000;
+/// Most series one QueryHistory answer holds.
+pub const MAX_HISTORY_SERIES: usize = 10_000;
 
 /// When a report was taken: its own timestamp, else now.
 fn received_unix_ms(report: &ResourceReport) -> i64 {
@@ -306,6 +321,8 @@ pub const MAX_REPORT_NAME_BYTES: usize = 256;
 pub const MAX_GAUGES_PER_REPORT: usize = mimo_proto::MAX_GAUGES_PER_REPORT;
 /// Most attributes one gauge may carry.
 pub const MAX_GAUGE_ATTRIBUTES: usize = 8;
+/// Largest report, encoded, in bytes.
+pub const MAX_REPORT_BYTES: usize = 256 * 1024;
 
 /// Refuses identities, gauge names and gauge counts over their bounds, and values that are
 /// not numbers, before anything is recorded.
@@ -323,6 +340,18 @@ fn validate_report(report: &ResourceReport) -> Result<(), TelemetryError> {
             )));
         }
     }
+    let encoded = prost::Message::encoded_len(report);
+    if encoded > MAX_REPORT_BYTES {
+        return Err(TelemetryError::BadReport(format!(
+            "the report is {encoded} bytes; the limit is {MAX_REPORT_BYTES}"
+        )));
+    }
+    let process = report.process.unwrap_or_default();
+    if !(report.uptime_seconds.is_finite() && process.cpu_seconds.is_finite()) {
+        return Err(TelemetryError::BadReport(
+            "uptime_seconds and process.cpu_seconds must be finite numbers".into(),
+        ));
+    }
     if report.gauges.len() > MAX_GAUGES_PER_REPORT {
         return Err(TelemetryError::BadReport(format!(
             "the report carries {} gauges; the limit is {MAX_GAUGES_PER_REPORT}",
@@ -330,6 +359,12 @@ fn validate_report(report: &ResourceReport) -> Result<(), TelemetryError> {
         )));
     }
     for gauge in &report.gauges {
+        if gauge.name.chars().any(char::is_control) {
+            return Err(TelemetryError::BadReport(format!(
+                "gauge {:?} has control characters in its name",
+                gauge.name
+            )));
+        }
         if gauge.name.trim().is_empty() || gauge.name.len() > MAX_REPORT_NAME_BYTES {
             return Err(TelemetryError::BadReport(format!(
                 "a gauge name must have 1 to {MAX_REPORT_NAME_BYTES} bytes (got {})",
@@ -504,5 +539,27 @@ mod tests {
         }];
         assert!(table.record(long_id).is_err());
         assert!(table.is_empty(), "nothing refused is kept");
+    }
+
+    #[test]
+    fn an_instance_that_says_it_stops_is_forgotten_with_its_alerts() {
+        let table = InstanceTable::new(TelemetryConfig::default());
+        let mut failing = report("a");
+        failing.conditions = vec![Condition {
+            name: "skill_failed".into(),
+            subject: "s".into(),
+            message: String::new(),
+        }];
+        table.record(failing.clone()).unwrap();
+        assert_eq!(table.alerts("").0.len(), 1);
+        failing.stopping = true;
+        table.record(failing).unwrap();
+        assert!(table.is_empty());
+        assert!(table.alerts("").0.is_empty(), "its alerts resolved");
+        table.sweep(Instant::now() + Duration::from_secs(3600));
+        assert!(
+            table.alerts("").0.is_empty(),
+            "and no instance_down follows"
+        );
     }
 }

@@ -10,6 +10,23 @@ use mimo_proto::v1::InstanceStatus;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+/// The families this exposition writes itself; a gauge of one of these names is left out.
+const BUILT_IN: &[&str] = &[
+    "mimo_instance_up",
+    "mimo_telemetry_reports_received_total",
+    "mimo_uptime_seconds",
+    "mimo_alert_firing",
+    "mimo_process_child_processes",
+    "mimo_process_zombie_children",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_threads",
+    "process_start_time_seconds",
+];
+
 /// One metric family: its type, help and samples (`{labels} value` lines).
 struct Family {
     kind: &'static str,
@@ -20,16 +37,23 @@ struct Family {
 /// The exposition text (format 0.0.4) of `instances`.
 pub fn exposition(instances: &InstanceTable) -> String {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
+    // Each series once: a reporter repeating a gauge, or naming one like another, must not
+    // make the page one Prometheus refuses.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut add = |name: String, kind: &'static str, help: &str, labels: &str, value: f64| {
-        families
-            .entry(name)
-            .or_insert_with(|| Family {
-                kind,
-                help: help.to_string(),
-                samples: Vec::new(),
-            })
-            .samples
-            .push(format!("{{{labels}}} {}", number(value)));
+        if !seen.insert(format!("{name}{{{labels}}}")) {
+            return;
+        }
+        let family = families.entry(name).or_insert_with(|| Family {
+            kind,
+            help: help.to_string(),
+            samples: Vec::new(),
+        });
+        if family.kind == kind {
+            family
+                .samples
+                .push(format!("{{{labels}}} {}", number(value)));
+        }
     };
     for status in instances.list("") {
         let Some(report) = &status.latest else {
@@ -122,6 +146,9 @@ pub fn exposition(instances: &InstanceTable) -> String {
         }
         for gauge in &report.gauges {
             let name = metric_name(&gauge.name);
+            if BUILT_IN.contains(&name.as_str()) {
+                continue;
+            }
             let kind = if name.ends_with("_total") {
                 "counter"
             } else {
@@ -131,12 +158,19 @@ pub fn exposition(instances: &InstanceTable) -> String {
             let mut attributes: Vec<(&String, &String)> = gauge.attributes.iter().collect();
             attributes.sort();
             let mut gauge_labels = labels.clone();
+            let mut keys = vec![
+                "service".to_string(),
+                "host".to_string(),
+                "instance".to_string(),
+            ];
             for (key, value) in attributes {
                 let key = label_name(key);
-                if matches!(key.as_str(), "service" | "host" | "instance") {
+                // Two attributes of one name after cleaning (`a.b`, `a_b`): the first wins.
+                if keys.contains(&key) {
                     continue;
                 }
                 let _ = write!(gauge_labels, ",{key}=\"{}\"", escape(value));
+                keys.push(key);
             }
             add(name, kind, &help, &gauge_labels, gauge.value);
         }
@@ -162,7 +196,8 @@ pub fn exposition(instances: &InstanceTable) -> String {
     }
     let mut text = String::new();
     for (name, family) in families {
-        let _ = writeln!(text, "# HELP {name} {}", family.help);
+        let help = family.help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(text, "# HELP {name} {help}");
         let _ = writeln!(text, "# TYPE {name} {}", family.kind);
         for sample in family.samples {
             let _ = writeln!(text, "{name}{sample}");
@@ -294,6 +329,7 @@ mod tests {
             .unwrap();
         let text = exposition(&table);
         let labels = r#"{service="memory",host="h\"1",instance="abc"}"#;
+        assert_eq!(text.matches("mimo_instance_up{").count(), 1);
         for line in [
             format!("process_resident_memory_bytes{labels} 2048"),
             format!("process_open_fds{labels} 7"),
@@ -313,5 +349,51 @@ mod tests {
                 "missing {line:?} in:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn gauges_cannot_forge_collide_or_repeat_series() {
+        let table = InstanceTable::new(TelemetryConfig::default());
+        let gauge = |name: &str, attributes: &[(&str, &str)]| Gauge {
+            name: name.into(),
+            value: 1.0,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        table
+            .record(ResourceReport {
+                instance: Some(InstanceId {
+                    service: "x".into(),
+                    host: "h".into(),
+                    instance_id: "i".into(),
+                }),
+                gauges: vec![
+                    gauge("instance_up", &[]),
+                    gauge("dup", &[("a.b", "1"), ("a_b", "2")]),
+                    gauge("twice", &[]),
+                    gauge("twice", &[]),
+                ],
+                ..ResourceReport::default()
+            })
+            .unwrap();
+        let text = exposition(&table);
+        assert_eq!(text.matches("\nmimo_instance_up{").count(), 1, "{text}");
+        assert!(
+            text.contains(r#"mimo_dup{service="x",host="h",instance="i",a_b="1"} 1"#),
+            "{text}"
+        );
+        assert_eq!(text.matches("\nmimo_twice{").count(), 1, "{text}");
+        let forged = table.record(ResourceReport {
+            instance: Some(InstanceId {
+                service: "x".into(),
+                host: "h".into(),
+                instance_id: "j".into(),
+            }),
+            gauges: vec![gauge("a\nfake_metric 1", &[])],
+            ..ResourceReport::default()
+        });
+        assert!(forged.is_err(), "a name with a newline is refused");
     }
 }

@@ -189,8 +189,9 @@ impl Telemetry for TelemetryService {
         let stream = async_stream_of(move |sender| async move {
             let _watching = watching;
             for alert in firing {
-                if sender.send(Ok(alert)).await.is_err() {
-                    return;
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    sent = sender.send(Ok(alert)) => if sent.is_err() { return },
                 }
             }
             loop {
@@ -217,7 +218,12 @@ impl Telemetry for TelemetryService {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 let ended = item.is_err();
-                if sender.send(item).await.is_err() || ended {
+                // A watcher that stops reading holds no one up: it is dropped at shutdown.
+                let sent = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    sent = sender.send(item) => sent,
+                };
+                if sent.is_err() || ended {
                     return;
                 }
             }

@@ -40,6 +40,26 @@ struct File {
 
 /// Most rules a file may hold.
 pub const MAX_THRESHOLDS: usize = 256;
+/// Longest metric pattern, in bytes.
+pub const MAX_PATTERN_BYTES: usize = 256;
+/// Most `*` in one pattern.
+pub const MAX_PATTERN_STARS: usize = 4;
+
+/// Refuses a metric pattern too long or with too many `*` to match in bounded time.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.len() > MAX_PATTERN_BYTES {
+        return Err(format!(
+            "the metric pattern is {} bytes; at most {MAX_PATTERN_BYTES}",
+            pattern.len()
+        ));
+    }
+    if pattern.matches('*').count() > MAX_PATTERN_STARS {
+        return Err(format!(
+            "the metric pattern {pattern:?} has more than {MAX_PATTERN_STARS} `*`"
+        ));
+    }
+    Ok(())
+}
 
 impl Default for Thresholds {
     /// Memory over 1 GiB, tasks over 100,000, any queue (or calls waiting) over 100, a pool
@@ -87,6 +107,8 @@ impl Thresholds {
                     rule.name
                 ));
             }
+            check_pattern(&rule.metric)
+                .map_err(|error| format!("threshold {:?}: {error}", rule.name))?;
         }
         Ok(Self {
             rules: file.threshold,

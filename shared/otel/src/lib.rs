@@ -115,6 +115,11 @@ impl Telemetry {
     /// Sends the spans still queued and stops exporting, within [`SHUTDOWN_BOUND`] whatever
     /// the collector does; what cannot be sent by then is dropped and counted.
     pub fn shutdown(self) {
+        self.shutdown_within(SHUTDOWN_BOUND);
+    }
+
+    /// [`Telemetry::shutdown`] within `bound` (a short-lived command waits less).
+    pub fn shutdown_within(self, bound: Duration) {
         let Some(provider) = self.provider else {
             return;
         };
@@ -123,22 +128,22 @@ impl Telemetry {
         let flushing = std::thread::Builder::new()
             .name("otel-shutdown".into())
             .spawn(move || {
-                let _ = done.send(provider.shutdown_with_timeout(SHUTDOWN_BOUND));
+                let _ = done.send(provider.shutdown_with_timeout(bound));
             });
         let outcome = match flushing {
-            Ok(_) => finished.recv_timeout(SHUTDOWN_BOUND + Duration::from_millis(250)),
+            Ok(_) => finished.recv_timeout(bound + Duration::from_millis(250)),
             Err(_) => Err(std::sync::mpsc::RecvTimeoutError::Disconnected),
         };
         let (exported, dropped) = (self.counts.exported(), self.counts.dropped());
         match outcome {
-            Ok(Ok(())) => tracing::info!(exported, dropped, "traces flushed"),
+            Ok(Ok(())) => tracing::info!(exported, dropped, "traces flushed (dropped: spans whose export failed; the SDK logs those it had no room to queue)"),
             Ok(Err(error)) => {
                 tracing::warn!(%error, exported, dropped, "the last traces were not all sent")
             }
             Err(_) => tracing::warn!(
                 exported,
                 dropped,
-                bound_ms = SHUTDOWN_BOUND.as_millis() as u64,
+                bound_ms = bound.as_millis() as u64,
                 "the collector did not take the last traces in time; they are dropped"
             ),
         }

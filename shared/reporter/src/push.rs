@@ -82,6 +82,7 @@ impl Reporter {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             process: Some(process_stats()),
             interval_ms: self.config.interval.as_millis() as u64,
+            stopping: false,
             // Telemetry refuses a report with a non-finite gauge; such a gauge is dropped.
             gauges: runtime_gauges()
                 .into_iter()
@@ -167,7 +168,10 @@ impl Reporter {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
-                    let _ = sender.try_send(self.report());
+                    let _ = sender.try_send(ResourceReport {
+                        stopping: true,
+                        ..self.report()
+                    });
                     drop(sender);
                     let _ = tokio::time::timeout(FLUSH_TIMEOUT, call).await;
                     return StreamEnd::Shutdown;
