@@ -115,6 +115,7 @@ async fn history_json(
                     json!({
                         "instance": id_json(series.instance.as_ref()),
                         "metric": series.metric,
+                        "attributes": series.attributes,
                         "points": series.points.iter().map(|p| json!([p.unix_ms, p.value])).collect::<Vec<_>>(),
                     })
                 })

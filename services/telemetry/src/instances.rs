@@ -306,13 +306,10 @@ pub const MAX_HISTORY_POINTS: usize = 100_000;
 /// Most series one QueryHistory answer holds.
 pub const MAX_HISTORY_SERIES: usize = 10_000;
 
-/// When a report was taken: its own timestamp, else now.
-fn received_unix_ms(report: &ResourceReport) -> i64 {
-    if report.timestamp_unix_ms > 0 {
-        report.timestamp_unix_ms
-    } else {
-        unix_ms()
-    }
+/// When a report is placed in the history: when it arrived, by this service's clock, so that
+/// the points of every instance are in order and comparable whatever the reporters' clocks say.
+fn received_unix_ms(_report: &ResourceReport) -> i64 {
+    unix_ms()
 }
 
 /// Longest service name, host name, instance id and gauge name, in bytes.

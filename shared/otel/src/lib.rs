@@ -35,8 +35,10 @@ pub struct Telemetry {
 /// Whether the environment asks for traces to be exported.
 pub fn export_configured() -> bool {
     let set = |name: &str| std::env::var(name).is_ok_and(|value| !value.trim().is_empty());
-    let disabled = std::env::var("OTEL_SDK_DISABLED").is_ok_and(|value| value.trim() == "true")
-        || std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|value| value.trim() == "none");
+    let is = |name: &str, wanted: &str| {
+        std::env::var(name).is_ok_and(|value| value.trim().eq_ignore_ascii_case(wanted))
+    };
+    let disabled = is("OTEL_SDK_DISABLED", "true") || is("OTEL_TRACES_EXPORTER", "none");
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
