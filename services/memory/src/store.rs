@@ -723,18 +723,21 @@ impl Inner {
 
     /// Refuses when engrams of another embedder are stored.
     fn check_embedder(&self) -> Result<(), MemoryError> {
-        let seen: Vec<String> = self
+        // On every search and store: no allocation unless refusing.
+        let seen = self
             .state
             .foreign_embedders
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .cloned()
-            .collect();
+            .unwrap_or_else(|p| p.into_inner());
         if self.foreign_embedders.is_empty() && seen.is_empty() {
             return Ok(());
         }
-        let all: Vec<String> = self.foreign_embedders.iter().cloned().chain(seen).collect();
+        let all: Vec<String> = self
+            .foreign_embedders
+            .iter()
+            .chain(seen.iter())
+            .cloned()
+            .collect();
         Err(crate::embedder_check::mismatch(
             self.config.embedder.as_ref(),
             &all,

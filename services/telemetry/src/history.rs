@@ -1,8 +1,8 @@
 //! Each instance's recent reports, as compact samples in a ring: the metrics' names are
 //! shared between samples (they rarely change), the values are one `f64` each.
 
-use crate::thresholds::{metrics, MetricKey};
-use mimo_proto::v1::{Point, ResourceReport};
+use crate::thresholds::MetricKey;
+use mimo_proto::v1::Point;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -45,12 +45,14 @@ pub(crate) struct History {
 }
 
 impl History {
-    /// Adds `report` (taken at `unix_ms`), dropping the oldest beyond `capacity`.
-    pub(crate) fn push(&mut self, report: &ResourceReport, unix_ms: i64, capacity: usize) {
+    /// Adds `report` at `unix_ms` (when it arrived, by the telemetry service's clock, so that
+    /// points are in order whatever the reporters' clocks say), dropping the oldest beyond
+    /// `capacity`.
+    pub(crate) fn push(&mut self, metrics: Vec<(MetricKey, f64)>, unix_ms: i64, capacity: usize) {
         if capacity == 0 {
             return;
         }
-        let (names, values): (Vec<MetricKey>, Vec<f64>) = metrics(report).into_iter().unzip();
+        let (names, values): (Vec<MetricKey>, Vec<f64>) = metrics.into_iter().unzip();
         let (names, names_cost) = match self.samples.back() {
             Some(last) if *last.names == *names => (last.names.clone(), 0),
             _ => {
@@ -120,7 +122,9 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::thresholds::metrics;
     use mimo_proto::v1::Gauge;
+    use mimo_proto::v1::ResourceReport;
 
     fn report(engrams: f64) -> ResourceReport {
         ResourceReport {
@@ -137,7 +141,7 @@ mod tests {
     fn the_ring_keeps_the_latest_and_answers_by_name_and_time() {
         let mut history = History::default();
         for n in 0..10 {
-            history.push(&report(n as f64), 1000 + n, 4);
+            history.push(metrics(&report(n as f64)), 1000 + n, 4);
         }
         assert_eq!(history.len(), 4);
         let mut budget = 100;

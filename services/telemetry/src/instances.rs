@@ -107,16 +107,16 @@ impl InstanceTable {
         }
         let instance = report.instance.clone().unwrap_or_default();
         let mut conditions = report.conditions.clone();
-        conditions.extend(self.config.thresholds.conditions(&report));
+        // Computed once, for the thresholds and the history.
+        let metrics = crate::thresholds::metrics(&report);
+        conditions.extend(self.config.thresholds.conditions_of(&metrics));
         conditions.truncate(mimo_proto::MAX_CONDITIONS_PER_REPORT * 2);
         match entries.get_mut(&key) {
             Some(entry) => {
                 if entry.down {
                     tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting again");
                 }
-                entry
-                    .history
-                    .push(&report, received_unix_ms(&report), self.config.history);
+                entry.history.push(metrics, unix_ms(), self.config.history);
                 entry.latest = report;
                 entry.received_at = now;
                 entry.reports += 1;
@@ -128,7 +128,7 @@ impl InstanceTable {
                 }
                 tracing::info!(service = %key.0, host = %key.1, instance = %key.2, "instance reporting");
                 let mut history = crate::history::History::default();
-                history.push(&report, received_unix_ms(&report), self.config.history);
+                history.push(metrics, unix_ms(), self.config.history);
                 entries.insert(
                     key.clone(),
                     Entry {
@@ -305,12 +305,6 @@ impl InstanceTable {
 pub const MAX_HISTORY_POINTS: usize = 100_000;
 /// Most series one QueryHistory answer holds.
 pub const MAX_HISTORY_SERIES: usize = 10_000;
-
-/// When a report is placed in the history: when it arrived, by this service's clock, so that
-/// the points of every instance are in order and comparable whatever the reporters' clocks say.
-fn received_unix_ms(_report: &ResourceReport) -> i64 {
-    unix_ms()
-}
 
 /// Longest service name, host name, instance id and gauge name, in bytes.
 pub const MAX_REPORT_NAME_BYTES: usize = 256;

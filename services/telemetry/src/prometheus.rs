@@ -6,7 +6,7 @@
 //! and `instance`. Base units throughout (bytes, seconds).
 
 use crate::instances::InstanceTable;
-use mimo_proto::v1::InstanceStatus;
+use mimo_proto::v1::InstanceId;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -59,7 +59,7 @@ pub fn exposition(instances: &InstanceTable) -> String {
         let Some(report) = &status.latest else {
             continue;
         };
-        let labels = identity_labels(&status);
+        let labels = identity_labels(&report.instance.clone().unwrap_or_default());
         add(
             "mimo_instance_up".into(),
             "gauge",
@@ -179,10 +179,8 @@ pub fn exposition(instances: &InstanceTable) -> String {
     for alert in firing {
         let id = alert.instance.clone().unwrap_or_default();
         let labels = format!(
-            "service=\"{}\",host=\"{}\",instance=\"{}\",alert=\"{}\",subject=\"{}\"",
-            escape(&id.service),
-            escape(&id.host),
-            escape(&id.instance_id),
+            "{},alert=\"{}\",subject=\"{}\"",
+            identity_labels(&id),
             escape(&alert.name),
             escape(&alert.subject)
         );
@@ -206,13 +204,8 @@ pub fn exposition(instances: &InstanceTable) -> String {
     text
 }
 
-/// `service`, `host` and `instance` labels.
-fn identity_labels(status: &InstanceStatus) -> String {
-    let id = status
-        .latest
-        .as_ref()
-        .and_then(|report| report.instance.clone())
-        .unwrap_or_default();
+/// `service`, `host` and `instance` labels of `id`.
+fn identity_labels(id: &InstanceId) -> String {
     format!(
         "service=\"{}\",host=\"{}\",instance=\"{}\"",
         escape(&id.service),
@@ -221,11 +214,9 @@ fn identity_labels(status: &InstanceStatus) -> String {
     )
 }
 
-/// The Prometheus name of gauge `name`: runtime metrics (`process.*`) keep their name,
-/// others get `mimo_`; anything outside `[a-zA-Z0-9_]` becomes `_`.
-fn metric_name(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
+/// `text` with anything outside `[a-zA-Z0-9_]` replaced by `_`.
+fn cleaned(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {
                 c
@@ -233,7 +224,13 @@ fn metric_name(name: &str) -> String {
                 '_'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The Prometheus name of gauge `name`: runtime metrics (`process.*`) keep their name,
+/// others get `mimo_`; anything outside `[a-zA-Z0-9_]` becomes `_`.
+fn metric_name(name: &str) -> String {
+    let cleaned = cleaned(name);
     if name.starts_with("process.") {
         cleaned
     } else {
@@ -243,16 +240,7 @@ fn metric_name(name: &str) -> String {
 
 /// The Prometheus label name of attribute `key` (`mcp.server.name` → `mcp_server_name`).
 fn label_name(key: &str) -> String {
-    let cleaned: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let cleaned = cleaned(key);
     if cleaned.starts_with(|c: char| c.is_ascii_digit()) {
         format!("_{cleaned}")
     } else {

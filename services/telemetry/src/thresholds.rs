@@ -122,10 +122,14 @@ impl Thresholds {
 
     /// The conditions `report` raises: one per rule and metric above its bound.
     pub fn conditions(&self, report: &ResourceReport) -> Vec<Condition> {
-        let metrics = metrics(report);
+        self.conditions_of(&metrics(report))
+    }
+
+    /// The conditions a report's `metrics` (see [`metrics`]) raise.
+    pub fn conditions_of(&self, metrics: &[(MetricKey, f64)]) -> Vec<Condition> {
         let mut raised = Vec::new();
         for rule in &self.rules {
-            for (metric, value) in &metrics {
+            for (metric, value) in metrics {
                 if *value > rule.above && matches(&rule.metric, &metric.name) {
                     let shown_as = metric.to_string();
                     raised.push(Condition {
