@@ -165,7 +165,10 @@ async fn a_memory_on_an_ollama_server_finds_texts_by_meaning() {
     let memory = TestMemory::open_with(|config| config.with_embedder(Arc::new(embedder)))
         .await
         .unwrap();
-    // Concurrent stores: their texts are gathered into shared requests.
+    // Concurrent stores: their texts are gathered into shared requests. The server answers
+    // slowly, so that the stores still waiting when the first requests go out (two at most
+    // are in flight) share the next one, however the machine schedules them.
+    server.behaviour.stall_ms.store(300, Ordering::SeqCst);
     let contents = [
         "The cat sat on the mat",
         "Stock markets fell sharply this morning",
@@ -178,6 +181,7 @@ async fn a_memory_on_an_ollama_server_finds_texts_by_meaning() {
             .map(|content| memory.store.store(store_request(content))),
     )
     .await;
+    server.behaviour.stall_ms.store(0, Ordering::SeqCst);
     let cat = stored[0].as_ref().unwrap().id.clone();
     let hits = memory
         .store
