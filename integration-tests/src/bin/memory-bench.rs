@@ -10,8 +10,8 @@
 use clap::Parser;
 use mimo_integration_tests::bench_stats::{percentile, resident_bytes};
 use mimo_memory::{
-    ApproximateSettings, ExternalEmbedder, Filter, IndexQuery, MemoryConfig, MemoryStore, RowFacts,
-    Scoring, VectorIndex,
+    ApproximateSettings, ExternalEmbedder, Filter, GraphVectors, IndexQuery, MemoryConfig,
+    MemoryStore, RowFacts, Scoring, VectorIndex,
 };
 use mimo_proto::v1::{Category, SearchRequest, StoreRequest};
 use serde_json::json;
@@ -57,6 +57,14 @@ struct Args {
     /// Leave out the store, the old approach and the ingest rates: the index alone.
     #[arg(long)]
     index_only: bool,
+    /// A text file, one passage a line: embed its lines with `--minilm` and report each kind
+    /// of graph's recall@10 on those real embeddings (its last `--queries` lines are the
+    /// queries), then stop.
+    #[arg(long, requires = "minilm")]
+    recall_texts: Option<PathBuf>,
+    /// What the HNSW graph compares: shared (the exact f32 buffer) or int8 (its own copies).
+    #[arg(long, default_value = "shared", value_parser = ["shared", "int8"])]
+    graph: String,
 }
 
 const TOP: usize = 10;
@@ -65,6 +73,9 @@ const TOP: usize = 10;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.dir)?;
+    if let (Some(texts), Some(folder)) = (&args.recall_texts, &args.minilm) {
+        return recall_on_texts(&args, texts, folder).await;
+    }
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     progress(format!(
         "generating {largest} + {} vectors of {} dimensions",
@@ -74,6 +85,15 @@ async fn main() -> anyhow::Result<()> {
     let queries = clustered_vectors(args.queries, args.dimension, 2);
     write_f32(&args.dir.join("base.f32"), &base)?;
     write_f32(&args.dir.join("queries.f32"), &queries)?;
+    // Ingest by text first, while the page cache and the disk are not yet busy with the
+    // million-row files written below (which halved its rate when it ran last).
+    if !args.index_only {
+        text_ingest("builtin embedder", args.texts, None).await?;
+        if let Some(folder) = &args.minilm {
+            let model = mimo_memory::MiniLmEmbedder::load(folder)?;
+            text_ingest("all-MiniLM-L6-v2", args.minilm_texts, Some(Arc::new(model))).await?;
+        }
+    }
     let mut sizes = args.sizes.clone();
     sizes.sort_unstable();
     for size in sizes {
@@ -82,13 +102,6 @@ async fn main() -> anyhow::Result<()> {
         write_truth(&args.dir.join(format!("truth_{size}.u32")), &truth)?;
         if !args.index_only {
             through_the_store(&args, size, vectors, &queries, &truth).await?;
-        }
-    }
-    if !args.index_only {
-        text_ingest("builtin embedder", args.texts, None).await?;
-        if let Some(folder) = &args.minilm {
-            let model = mimo_memory::MiniLmEmbedder::load(folder)?;
-            text_ingest("all-MiniLM-L6-v2", args.minilm_texts, Some(Arc::new(model))).await?;
         }
     }
     Ok(())
@@ -136,6 +149,72 @@ fn index_alone(
         approximate(args, size, &mut index, queries, &truth, before);
     }
     Ok(truth)
+}
+
+/// Embeds the lines of `texts` with all-MiniLM-L6-v2 and reports, for each kind of graph at
+/// the default settings, recall@10 against the exact answers and the latencies.
+async fn recall_on_texts(args: &Args, texts: &Path, folder: &Path) -> anyhow::Result<()> {
+    use mimo_memory::Embedder;
+    let lines: Vec<String> = std::fs::read_to_string(texts)?
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    anyhow::ensure!(lines.len() > args.queries, "{} lines: too few", lines.len());
+    let model = mimo_memory::MiniLmEmbedder::load(folder)?;
+    let mut vectors = Vec::with_capacity(lines.len() * model.dimension());
+    for (done, batch) in lines.chunks(256).enumerate() {
+        for vector in model.embed(batch).await? {
+            vectors.extend(vector);
+        }
+        if done % 10 == 0 {
+            progress(format!("embedded {} of {} lines", done * 256, lines.len()));
+        }
+    }
+    let dimension = model.dimension();
+    let rows = lines.len() - args.queries;
+    let (base, queries) = vectors.split_at(rows * dimension);
+    let build = |vectors: Option<GraphVectors>| {
+        let mut index = VectorIndex::new(dimension);
+        for (row, vector) in base.chunks_exact(dimension).enumerate() {
+            index.insert(facts(row as u128), vector);
+        }
+        if let Some(vectors) = vectors {
+            index.enable_approximate(ApproximateSettings {
+                min_vectors: 1,
+                vectors,
+                ..ApproximateSettings::default()
+            });
+        }
+        index
+    };
+    let exact_index = build(None);
+    let truth: Vec<Vec<u32>> = queries
+        .chunks_exact(dimension)
+        .map(|query| {
+            let hits = exact_index.search(&exact(query));
+            hits.iter().map(|hit| hit.key as u32).collect()
+        })
+        .collect();
+    for (name, vectors) in [
+        ("int8", GraphVectors::Int8Copy),
+        ("shared", GraphVectors::SharedBuffer),
+    ] {
+        let index = build(Some(vectors));
+        let mut answers = Vec::new();
+        let latencies = timed(queries, dimension, |query| {
+            let hits = index.search(&exact(query));
+            answers.push(hits.iter().map(|hit| hit.key as u32).collect());
+        });
+        let answers = &answers[answers.len() - truth.len()..];
+        emit(
+            &format!("mimo-index (HNSW, {name} codes) on all-MiniLM-L6-v2 embeddings"),
+            rows,
+            &latencies,
+            json!({ "recall_at_10": recall(answers, &truth), "ef": ApproximateSettings::default().expansion_search }),
+        );
+    }
+    Ok(())
 }
 
 /// Times searches that scan an int8 copy and re-rank exactly; reports their recall@10.
@@ -190,6 +269,11 @@ fn approximate(
     progress(format!("approximate index: building over {size} vectors"));
     let settings = ApproximateSettings {
         min_vectors: 1,
+        vectors: if args.graph == "int8" {
+            GraphVectors::Int8Copy
+        } else {
+            GraphVectors::SharedBuffer
+        },
         ..ApproximateSettings::default()
     };
     let started = Instant::now();
@@ -210,7 +294,10 @@ fn approximate(
         progress(format!("  ef {expansion}: recall@10 {recall:.3}"));
         if recall >= 0.95 || expansion == 512 {
             emit(
-                "mimo-index (HNSW int8 M=16 ef_add=128, exact re-rank)",
+                &format!(
+                    "mimo-index (HNSW, {} codes, M=16 ef_add=128, exact re-rank)",
+                    args.graph
+                ),
                 size,
                 &latencies,
                 json!({

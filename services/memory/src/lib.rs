@@ -49,8 +49,8 @@ pub use external_embedder::ExternalEmbedder;
 pub use hash_embedder::{HashEmbedder, HASH_DEFAULT_MIN_SIMILARITY};
 pub use http_embedder::{HttpApi, HttpEmbedder, HttpEmbedderConfig};
 pub use index::{
-    ApproximateError, ApproximateSettings, Filter, IndexHit, IndexQuery, RowFacts, Scoring,
-    VectorIndex,
+    ApproximateError, ApproximateSettings, Filter, GraphVectors, IndexHit, IndexQuery, RowFacts,
+    Scoring, VectorIndex,
 };
 pub use minilm_embedder::{MiniLmEmbedder, ModelLoadError, MINILM_ID};
 pub use reembed::{reembed, ReembedReport};

@@ -1,8 +1,13 @@
 //! The approximate side of the index: an HNSW graph (USearch) over the same rows as the
-//! exact buffer, keyed by row slot, holding int8 (or f32) copies of the vectors. It proposes
-//! candidates; the exact buffer re-ranks them, so every similarity reported is exact.
+//! exact buffer, keyed by row slot. By default the graph holds no vectors of its own: each
+//! node's "vector" is its slot number, scored with the exact buffer's f32 values by a custom
+//! metric (no second copy, exact distances while walking). It may instead hold int8 copies
+//! (faster to walk, coarser). It proposes candidates; the exact buffer re-ranks them, so
+//! every similarity reported is exact.
 
+use super::shared_buffer::{slot_code, QueryGuard, SharedBuffer, QUERY_CODE};
 use std::fmt;
+use std::sync::Arc;
 
 /// How the approximate index is built and searched.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,10 +21,30 @@ pub struct ApproximateSettings {
     pub expansion_add: usize,
     /// Candidates kept while searching (ef); raise it for recall, lower it for speed.
     pub expansion_search: usize,
-    /// Candidates taken from the graph per hit asked for, re-ranked exactly.
-    pub candidates_per_hit: usize,
-    /// Vectors held in the graph as int8 (4x smaller) rather than f32.
-    pub int8: bool,
+    /// What the graph compares while it is built and walked.
+    pub vectors: GraphVectors,
+}
+
+/// The vectors an HNSW graph compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphVectors {
+    /// The exact f32 buffer itself, read through a custom metric: no copy, and exact
+    /// distances while walking (on all-MiniLM-L6-v2 embeddings, recall@10 0.98 where int8
+    /// codes give 0.83 at the same breadth), but four times int8's bytes read at random.
+    SharedBuffer,
+    /// An int8 copy inside the graph: `dimension` more bytes a row; faster, coarser.
+    Int8Copy,
+}
+
+impl GraphVectors {
+    /// Candidates taken from the graph per hit asked for (and at least), re-ranked exactly:
+    /// more for coarser codes, so that the exact answer is among them.
+    pub(crate) fn candidates(self, limit: usize) -> usize {
+        match self {
+            Self::Int8Copy => (limit * 4).max(40),
+            Self::SharedBuffer => (limit * 2).max(20),
+        }
+    }
 }
 
 impl Default for ApproximateSettings {
@@ -29,8 +54,7 @@ impl Default for ApproximateSettings {
             connectivity: 16,
             expansion_add: 128,
             expansion_search: 64,
-            candidates_per_hit: 4,
-            int8: true,
+            vectors: GraphVectors::SharedBuffer,
         }
     }
 }
@@ -49,6 +73,8 @@ fn failed(error: impl fmt::Display) -> ApproximateError {
 pub(crate) struct Approximate {
     graph: usearch::Index,
     settings: ApproximateSettings,
+    /// Where a shared-buffer graph reads its vectors; `None` for a graph with its own copy.
+    shared: Option<Arc<SharedBuffer>>,
 }
 
 impl Approximate {
@@ -58,14 +84,15 @@ impl Approximate {
         settings: ApproximateSettings,
         capacity: usize,
     ) -> Result<Self, ApproximateError> {
-        let graph = usearch::Index::new(&usearch::IndexOptions {
-            dimensions: dimension,
-            metric: usearch::MetricKind::IP,
-            quantization: if settings.int8 {
-                usearch::ScalarKind::I8
-            } else {
-                usearch::ScalarKind::F32
-            },
+        let shared = settings.vectors == GraphVectors::SharedBuffer;
+        let (dimensions, metric, quantization) = match settings.vectors {
+            GraphVectors::Int8Copy => (dimension, usearch::MetricKind::IP, usearch::ScalarKind::I8),
+            GraphVectors::SharedBuffer => (1, usearch::MetricKind::IP, usearch::ScalarKind::F32),
+        };
+        let mut graph = usearch::Index::new(&usearch::IndexOptions {
+            dimensions,
+            metric,
+            quantization,
             connectivity: settings.connectivity,
             expansion_add: settings.expansion_add,
             expansion_search: settings.expansion_search,
@@ -76,7 +103,25 @@ impl Approximate {
         graph
             .reserve_capacity_and_threads(capacity.max(1024), threads)
             .map_err(failed)?;
-        Ok(Self { graph, settings })
+        let shared = shared.then(|| {
+            let buffer = Arc::new(SharedBuffer::new(dimension));
+            let metric = Arc::clone(&buffer);
+            graph.change_metric::<f32>(Box::new(move |left, right| metric.distance(left, right)));
+            buffer
+        });
+        Ok(Self {
+            graph,
+            settings,
+            shared,
+        })
+    }
+
+    /// Registers the exact buffer's current allocation, of `dimension`-long rows; call after
+    /// every change of it and before the graph is next used.
+    pub(crate) fn track(&self, vectors: &[f32]) {
+        if let Some(shared) = &self.shared {
+            shared.track(vectors);
+        }
     }
 
     /// Its settings.
@@ -97,7 +142,16 @@ impl Approximate {
                 .reserve_capacity_and_threads((self.graph.capacity() * 2).max(1024), threads)
                 .map_err(failed)?;
         }
-        self.graph.add(key, vector).map_err(failed)?;
+        match self.settings.vectors {
+            GraphVectors::Int8Copy => self.graph.add(key, vector),
+            GraphVectors::SharedBuffer => {
+                let code = slot_code(slot).ok_or_else(|| {
+                    ApproximateError(format!("slot {slot} is beyond the graph's 2^31"))
+                })?;
+                self.graph.add(key, &code)
+            }
+        }
+        .map_err(failed)?;
         Ok(())
     }
 
@@ -114,14 +168,28 @@ impl Approximate {
         count: usize,
         admits: Option<&(dyn Fn(usize) -> bool + Sync)>,
     ) -> Result<Vec<usize>, ApproximateError> {
-        let matches = match admits {
-            None => self.graph.search(query, count).map_err(failed)?,
-            Some(admits) => self
-                .graph
-                .filtered_search(query, count, |key: u64| admits(key as usize))
-                .map_err(failed)?,
-        };
+        let admits = |key: u64| admits.is_none_or(|admits| admits(key as usize));
+        let matches = match self.settings.vectors {
+            GraphVectors::Int8Copy => self.search(query, count, admits),
+            GraphVectors::SharedBuffer => {
+                let _query = QueryGuard::set(query);
+                self.search(&[f32::from_bits(QUERY_CODE)], count, admits)
+            }
+        }?;
         Ok(matches.keys.into_iter().map(|key| key as usize).collect())
+    }
+
+    /// The graph's `count` nearest keys to `query` (in the graph's own terms) that pass
+    /// `admits`.
+    fn search<T: usearch::VectorType>(
+        &self,
+        query: &[T],
+        count: usize,
+        admits: impl Fn(u64) -> bool,
+    ) -> Result<usearch::ffi::Matches, ApproximateError> {
+        self.graph
+            .filtered_search(query, count, admits)
+            .map_err(failed)
     }
 
     /// Changes how many candidates a search keeps (ef).

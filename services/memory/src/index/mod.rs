@@ -7,14 +7,17 @@
 //! the graph can be keyed by slot.
 
 mod approximate;
+mod huge_pages;
 mod quantized;
 mod query;
+mod shared_buffer;
 mod simd;
 mod top_k;
 
-pub use approximate::{ApproximateError, ApproximateSettings};
+pub use approximate::{ApproximateError, ApproximateSettings, GraphVectors};
 pub use query::{Filter, IndexQuery, RowFacts, Scoring};
 pub(crate) use simd::dot;
+use simd::prefetch;
 
 use approximate::Approximate;
 use quantized::Quantized;
@@ -24,8 +27,8 @@ use top_k::{Scored, TopK};
 
 /// Rows scanned by one task; smaller indexes are scanned on the calling thread.
 const ROWS_PER_TASK: usize = 16_384;
-/// Graph candidates asked for at least, whatever the limit.
-const MIN_CANDIDATES: usize = 40;
+/// Rows asked for ahead of the one being re-ranked.
+const PREFETCH_AHEAD: usize = 4;
 /// Candidates of an int8 scan re-ranked exactly, per hit asked for, and at least.
 const INT8_CANDIDATES_PER_HIT: usize = 8;
 const INT8_MIN_CANDIDATES: usize = 64;
@@ -163,6 +166,7 @@ impl VectorIndex {
             quantized.put(slot, vector);
         }
         if let Some(approximate) = &self.approximate {
+            approximate.track(&self.vectors);
             let put = approximate.put(slot, vector);
             self.keep_exact_if_failed(put);
         }
@@ -171,12 +175,19 @@ impl VectorIndex {
 
     /// Makes room for `additional` more vectors, exactly (no doubling).
     pub fn reserve(&mut self, additional: usize) {
+        let before = self.vectors.as_ptr();
         self.vectors.reserve_exact(additional * self.dimension);
+        if self.vectors.as_ptr() != before {
+            huge_pages::advise(&self.vectors);
+        }
         self.facts.reserve_exact(additional);
         self.alive.reserve_exact(additional);
         self.positions.reserve(additional);
         if let Some(quantized) = &mut self.quantized {
             quantized.reserve(additional);
+        }
+        if let Some(approximate) = &self.approximate {
+            approximate.track(&self.vectors);
         }
     }
 
@@ -318,8 +329,10 @@ impl VectorIndex {
         approximate: &Approximate,
         query: &IndexQuery<'_>,
     ) -> Option<Vec<IndexHit>> {
-        let wanted = (query.limit * approximate.settings().candidates_per_hit)
-            .max(MIN_CANDIDATES)
+        let wanted = approximate
+            .settings()
+            .vectors
+            .candidates(query.limit)
             .min(self.len());
         let filtered = query.filter != Filter::default();
         let admits = |slot: usize| {
@@ -340,7 +353,11 @@ impl VectorIndex {
             return None;
         }
         let mut top = TopK::new(query.limit);
-        for slot in candidates {
+        // Rows are read at random: ask for the next ones while scoring this one.
+        for (at, &slot) in candidates.iter().enumerate() {
+            if let Some(&ahead) = candidates.get(at + PREFETCH_AHEAD) {
+                prefetch(self.row(ahead));
+            }
             if admits(slot) {
                 self.offer(&mut top, query, slot);
             }
@@ -359,10 +376,15 @@ impl VectorIndex {
         top
     }
 
+    /// The vector of `slot`.
+    fn row(&self, slot: usize) -> &[f32] {
+        let start = slot * self.dimension;
+        &self.vectors[start..start + self.dimension]
+    }
+
     /// Scores `slot` against `query` and offers it to `top`.
     fn offer(&self, top: &mut TopK, query: &IndexQuery<'_>, slot: usize) {
-        let start = slot * self.dimension;
-        let similarity = dot(query.vector, &self.vectors[start..start + self.dimension]);
+        let similarity = dot(query.vector, self.row(slot));
         if similarity.is_nan() || similarity < query.min_similarity {
             return;
         }
@@ -405,6 +427,7 @@ impl VectorIndex {
         let started = std::time::Instant::now();
         tracing::info!(vectors = self.len(), "building the approximate index");
         let graph = Approximate::new(self.dimension, settings, self.facts.len() * 5 / 4)?;
+        graph.track(&self.vectors);
         let live: Vec<usize> = (0..self.facts.len())
             .filter(|&slot| self.alive[slot])
             .collect();

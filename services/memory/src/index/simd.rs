@@ -14,6 +14,15 @@ pub(crate) fn dot(left: &[f32], right: &[f32]) -> f32 {
     dot_portable(left, right)
 }
 
+/// Asks the CPU to fetch every cache line of `row` into its caches (a hint: no effect on
+/// results; nothing on other architectures).
+pub(crate) fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch(row);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// Returns the dot product of two int8 vectors of one length, exactly (in i32).
 pub(crate) fn dot_i8(left: &[i8], right: &[i8]) -> i32 {
     debug_assert_eq!(left.len(), right.len());
@@ -65,7 +74,8 @@ fn dot_portable(left: &[f32], right: &[f32]) -> f32 {
 mod x86 {
     use std::arch::x86_64::{
         __m256, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
-        _mm256_setzero_ps, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+        _mm256_setzero_ps, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_prefetch,
+        _mm_shuffle_ps, _MM_HINT_T0,
     };
 
     /// The AVX2 + FMA dot product; call only after [`super::has_avx2_fma`] said yes.
@@ -108,6 +118,14 @@ mod x86 {
             .map(|(x, y)| x * y)
             .sum();
         total + tail
+    }
+
+    /// Prefetches each 64-byte line of `row` (SSE, part of x86-64's baseline).
+    pub(super) fn prefetch(row: &[f32]) {
+        for line in row.chunks(16) {
+            // SAFETY: a prefetch is a hint, never a load; the address is inside `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        }
     }
 
     /// The AVX2 int8 dot product; call only after [`super::has_avx2_fma`] said yes.

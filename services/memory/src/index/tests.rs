@@ -325,3 +325,38 @@ fn an_int8_scan_re_ranks_exactly_and_finds_what_the_exact_scan_finds() {
     }
     assert!(found >= 290, "recall@10 {}", found as f64 / 300.0);
 }
+
+#[test]
+fn every_kind_of_graph_follows_the_buffer_as_it_grows_and_finds_what_the_exact_scan_finds() {
+    for (vectors, dimension) in [
+        (GraphVectors::SharedBuffer, 24),
+        (GraphVectors::Int8Copy, 24),
+    ] {
+        let settings = ApproximateSettings {
+            vectors,
+            ..small_graph()
+        };
+        // Built at 1,000 rows, then grown eightfold: the buffer moves many times.
+        let index = random_index(8_000, dimension, Some(settings));
+        assert!(index.is_approximate());
+        let mut next = noise(11);
+        let (mut own_found, mut probes_found, mut asked) = (0, 0, 0);
+        for key in (0..8_000).step_by(97) {
+            let start = key as usize * dimension;
+            let own = index.vectors[start..start + dimension].to_vec();
+            let hits = index.search(&query(&own, 10, -1.0));
+            own_found += usize::from(hits.first().is_some_and(|hit| hit.key == key));
+            let probe = unit(&(0..dimension).map(|_| next()).collect::<Vec<_>>());
+            let truth = keys(&index.search_exact(&query(&probe, 10, -1.0)));
+            let hits = keys(&index.search(&query(&probe, 10, -1.0)));
+            probes_found += hits.iter().filter(|key| truth.contains(key)).count();
+            asked += 1;
+        }
+        assert!(
+            own_found >= asked - 2,
+            "{vectors:?}: {own_found} of {asked} rows found by their own vector"
+        );
+        let recall = probes_found as f64 / (asked * 10) as f64;
+        assert!(recall >= 0.9, "{vectors:?}: recall@10 {recall}");
+    }
+}
