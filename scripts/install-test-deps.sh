@@ -13,6 +13,9 @@ EVERYTHING_PKG="@modelcontextprotocol/server-everything"
 EVERYTHING_VERSION="2026.8.31"
 FILESYSTEM_PKG="@modelcontextprotocol/server-filesystem"
 FILESYSTEM_VERSION="2026.8.31"
+# The official TypeScript MCP SDK, whose client the gateway (`mimo mcp`) tests drive.
+SDK_PKG="@modelcontextprotocol/sdk"
+SDK_VERSION="1.32.2"
 TIME_PKG="mcp-server-time"
 TIME_VERSION="2026.10.19"
 # SDK used by mcp-server-time (it only requires mcp>=2.3,<3); pinned for reproducibility.
@@ -55,16 +58,19 @@ npm_installed() {
 }
 EVERYTHING_ENTRY="$NPM_DIR/node_modules/$EVERYTHING_PKG/dist/index.js"
 FILESYSTEM_ENTRY="$NPM_DIR/node_modules/$FILESYSTEM_PKG/dist/index.js"
+SDK_ENTRY="$NPM_DIR/node_modules/$SDK_PKG/dist/cjs/client/index.js"
 if npm_installed "$EVERYTHING_PKG" "$EVERYTHING_VERSION" "$EVERYTHING_ENTRY" \
-  && npm_installed "$FILESYSTEM_PKG" "$FILESYSTEM_VERSION" "$FILESYSTEM_ENTRY"; then
-  log "$EVERYTHING_PKG@$EVERYTHING_VERSION, $FILESYSTEM_PKG@$FILESYSTEM_VERSION already installed"
+  && npm_installed "$FILESYSTEM_PKG" "$FILESYSTEM_VERSION" "$FILESYSTEM_ENTRY" \
+  && npm_installed "$SDK_PKG" "$SDK_VERSION" "$SDK_ENTRY"; then
+  log "$EVERYTHING_PKG@$EVERYTHING_VERSION, $FILESYSTEM_PKG@$FILESYSTEM_VERSION, $SDK_PKG@$SDK_VERSION already installed"
 else
-  log "installing $EVERYTHING_PKG@$EVERYTHING_VERSION $FILESYSTEM_PKG@$FILESYSTEM_VERSION into $NPM_DIR"
+  log "installing $EVERYTHING_PKG@$EVERYTHING_VERSION $FILESYSTEM_PKG@$FILESYSTEM_VERSION $SDK_PKG@$SDK_VERSION into $NPM_DIR"
   mkdir -p "$NPM_DIR"
   npm install --prefix "$NPM_DIR" --no-audit --no-fund --loglevel=error --save-exact \
-    "$EVERYTHING_PKG@$EVERYTHING_VERSION" "$FILESYSTEM_PKG@$FILESYSTEM_VERSION" >&2
+    "$EVERYTHING_PKG@$EVERYTHING_VERSION" "$FILESYSTEM_PKG@$FILESYSTEM_VERSION" "$SDK_PKG@$SDK_VERSION" >&2
   [[ -f "$EVERYTHING_ENTRY" ]] || { log "missing $EVERYTHING_ENTRY after install"; exit 1; }
   [[ -f "$FILESYSTEM_ENTRY" ]] || { log "missing $FILESYSTEM_ENTRY after install"; exit 1; }
+  [[ -f "$SDK_ENTRY" ]] || { log "missing $SDK_ENTRY after install"; exit 1; }
 fi
 
 # --- mcp-server-time + grpcio-tools (venv) -----------------------------------
@@ -186,6 +192,8 @@ tmp="$(mktemp "$CACHE/env.sh.XXXXXX")"
   echo "export MIMO_TEST_TIME_COMMAND=$(sq "$VENV/bin/mcp-server-time")"
   echo "export MIMO_TEST_TIME_ARGS_JSON=$(sq "$(json_array --local-timezone UTC)")"
   echo "export MIMO_TEST_PYTHON=$(sq "$PY")"
+  echo "export MIMO_TEST_NODE=$(sq "$NODE_BIN")"
+  echo "export MIMO_TEST_NODE_PATH=$(sq "$NPM_DIR/node_modules")"
   echo "export MIMO_TEST_ETCD=$(sq "$ETCD_BIN")"
   echo "export MIMO_TEST_POSTGRES_BIN=$(sq "$POSTGRES_BIN")"
   echo "export MIMO_TEST_MINILM_DIR=$(sq "$MINILM_MODEL")"

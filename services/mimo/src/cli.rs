@@ -64,6 +64,8 @@ pub enum Command {
         #[command(subcommand)]
         action: SkillsAction,
     },
+    /// Serve every live skill's tools and long-term memory as one MCP server, over stdio (for Claude Desktop, VS Code, Cursor) or, with --http, over streamable HTTP
+    Mcp(McpArgs),
     /// Show every service instance's latest resource report
     Status,
     /// A live view of every instance's resources and the alerts, refreshed until Ctrl-C
@@ -75,6 +77,38 @@ pub enum Command {
         #[arg(long, default_value_t = 0, hide = true)]
         iterations: u64,
     },
+}
+
+/// How `mimo mcp` serves.
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8765) at /mcp instead of stdio
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// API keys clients must send as `Authorization: Bearer KEY` over HTTP: a file, one key a line (KEY, or NAME KEY); required on a non-loopback address
+    #[arg(long, value_name = "FILE")]
+    pub api_keys: Option<PathBuf>,
+    /// Requests per second each API key may make over HTTP, on average
+    #[arg(long, default_value_t = 50.0)]
+    pub rate_limit: f64,
+    /// Requests each API key may make at once after a quiet spell
+    #[arg(long, default_value_t = 100)]
+    pub rate_burst: u32,
+    /// Largest HTTP request body, in bytes
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// A browser origin allowed to call over HTTP (scheme://host:port); repeat for more. Requests from any other origin are refused
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
+    /// A Host header value allowed over HTTP besides loopback names and the listening address (the name clients reach this host by); repeat for more
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    pub allowed_hosts: Vec<String>,
+    /// Offer no memory tools (only the skills' tools)
+    #[arg(long)]
+    pub no_memory: bool,
+    /// Longest a tool call may take, in milliseconds, before it is given up and the skill's call cancelled
+    #[arg(long, default_value_t = 300_000)]
+    pub call_timeout_ms: u64,
 }
 
 /// Tool commands.

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
                 | Command::SkillHost
                 | Command::Telemetry
                 | Command::Memory { action: None }
+                | Command::Mcp(_)
         )
     );
     let service = service_name(cli.command.as_ref());
@@ -76,6 +77,7 @@ fn service_name(command: Option<&Command>) -> &'static str {
         Some(Command::SkillHost) => "mimo-skill-host",
         Some(Command::Memory { action: None }) => "mimo-memory",
         Some(Command::Telemetry) => "mimo-telemetry",
+        Some(Command::Mcp(_)) => "mimo-mcp",
         Some(_) => "mimo-cli",
     }
 }
@@ -107,6 +109,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         } => client::memory(&settings, action).await,
         Command::Tools { action } => client::tools(&settings, action).await,
         Command::Skills { action } => client::skills(&settings, action).await,
+        Command::Mcp(args) => run::mcp(settings, args).await,
         Command::Status => client::status(&settings).await,
         Command::Top {
             interval_ms,

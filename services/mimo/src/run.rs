@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -187,6 +188,52 @@ pub async fn telemetry(settings: Effective) -> anyhow::Result<ExitCode> {
         )
     })
     .await
+}
+
+/// Runs the MCP gateway: over stdio, or over streamable HTTP with `--http`.
+pub async fn mcp(settings: Effective, args: crate::cli::McpArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.rate_limit > 0.0 && args.rate_limit.is_finite() && args.rate_burst >= 1,
+        "--rate-limit must be a positive number and --rate-burst at least 1"
+    );
+    anyhow::ensure!(
+        args.http.is_some() || (args.api_keys.is_none() && args.allowed_origins.is_empty()),
+        "--api-keys and --allowed-origin apply to --http only; stdio has one client, the process that started mimo mcp"
+    );
+    let api_keys = args
+        .api_keys
+        .as_deref()
+        .map(mimo_gateway::ApiKeys::load)
+        .transpose()?;
+    let config = mimo_gateway::GatewayConfig {
+        registry_address: settings.registry_address.clone(),
+        memory_address: (!args.no_memory).then(|| settings.memory_address.clone()),
+        call_timeout: Duration::from_millis(args.call_timeout_ms.max(1)),
+    };
+    let shutdown = CancellationToken::new();
+    stop_on_signal(shutdown.clone());
+    let gateway = mimo_gateway::Gateway::start(&config, shutdown.clone())?;
+    match args.http {
+        None => {
+            tracing::info!(registry = %config.registry_address, memory = ?config.memory_address, "serving MCP over stdio");
+            gateway.serve_stdio(shutdown).await?;
+        }
+        Some(address) => {
+            let listener = bind("MCP gateway", &address).await?;
+            let http = mimo_gateway::HttpConfig {
+                api_keys,
+                rate_limit: mimo_gateway::RateLimit {
+                    per_second: args.rate_limit,
+                    burst: args.rate_burst,
+                },
+                max_body_bytes: args.max_body_bytes,
+                allowed_hosts: args.allowed_hosts,
+                allowed_origins: args.allowed_origins,
+            };
+            mimo_gateway::serve_http(gateway, http, listener, shutdown).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_alone<F, Fut, E>(name: &str, serve: F) -> anyhow::Result<ExitCode>

@@ -73,6 +73,25 @@ pub fn lazy_channel(address: &str) -> Result<Channel, ConnectError> {
     Ok(traced(endpoint(address)?.connect_lazy()))
 }
 
+/// Returns a channel to the replicas `addresses` (`HOST:PORT[,HOST:PORT...]`) that connects
+/// on first use, spreads calls over the reachable ones and reconnects by itself.
+pub fn lazy_channel_to_any(addresses: &str) -> Result<Channel, ConnectError> {
+    let endpoints = address_list(addresses)
+        .iter()
+        .map(|address| endpoint(address))
+        .collect::<Result<Vec<_>, _>>()?;
+    match endpoints.len() {
+        0 => Err(ConnectError::InvalidAddress {
+            address: addresses.to_string(),
+            reason: "no address given".into(),
+        }),
+        1 => Ok(traced(endpoints[0].connect_lazy())),
+        _ => Ok(traced(tonic::transport::Channel::balance_list(
+            endpoints.into_iter(),
+        ))),
+    }
+}
+
 /// The addresses of a comma-separated list (`HOST:PORT[,HOST:PORT...]`), trimmed, empty
 /// entries dropped.
 pub fn address_list(addresses: &str) -> Vec<String> {

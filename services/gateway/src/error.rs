@@ -1,0 +1,90 @@
+//! What can go wrong in the gateway, and how each failure reaches an MCP client: in one place.
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::ErrorData as McpError;
+
+/// A failed gateway operation.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No live tool has this name.
+    #[error("no live tool is named {0:?}; tools/list gives the live ones")]
+    UnknownTool(String),
+    /// A service could not be reached.
+    #[error("the {service} at {address} is unreachable: {reason}; the gateway keeps trying to reconnect")]
+    Unreachable {
+        /// Which service: "registry", "memory" or "skill-host".
+        service: &'static str,
+        /// Its address.
+        address: String,
+        /// The transport's or the service's words.
+        reason: String,
+    },
+    /// A service answered with an error.
+    #[error("the {service} at {address} refused the call ({code:?}): {message}")]
+    Refused {
+        /// Which service.
+        service: &'static str,
+        /// Its address.
+        address: String,
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The service's message.
+        message: String,
+    },
+    /// A tool's arguments do not fit its schema.
+    #[error("invalid arguments for {tool}: {reason}")]
+    InvalidArguments {
+        /// The tool.
+        tool: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The client cancelled the call.
+    #[error("the call was cancelled by the client")]
+    Cancelled,
+    /// The MCP transport failed (stdio closed mid-message, a handshake that went wrong).
+    #[error("MCP transport: {0}")]
+    Transport(String),
+}
+
+impl GatewayError {
+    /// The error of a failed gRPC call to `service` at `address`.
+    pub(crate) fn from_status(
+        service: &'static str,
+        address: &str,
+        status: &tonic::Status,
+    ) -> Self {
+        let address = address.to_string();
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown
+                if status.message().contains("transport")
+                    || status.code() == tonic::Code::Unavailable =>
+            {
+                Self::Unreachable {
+                    service,
+                    address,
+                    reason: status.message().to_string(),
+                }
+            }
+            code => Self::Refused {
+                service,
+                address,
+                code,
+                message: status.message().to_string(),
+            },
+        }
+    }
+
+    /// How a failed tool call is answered: an unknown tool is a protocol error (JSON-RPC
+    /// invalid params, as the MCP specification asks); every other failure is a tool result
+    /// marked as an error, whose text the client shows to its user and model.
+    pub(crate) fn into_call_result(self) -> Result<CallToolResult, McpError> {
+        match self {
+            Self::UnknownTool(_) => Err(McpError::invalid_params(self.to_string(), None)),
+            Self::Cancelled => Err(McpError::internal_error(self.to_string(), None)),
+            other => Ok(CallToolResult::error(vec![ContentBlock::text(
+                other.to_string(),
+            )])),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Mimo's MCP gateway (`mimo mcp`): one MCP server, over stdio or the streamable HTTP
+//! transport, offering every live tool the registry knows (named as ListTools names them)
+//! and the memory's tools, routing each call through ResolveTool to a skill-host and
+//! returning the skill's result unchanged. Clients are told when the tools change; progress
+//! and cancellation pass through; an unreachable service is named in the call's error
+//! while the rest keeps working, and every channel reconnects by itself.
+
+mod api_keys;
+mod catalog;
+mod error;
+mod handler;
+mod http;
+mod memory_tools;
+mod rate_limit;
+mod relay;
+
+pub use api_keys::{ApiKeyError, ApiKeys};
+pub use error::GatewayError;
+pub use handler::Gateway;
+pub use http::{serve_http, HttpConfig, HttpError};
+pub use rate_limit::RateLimit;
+
+use catalog::Catalog;
+use memory_tools::MemoryTools;
+use rmcp::ServiceExt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Where the gateway finds the services, and how long a call may take.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The registry's address (`host:port`).
+    pub registry_address: String,
+    /// The memory's address, or `None` to offer no memory tools.
+    pub memory_address: Option<String>,
+    /// Longest a tool call may take before it is given up (and the skill's call cancelled).
+    pub call_timeout: Duration,
+}
+
+impl Gateway {
+    /// A gateway to the services of `config`; connects lazily (a service that is down now
+    /// is reached once it is up) and watches the registry until `shutdown`.
+    pub fn start(
+        config: &GatewayConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Self, GatewayError> {
+        let unreachable =
+            |service: &'static str, address: &str, error: mimo_proto::connect::ConnectError| {
+                GatewayError::Unreachable {
+                    service,
+                    address: address.to_string(),
+                    reason: error.to_string(),
+                }
+            };
+        let registry = mimo_proto::connect::lazy_channel_to_any(&config.registry_address)
+            .map_err(|error| unreachable("registry", &config.registry_address, error))?;
+        let catalog = Arc::new(Catalog::new(&config.registry_address, registry));
+        tokio::spawn(Arc::clone(&catalog).watch(shutdown));
+        let memory = match &config.memory_address {
+            None => None,
+            Some(address) => Some(MemoryTools::new(
+                address,
+                mimo_proto::connect::lazy_channel(address)
+                    .map_err(|error| unreachable("memory", address, error))?,
+            )),
+        };
+        Ok(Self::new(catalog, memory, config.call_timeout))
+    }
+
+    /// Serves MCP over this process's stdin and stdout until the client closes them or
+    /// `shutdown` fires.
+    pub async fn serve_stdio(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
+        let running = self
+            .serve_with_ct(rmcp::transport::io::stdio(), shutdown)
+            .await
+            .map_err(|error| GatewayError::Transport(error.to_string()))?;
+        running
+            .waiting()
+            .await
+            .map_err(|error| GatewayError::Transport(error.to_string()))?;
+        Ok(())
+    }
+}
