@@ -2,6 +2,8 @@
 
 Usage: mcp_client.py stdio MIMO [MIMO_ARGS...]    (launches `MIMO MIMO_ARGS...` and talks over stdio)
        mcp_client.py http URL [API_KEY]
+With MIMO_TEST_MEMORY_DOWN set, it expects the memory to be unreachable: it reports the
+memory tool's error and checks that a skill's tool still answers.
 
 It initialises, lists the tools, calls a skill's tool and the memory tools, then opens a
 `subscriptions/listen` stream (or, on a session protocol, waits for the notification),
@@ -34,6 +36,13 @@ async def scenario(client):
 
     echoed = await client.call_tool("everything_echo", {"message": "hello from python"})
     say("echo", text=text_of(echoed), is_error=bool(echoed.is_error))
+
+    if os.environ.get("MIMO_TEST_MEMORY_DOWN"):
+        down = await client.call_tool("memory_store", {"content": "nowhere to go"})
+        say("memory down", is_error=bool(down.is_error), text=text_of(down))
+        again = await client.call_tool("everything_echo", {"message": "still here"})
+        say("echo again", text=text_of(again))
+        return
 
     stored = await client.call_tool("memory_store", {"content": "The python client was here", "category": "observation"})
     say("stored", is_error=bool(stored.is_error), structured=stored.structured_content, text=text_of(stored))

@@ -63,7 +63,7 @@ impl GatewayError {
                 Self::Unreachable {
                     service,
                     address,
-                    reason: status.message().to_string(),
+                    reason: with_causes(status),
                 }
             }
             code => Self::Refused {
@@ -87,4 +87,19 @@ impl GatewayError {
             )])),
         }
     }
+}
+
+/// A status's message followed by its causes (a transport error's status says only "tcp
+/// connect error"; its source says "Connection refused").
+fn with_causes(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let said = error.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = error.source();
+    }
+    text
 }

@@ -45,6 +45,10 @@ struct ClientRun {
 
 impl ClientRun {
     fn start(library: Library, arguments: &[String]) -> Self {
+        Self::start_with(library, arguments, &[])
+    }
+
+    fn start_with(library: Library, arguments: &[String], variables: &[(&str, &str)]) -> Self {
         let mut command = match library {
             Library::TypeScript => {
                 let mut command = Command::new(variable("MIMO_TEST_NODE"));
@@ -61,6 +65,7 @@ impl ClientRun {
         };
         let mut child = command
             .args(arguments)
+            .envs(variables.iter().copied())
             .env("MIMO_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -142,24 +147,28 @@ fn free_port() -> u16 {
 
 /// `mimo mcp --http` on a free port with one API key; its URL, once it answers.
 async fn http_gateway(cluster: &Cluster, folder: &std::path::Path) -> (Child, String) {
+    http_gateway_with(
+        cluster,
+        folder,
+        &["--rate-limit", "1000", "--rate-burst", "1000"],
+    )
+    .await
+}
+
+/// `mimo mcp --http` on a free port with one API key and `extra` flags; its URL.
+async fn http_gateway_with(
+    cluster: &Cluster,
+    folder: &std::path::Path,
+    extra: &[&str],
+) -> (Child, String) {
     let keys = folder.join("keys");
     std::fs::write(&keys, format!("# the test's key\ntester {API_KEY}\n")).unwrap();
     let address = format!("127.0.0.1:{}", free_port());
     let keys_path = keys.to_string_lossy().into_owned();
+    let mut flags = vec!["--http", &address, "--api-keys", &keys_path];
+    flags.extend_from_slice(extra);
     let child = Command::new(MIMO)
-        .args(gateway_arguments(
-            cluster,
-            &[
-                "--http",
-                &address,
-                "--api-keys",
-                &keys_path,
-                "--rate-limit",
-                "1000",
-                "--rate-burst",
-                "1000",
-            ],
-        ))
+        .args(gateway_arguments(cluster, &flags))
         .env("MIMO_LOG", "info")
         .kill_on_drop(true)
         .spawn()
@@ -336,5 +345,154 @@ async fn the_python_client_over_http_with_an_api_key() {
     let (_gateway, url) = http_gateway(&cluster, folder.path()).await;
     let run = ClientRun::start(Library::Python, &["http".into(), url, API_KEY.into()]);
     check_scenario(&cluster, Library::Python, run, "python").await;
+    cluster.stop().await;
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"probe","version":"1"}}}"#;
+
+/// A raw initialize POST to `url`, with `key` and `origin` when given.
+async fn post(
+    url: &str,
+    key: Option<&str>,
+    origin: Option<&str>,
+    body: String,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    request.send().await.expect("the gateway answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_transport_refuses_unknown_keys_foreign_origins_large_bodies_and_callers_over_their_rate(
+) {
+    let cluster = cluster().await;
+    let folder = tempfile::tempdir().unwrap();
+    let (_gateway, url) = http_gateway_with(
+        &cluster,
+        folder.path(),
+        &[
+            "--rate-limit",
+            "0.5",
+            "--rate-burst",
+            "3",
+            "--max-body-bytes",
+            "2000",
+        ],
+    )
+    .await;
+    let initialize = || INITIALIZE.to_string();
+    for key in [
+        None,
+        Some("not-the-key-0123456789"),
+        Some(&API_KEY[..API_KEY.len() - 1]),
+    ] {
+        let refused = post(&url, key, None, initialize()).await;
+        assert_eq!(refused.status(), 401, "key {key:?}");
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            "Bearer realm=\"mimo\""
+        );
+        assert!(refused.text().await.unwrap().contains("--api-keys"));
+    }
+    // Refusals of unknown keys took no tokens; these three take the burst.
+    let foreign = post(
+        &url,
+        Some(API_KEY),
+        Some("http://evil.example"),
+        initialize(),
+    )
+    .await;
+    assert_eq!(foreign.status(), 403, "a foreign Origin is refused");
+    let large = post(
+        &url,
+        Some(API_KEY),
+        None,
+        format!("{{\"padding\": \"{}\"}}", "x".repeat(4000)),
+    )
+    .await;
+    assert_eq!(
+        large.status(),
+        413,
+        "a body over --max-body-bytes is refused"
+    );
+    let admitted = post(&url, Some(API_KEY), None, initialize()).await;
+    assert_eq!(admitted.status(), 200, "{:?}", admitted.text().await);
+    let limited = post(&url, Some(API_KEY), None, initialize()).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!(limited.text().await.unwrap().contains("rate limit"));
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_on_a_public_address_without_keys_is_refused_at_start() {
+    let output = Command::new(MIMO)
+        .args([
+            "mcp",
+            "--http",
+            "0.0.0.0:0",
+            "--registry-address",
+            "127.0.0.1:9",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("without API keys") && stderr.contains("--api-keys"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_memory_is_named_in_its_tools_errors_and_the_skills_still_work() {
+    let cluster = cluster().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let arguments = vec![
+        "stdio".to_string(),
+        MIMO.to_string(),
+        "mcp".into(),
+        "--registry-address".into(),
+        cluster.registry.clone(),
+        "--memory-address".into(),
+        dead.clone(),
+    ];
+    let mut run = ClientRun::start_with(
+        Library::Python,
+        &arguments,
+        &[("MIMO_TEST_MEMORY_DOWN", "1")],
+    );
+    run.step("initialized").await;
+    run.step("tools").await;
+    let echo = run.step("echo").await;
+    assert_eq!(echo["text"], "Echo: hello from python");
+    let down = run.step("memory down").await;
+    assert_eq!(down["is_error"], true, "{down}");
+    let text = down["text"].as_str().unwrap();
+    assert!(
+        text.contains("memory") && text.contains(&dead) && text.contains("unreachable"),
+        "{text}"
+    );
+    let echo = run.step("echo again").await;
+    assert_eq!(
+        echo["text"], "Echo: still here",
+        "the gateway keeps serving the rest"
+    );
+    run.finish().await;
     cluster.stop().await;
 }
