@@ -6,6 +6,7 @@ use crate::catalog::Catalog;
 use crate::error::GatewayError;
 use crate::memory_tools::{self, MemoryTools};
 use crate::relay::{self, HostChannels};
+use crate::stats::GatewayStats;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
@@ -13,7 +14,7 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -36,7 +37,7 @@ struct Shared {
     memory: Option<MemoryTools>,
     hosts: HostChannels,
     call_timeout: Duration,
-    followers: AtomicUsize,
+    stats: Arc<GatewayStats>,
 }
 
 impl Gateway {
@@ -44,6 +45,7 @@ impl Gateway {
         catalog: Arc<Catalog>,
         memory: Option<MemoryTools>,
         call_timeout: Duration,
+        stats: Arc<GatewayStats>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -51,17 +53,24 @@ impl Gateway {
                 memory,
                 hosts: HostChannels::default(),
                 call_timeout,
-                followers: AtomicUsize::new(0),
+                stats,
             }),
         }
+    }
+
+    /// The gateway's counters.
+    pub(crate) fn stats(&self) -> &Arc<GatewayStats> {
+        &self.shared.stats
     }
 
     /// Sends `notifications/tools/list_changed` to `peer` after every catalogue change, until
     /// the client goes.
     fn follow_changes(&self, peer: rmcp::Peer<RoleServer>) {
         let shared = Arc::clone(&self.shared);
-        if shared.followers.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOWERS {
-            shared.followers.fetch_sub(1, Ordering::Relaxed);
+        let followers = &shared.stats.followers;
+        if followers.fetch_add(1, Ordering::Relaxed) >= MAX_FOLLOWERS {
+            followers.fetch_sub(1, Ordering::Relaxed);
+            GatewayStats::count(&shared.stats.followers_refused);
             tracing::warn!(
                 sessions = MAX_FOLLOWERS,
                 "too many sessions to tell of tool changes; this one will not be told"
@@ -87,7 +96,7 @@ impl Gateway {
                     Err(RecvError::Closed) => break,
                 }
             }
-            shared.followers.fetch_sub(1, Ordering::Relaxed);
+            shared.stats.followers.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
@@ -126,9 +135,16 @@ impl Gateway {
                 .await
             }
         };
+        GatewayStats::count(&self.shared.stats.calls);
         match &result {
             Err(GatewayError::Cancelled) => tracing::info!("call cancelled by the client"),
-            Err(error) => tracing::warn!(%error, "tool call failed"),
+            Err(error) => {
+                GatewayStats::count(&self.shared.stats.failed_calls);
+                tracing::warn!(%error, "tool call failed");
+            }
+            Ok(result) if result.is_error == Some(true) => {
+                GatewayStats::count(&self.shared.stats.failed_calls);
+            }
             Ok(_) => {}
         }
         result

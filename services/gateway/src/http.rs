@@ -6,6 +6,7 @@
 use crate::api_keys::ApiKeys;
 use crate::handler::Gateway;
 use crate::rate_limit::{Buckets, CallerKey, RateLimit, RateLimitLayer};
+use crate::stats::GatewayStats;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -67,18 +68,19 @@ pub async fn serve_http(
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_cancellation_token(shutdown.child_token());
+    let stats = Arc::clone(gateway.stats());
     let service = StreamableHttpService::new(
         move || Ok(gateway.clone()),
         Arc::new(LocalSessionManager::default()),
         transport,
     );
     let keys = config.api_keys.as_ref().map_or(0, ApiKeys::len);
-    let buckets = Arc::new(Buckets::new(config.rate_limit, keys));
+    let buckets = Arc::new(Buckets::new(config.rate_limit, keys, Arc::clone(&stats)));
     let router = axum::Router::new()
         .nest_service("/mcp", service)
         .layer(RateLimitLayer::new(buckets))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(config.api_keys),
+            Arc::new((config.api_keys, stats)),
             authenticate,
         ));
     tracing::info!(%address, keys, "serving MCP over streamable HTTP at /mcp");
@@ -91,11 +93,12 @@ pub async fn serve_http(
 /// Admits a request whose `Authorization: Bearer KEY` names a known key (marking it with
 /// that key for the rate limit), or every request when there are no keys.
 async fn authenticate(
-    State(keys): State<Arc<Option<ApiKeys>>>,
+    State(admission): State<Arc<(Option<ApiKeys>, Arc<GatewayStats>)>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(keys) = keys.as_ref() else {
+    let (keys, stats) = admission.as_ref();
+    let Some(keys) = keys else {
         return next.run(request).await;
     };
     let presented = request
@@ -111,6 +114,7 @@ async fn authenticate(
             next.run(request).await
         }
         None => {
+            GatewayStats::count(&stats.unauthenticated);
             tracing::warn!(
                 presented = presented.is_some(),
                 "refused an MCP request without a known API key"

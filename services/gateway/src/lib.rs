@@ -13,6 +13,7 @@ mod http;
 mod memory_tools;
 mod rate_limit;
 mod relay;
+mod stats;
 
 pub use api_keys::{ApiKeyError, ApiKeys};
 pub use error::GatewayError;
@@ -36,6 +37,8 @@ pub struct GatewayConfig {
     pub memory_address: Option<String>,
     /// Longest a tool call may take before it is given up (and the skill's call cancelled).
     pub call_timeout: Duration,
+    /// Where the gateway reports its resources and counters.
+    pub reporting: mimo_reporter::ReporterConfig,
 }
 
 impl Gateway {
@@ -56,7 +59,7 @@ impl Gateway {
         let registry = mimo_proto::connect::lazy_channel_to_any(&config.registry_address)
             .map_err(|error| unreachable("registry", &config.registry_address, error))?;
         let catalog = Arc::new(Catalog::new(&config.registry_address, registry));
-        tokio::spawn(Arc::clone(&catalog).watch(shutdown));
+        tokio::spawn(Arc::clone(&catalog).watch(shutdown.clone()));
         let memory = match &config.memory_address {
             None => None,
             Some(address) => Some(MemoryTools::new(
@@ -65,7 +68,11 @@ impl Gateway {
                     .map_err(|error| unreachable("memory", address, error))?,
             )),
         };
-        Ok(Self::new(catalog, memory, config.call_timeout))
+        let stats = Arc::new(stats::GatewayStats::default());
+        let reporter =
+            mimo_reporter::Reporter::new("mcp-gateway", config.reporting.clone(), stats.gauges());
+        tokio::spawn(reporter.run(shutdown));
+        Ok(Self::new(catalog, memory, config.call_timeout, stats))
     }
 
     /// Serves MCP over this process's stdin and stdout until the client closes them or

@@ -2,11 +2,12 @@
 //! callers without a key), refilled continuously; a request that finds its bucket empty is
 //! answered `429 Too Many Requests` with `Retry-After`, and counted.
 
+use crate::stats::GatewayStats;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, StatusCode};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -37,12 +38,12 @@ pub(crate) struct Buckets {
     rate: RateLimit,
     /// Index `keys` is the anonymous bucket.
     buckets: Mutex<Vec<Bucket>>,
-    refused: AtomicU64,
+    refused: Arc<GatewayStats>,
 }
 
 impl Buckets {
     /// Full buckets for `keys` keys and the anonymous caller.
-    pub(crate) fn new(rate: RateLimit, keys: usize) -> Self {
+    pub(crate) fn new(rate: RateLimit, keys: usize, stats: Arc<GatewayStats>) -> Self {
         let now = Instant::now();
         Self {
             rate,
@@ -54,7 +55,7 @@ impl Buckets {
                     })
                     .collect(),
             ),
-            refused: AtomicU64::new(0),
+            refused: stats,
         }
     }
 
@@ -74,7 +75,7 @@ impl Buckets {
             bucket.tokens -= 1.0;
             return Ok(());
         }
-        self.refused.fetch_add(1, Ordering::Relaxed);
+        GatewayStats::count(&self.refused.rate_limited);
         Err(Duration::from_secs_f64(
             (1.0 - bucket.tokens) / self.rate.per_second,
         ))
@@ -82,7 +83,7 @@ impl Buckets {
 
     /// Requests refused so far.
     pub(crate) fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.refused.rate_limited.load(Ordering::Relaxed)
     }
 }
 
@@ -167,6 +168,7 @@ mod tests {
                 burst: 3,
             },
             2,
+            Arc::default(),
         );
         let start = Instant::now();
         let alice = Some(CallerKey(0));

@@ -209,6 +209,7 @@ pub async fn mcp(settings: Effective, args: crate::cli::McpArgs) -> anyhow::Resu
         registry_address: settings.registry_address.clone(),
         memory_address: (!args.no_memory).then(|| settings.memory_address.clone()),
         call_timeout: Duration::from_millis(args.call_timeout_ms.max(1)),
+        reporting: reporting(&settings),
     };
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());

@@ -131,6 +131,10 @@ fn gateway_arguments(cluster: &Cluster, extra: &[&str]) -> Vec<String> {
         cluster.registry.clone(),
         "--memory-address".into(),
         cluster.memory.clone(),
+        "--telemetry-address".into(),
+        cluster.telemetry.clone(),
+        "--report-interval-ms".into(),
+        "500".into(),
     ];
     arguments.extend(extra.iter().map(|word| word.to_string()));
     arguments
@@ -286,6 +290,34 @@ async fn check_scenario(cluster: &Cluster, library: Library, mut run: ClientRun,
         .await;
     }
 
+    // The gateway reports its counters to telemetry like every service.
+    let telemetry = cluster.telemetry().await;
+    wait_until("the gateway's calls counted in telemetry", PATIENCE, || {
+        let mut telemetry = telemetry.clone();
+        async move {
+            let instances = telemetry
+                .list_instances(mimo_proto::v1::ListInstancesRequest::default())
+                .await
+                .ok()?
+                .into_inner()
+                .instances;
+            instances.iter().find_map(|instance| {
+                let report = instance.latest.as_ref()?;
+                (report.instance.as_ref()?.service == "mcp-gateway").then_some(())?;
+                let gauge = |name: &str| {
+                    report
+                        .gauges
+                        .iter()
+                        .find(|g| g.name == name)
+                        .map(|g| g.value)
+                };
+                (gauge("mcp.gateway.calls_total")? >= 4.0
+                    && gauge("mcp.gateway.failed_calls_total")? >= 1.0)
+                    .then_some(())
+            })
+        }
+    })
+    .await;
     run.step("waiting").await;
     let time = time_server();
     cluster
