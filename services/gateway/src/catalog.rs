@@ -6,6 +6,7 @@ use mimo_proto::connect::Channel;
 use mimo_proto::v1::registry_client::RegistryClient;
 use mimo_proto::v1::{ListToolsRequest, RegisteredTool, WatchRequest};
 use rmcp::model::{JsonObject, Tool};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -25,6 +26,10 @@ pub(crate) struct Catalog {
     address: String,
     last_listed: Mutex<Arc<Vec<Tool>>>,
     changes: broadcast::Sender<()>,
+    /// Grows with every change seen, and whenever the watch is lost or regained.
+    generation: AtomicU64,
+    /// Whether the watch is live, so that changes are being seen.
+    watching: AtomicBool,
 }
 
 impl Catalog {
@@ -35,7 +40,29 @@ impl Catalog {
             address: address.to_string(),
             last_listed: Mutex::new(Arc::new(Vec::new())),
             changes: broadcast::channel(CHANGE_BACKLOG).0,
+            generation: AtomicU64::new(0),
+            watching: AtomicBool::new(false),
         }
+    }
+
+    /// The catalogue's generation while the watch is live (what was learned under one
+    /// generation holds until it changes), or `None` when changes may be going unseen.
+    pub(crate) fn generation(&self) -> Option<u64> {
+        self.watching
+            .load(Ordering::Acquire)
+            .then(|| self.generation.load(Ordering::Acquire))
+    }
+
+    /// Tells followers and the route cache that the catalogue changed.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let _ = self.changes.send(());
+    }
+
+    /// Marks the watch live or lost (either way, what was learned before may be stale).
+    fn set_watching(&self, watching: bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.watching.store(watching, Ordering::Release);
     }
 
     /// The registry client.
@@ -113,9 +140,10 @@ impl Catalog {
             };
             match attempt {
                 Ok(stream) => {
+                    self.set_watching(true);
                     if connected_before || outage_logged {
                         tracing::info!(registry = %self.address, "watching the registry again");
-                        let _ = self.changes.send(());
+                        self.changed();
                     }
                     connected_before = true;
                     outage_logged = false;
@@ -126,11 +154,14 @@ impl Catalog {
                             () = shutdown.cancelled() => return,
                             message = stream.message() => message,
                         };
+                        if !matches!(&message, Ok(Some(change)) if !change.compacted) {
+                            self.set_watching(false);
+                        }
                         match message {
                             Ok(Some(change)) if change.compacted => break,
                             Ok(Some(change)) => {
                                 if !change.events.is_empty() {
-                                    let _ = self.changes.send(());
+                                    self.changed();
                                 }
                             }
                             Ok(None) => break,

@@ -5,7 +5,7 @@
 use crate::catalog::Catalog;
 use crate::error::GatewayError;
 use crate::memory_tools::{self, MemoryTools};
-use crate::relay::{self, HostChannels};
+use crate::relay::{self, HostChannels, Routes};
 use crate::stats::GatewayStats;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
@@ -36,6 +36,7 @@ struct Shared {
     catalog: Arc<Catalog>,
     memory: Option<MemoryTools>,
     hosts: HostChannels,
+    routes: Routes,
     call_timeout: Duration,
     stats: Arc<GatewayStats>,
 }
@@ -52,6 +53,7 @@ impl Gateway {
                 catalog,
                 memory,
                 hosts: HostChannels::default(),
+                routes: Routes::default(),
                 call_timeout,
                 stats,
             }),
@@ -120,6 +122,7 @@ impl Gateway {
                     .map(|token| progress_forwarder(context.peer.clone(), token));
                 relay::call_registry_tool(
                     &self.shared.catalog,
+                    &self.shared.routes,
                     &self.shared.hosts,
                     name,
                     request.arguments,

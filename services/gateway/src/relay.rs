@@ -8,7 +8,9 @@ use crate::error::GatewayError;
 use mimo_proto::connect::Channel;
 use mimo_proto::v1::call_tool_event::Event;
 use mimo_proto::v1::skill_host_client::SkillHostClient;
-use mimo_proto::v1::{CallToolRequest, CallToolResponse, ResolveToolRequest, ToolProgress};
+use mimo_proto::v1::{
+    CallToolRequest, CallToolResponse, ResolveToolRequest, ResolveToolResponse, ToolProgress,
+};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -59,10 +61,54 @@ impl HostChannels {
     }
 }
 
-/// Calls the registry tool `name`: resolves it, relays the call, passes each progress
-/// update to `progress`, and gives up (cancelling the skill's call) when `cancel` fires.
+/// Most tool routes remembered.
+const MAX_ROUTES: usize = 10_000;
+
+/// Where tools served by a single skill-host were resolved to, valid while the catalogue
+/// keeps the generation they were learned under (a change, or a lost watch, ends them), so
+/// that a call takes one hop instead of two. Tools served by several hosts are resolved on
+/// every call, so that the registry spreads them.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    known: Mutex<HashMap<String, (u64, ResolveToolResponse)>>,
+}
+
+impl Routes {
+    fn get(&self, name: &str, generation: Option<u64>) -> Option<ResolveToolResponse> {
+        let generation = generation?;
+        let known = self.known.lock().expect("routes lock");
+        let (learned, target) = known.get(name)?;
+        (*learned == generation).then(|| target.clone())
+    }
+
+    fn put(&self, name: &str, generation: Option<u64>, target: &ResolveToolResponse) {
+        let Some(generation) = generation else { return };
+        if target.endpoints.len() != 1 {
+            return;
+        }
+        let mut known = self.known.lock().expect("routes lock");
+        if known.len() >= MAX_ROUTES {
+            known.retain(|_, (learned, _)| *learned == generation);
+            if known.len() >= MAX_ROUTES {
+                known.clear();
+            }
+        }
+        known.insert(name.to_string(), (generation, target.clone()));
+    }
+
+    fn forget(&self, name: &str) {
+        self.known.lock().expect("routes lock").remove(name);
+    }
+}
+
+/// Calls the registry tool `name`: resolves it (or takes its remembered route), relays the
+/// call, passes each progress update to `progress`, and gives up (cancelling the skill's
+/// call) when `cancel` fires. A remembered route that the skill-host refuses before the
+/// call starts (the skill moved, its lease expired) is forgotten and the tool resolved again.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn call_registry_tool(
     catalog: &Catalog,
+    routes: &Routes,
     hosts: &HostChannels,
     name: &str,
     arguments: Option<JsonObject>,
@@ -70,6 +116,24 @@ pub(crate) async fn call_registry_tool(
     cancel: &CancellationToken,
     mut progress: impl FnMut(ToolProgress),
 ) -> Result<CallToolResult, GatewayError> {
+    let arguments_json = Value::Object(arguments.unwrap_or_default()).to_string();
+    if let Some(target) = routes.get(name, catalog.generation()) {
+        match relay(
+            hosts,
+            target,
+            &arguments_json,
+            timeout,
+            cancel,
+            &mut progress,
+        )
+        .await
+        {
+            Err(Refusal::BeforeStart(_)) => routes.forget(name),
+            Err(Refusal::During(error)) => return Err(error),
+            Ok(result) => return Ok(result),
+        }
+    }
+    let generation = catalog.generation();
     let target = catalog
         .registry()
         .resolve_tool(ResolveToolRequest {
@@ -81,36 +145,86 @@ pub(crate) async fn call_registry_tool(
             _ => GatewayError::from_status("registry", catalog.address(), &status),
         })?
         .into_inner();
+    routes.put(name, generation, &target);
+    relay(
+        hosts,
+        target,
+        &arguments_json,
+        timeout,
+        cancel,
+        &mut progress,
+    )
+    .await
+    .map_err(|(Refusal::BeforeStart(error) | Refusal::During(error))| error)
+}
+
+/// How a relayed call failed: before the skill-host took it (a route worth resolving again)
+/// or after.
+enum Refusal {
+    BeforeStart(GatewayError),
+    During(GatewayError),
+}
+
+/// Relays one call to the skill-host of `target`.
+async fn relay(
+    hosts: &HostChannels,
+    target: ResolveToolResponse,
+    arguments_json: &str,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    progress: &mut impl FnMut(ToolProgress),
+) -> Result<CallToolResult, Refusal> {
     let endpoint = target.endpoint;
     let mut request = tonic::Request::new(CallToolRequest {
         skill: target.skill,
         tool: target.tool,
-        arguments_json: Value::Object(arguments.unwrap_or_default()).to_string(),
+        arguments_json: arguments_json.to_string(),
         lease_id: target.lease_id,
     });
     request.set_timeout(timeout);
     let failed =
         |status: tonic::Status| GatewayError::from_status("skill-host", &endpoint, &status);
-    let mut client = hosts.client(&endpoint)?;
-    let mut events = tokio::select! {
-        () = cancel.cancelled() => return Err(GatewayError::Cancelled),
-        answer = client.call_tool_stream(request) => answer.map_err(failed)?.into_inner(),
+    let mut client = hosts.client(&endpoint).map_err(Refusal::BeforeStart)?;
+    let answer = tokio::select! {
+        () = cancel.cancelled() => return Err(Refusal::During(GatewayError::Cancelled)),
+        answer = client.call_tool_stream(request) => answer,
+    };
+    let mut events = match answer {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => {
+            let error = failed(status);
+            let route_is_stale = match &error {
+                GatewayError::Unreachable { .. } => true,
+                GatewayError::Refused { code, .. } => {
+                    matches!(
+                        code,
+                        tonic::Code::FailedPrecondition | tonic::Code::NotFound
+                    )
+                }
+                _ => false,
+            };
+            return Err(if route_is_stale {
+                Refusal::BeforeStart(error)
+            } else {
+                Refusal::During(error)
+            });
+        }
     };
     loop {
         let event = tokio::select! {
-            () = cancel.cancelled() => return Err(GatewayError::Cancelled),
-            event = events.message() => event.map_err(failed)?,
+            () = cancel.cancelled() => return Err(Refusal::During(GatewayError::Cancelled)),
+            event = events.message() => event.map_err(|status| Refusal::During(failed(status)))?,
         };
         match event.and_then(|event| event.event) {
             Some(Event::Progress(update)) => progress(update),
             Some(Event::Result(result)) => return Ok(mcp_result(&result)),
             None => {
-                return Err(GatewayError::Refused {
+                return Err(Refusal::During(GatewayError::Refused {
                     service: "skill-host",
                     address: endpoint,
                     code: tonic::Code::Internal,
                     message: "the call's stream ended without a result".into(),
-                })
+                }))
             }
         }
     }
