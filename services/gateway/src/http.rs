@@ -67,6 +67,9 @@ pub async fn serve_http(
         .with_allowed_origins(config.allowed_origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_body_bytes)
+        // A plain JSON answer for a call that sends nothing before its result (an event
+        // stream when it does, as for progress): cheaper for clients to read.
+        .with_json_response(true)
         .with_cancellation_token(shutdown.child_token());
     let stats = Arc::clone(gateway.stats());
     let service = StreamableHttpService::new(
