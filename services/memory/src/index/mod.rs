@@ -7,7 +7,6 @@
 //! the graph can be keyed by slot.
 
 mod approximate;
-mod huge_pages;
 mod quantized;
 mod query;
 mod shared_buffer;
@@ -175,11 +174,7 @@ impl VectorIndex {
 
     /// Makes room for `additional` more vectors, exactly (no doubling).
     pub fn reserve(&mut self, additional: usize) {
-        let before = self.vectors.as_ptr();
         self.vectors.reserve_exact(additional * self.dimension);
-        if self.vectors.as_ptr() != before {
-            huge_pages::advise(&self.vectors);
-        }
         self.facts.reserve_exact(additional);
         self.alive.reserve_exact(additional);
         self.positions.reserve(additional);
