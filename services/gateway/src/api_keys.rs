@@ -64,7 +64,7 @@ impl ApiKeys {
             line,
             reason,
         };
-        let mut keys = Vec::new();
+        let mut keys: Vec<(String, Vec<u8>)> = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -79,7 +79,19 @@ impl ApiKeys {
             if key.chars().count() < MIN_KEY_LENGTH {
                 return Err(bad(
                     number + 1,
-                    format!("the key of {name} is shorter than {MIN_KEY_LENGTH} characters"),
+                    format!("the key ({name}) is shorter than {MIN_KEY_LENGTH} characters"),
+                ));
+            }
+            if keys.iter().any(|(known, _)| *known == name) {
+                return Err(bad(number + 1, format!("the name {name} is given twice")));
+            }
+            if keys
+                .iter()
+                .any(|(_, known)| known.as_slice() == key.as_bytes())
+            {
+                return Err(bad(
+                    number + 1,
+                    "this key is given twice (keys tell callers apart)".into(),
                 ));
             }
             if keys.len() == MAX_KEYS {
@@ -151,6 +163,13 @@ mod tests {
         let short = keys("ok-key-that-is-long\nbob short\n").unwrap_err();
         assert!(short.to_string().contains("line 2"), "{short}");
         assert!(short.to_string().contains("bob"), "{short}");
+        let twice = keys("alice aaaaaaaaaaaaaaaa1\nbob aaaaaaaaaaaaaaaa1\n").unwrap_err();
+        assert!(
+            twice.to_string().contains("line 2") && twice.to_string().contains("twice"),
+            "{twice}"
+        );
+        let named_twice = keys("alice aaaaaaaaaaaaaaaa1\nalice bbbbbbbbbbbbbbbb2\n").unwrap_err();
+        assert!(named_twice.to_string().contains("alice"), "{named_twice}");
         let three = keys("a b c\n").unwrap_err();
         assert!(three.to_string().contains("NAME KEY"), "{three}");
         let empty = keys("# nothing\n\n").unwrap_err();

@@ -20,7 +20,7 @@ pub enum GatewayError {
         reason: String,
     },
     /// A service answered with an error.
-    #[error("the {service} at {address} refused the call ({code:?}): {message}")]
+    #[error("the {service} at {address} answered {code:?}: {message}")]
     Refused {
         /// Which service.
         service: &'static str,
@@ -55,23 +55,20 @@ impl GatewayError {
         status: &tonic::Status,
     ) -> Self {
         let address = address.to_string();
-        match status.code() {
-            tonic::Code::Unavailable | tonic::Code::Unknown
-                if status.message().contains("transport")
-                    || status.code() == tonic::Code::Unavailable =>
-            {
-                Self::Unreachable {
-                    service,
-                    address,
-                    reason: with_causes(status),
-                }
-            }
-            code => Self::Refused {
+        // A status the client made itself from a transport failure carries that failure as
+        // its source; one the service sent (a skill that crashed: UNAVAILABLE) has none.
+        if std::error::Error::source(status).is_some() {
+            return Self::Unreachable {
                 service,
                 address,
-                code,
-                message: status.message().to_string(),
-            },
+                reason: with_causes(status),
+            };
+        }
+        Self::Refused {
+            service,
+            address,
+            code: status.code(),
+            message: status.message().to_string(),
         }
     }
 

@@ -39,6 +39,7 @@ struct Shared {
     routes: Routes,
     call_timeout: Duration,
     stats: Arc<GatewayStats>,
+    reporter: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Gateway {
@@ -47,6 +48,7 @@ impl Gateway {
         memory: Option<MemoryTools>,
         call_timeout: Duration,
         stats: Arc<GatewayStats>,
+        reporter: tokio::task::JoinHandle<()>,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -56,7 +58,17 @@ impl Gateway {
                 routes: Routes::default(),
                 call_timeout,
                 stats,
+                reporter: std::sync::Mutex::new(Some(reporter)),
             }),
+        }
+    }
+
+    /// Waits (a few seconds at most) for the reporter to send its last report, once its
+    /// shutdown token has fired.
+    pub(crate) async fn wait_for_reporter(&self) {
+        let reporter = self.shared.reporter.lock().expect("reporter lock").take();
+        if let Some(reporter) = reporter {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reporter).await;
         }
     }
 

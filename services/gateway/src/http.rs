@@ -108,8 +108,7 @@ async fn authenticate(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     match presented.and_then(|key| keys.identify(key.as_bytes())) {
         Some(index) => {
             tracing::debug!(key = keys.name(index), "authenticated");
@@ -134,4 +133,10 @@ async fn authenticate(
             response
         }
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value (the scheme in any case, RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

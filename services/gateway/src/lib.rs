@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Longest a stdio session takes to end once the gateway is told to stop.
+pub const STDIO_STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Where the gateway finds the services, and how long a call may take.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -71,21 +74,44 @@ impl Gateway {
         let stats = Arc::new(stats::GatewayStats::default());
         let reporter =
             mimo_reporter::Reporter::new("mcp-gateway", config.reporting.clone(), stats.gauges());
-        tokio::spawn(reporter.run(shutdown));
-        Ok(Self::new(catalog, memory, config.call_timeout, stats))
+        let reporter = tokio::spawn(reporter.run(shutdown));
+        Ok(Self::new(
+            catalog,
+            memory,
+            config.call_timeout,
+            stats,
+            reporter,
+        ))
     }
 
     /// Serves MCP over this process's stdin and stdout until the client closes them or
-    /// `shutdown` fires.
+    /// `shutdown` fires (then within [`STDIO_STOP_TIMEOUT`], whatever the client does).
     pub async fn serve_stdio(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
         let running = self
-            .serve_with_ct(rmcp::transport::io::stdio(), shutdown)
+            .serve_with_ct(rmcp::transport::io::stdio(), shutdown.child_token())
             .await
             .map_err(|error| GatewayError::Transport(error.to_string()))?;
-        running
-            .waiting()
-            .await
-            .map_err(|error| GatewayError::Transport(error.to_string()))?;
+        let stop = running.cancellation_token();
+        let waiting = running.waiting();
+        tokio::pin!(waiting);
+        tokio::select! {
+            ended = &mut waiting => {
+                ended.map_err(|error| GatewayError::Transport(error.to_string()))?;
+            }
+            () = shutdown.cancelled() => {
+                stop.cancel();
+                if tokio::time::timeout(STDIO_STOP_TIMEOUT, waiting).await.is_err() {
+                    tracing::warn!("the MCP session did not end in time; stopping anyway");
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// After serving ends: stops the gateway's background work and sends its last report
+    /// (so that telemetry forgets this instance rather than raising it as down).
+    pub async fn finish(&self, shutdown: &CancellationToken) {
+        shutdown.cancel();
+        self.wait_for_reporter().await;
     }
 }

@@ -66,6 +66,9 @@ fn main() -> ExitCode {
         // A command's few spans: not worth holding the prompt for long.
         telemetry.shutdown_within(std::time::Duration::from_secs(1));
     }
+    // A read of stdin (`mimo mcp`) blocks a thread until a line or the end comes: do not
+    // wait for it once everything else has stopped.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
 }
 

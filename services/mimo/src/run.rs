@@ -214,10 +214,11 @@ pub async fn mcp(settings: Effective, args: crate::cli::McpArgs) -> anyhow::Resu
     let shutdown = CancellationToken::new();
     stop_on_signal(shutdown.clone());
     let gateway = mimo_gateway::Gateway::start(&config, shutdown.clone())?;
+    let finishing = gateway.clone();
     match args.http {
         None => {
             tracing::info!(registry = %config.registry_address, memory = ?config.memory_address, "serving MCP over stdio");
-            gateway.serve_stdio(shutdown).await?;
+            gateway.serve_stdio(shutdown.clone()).await?;
         }
         Some(address) => {
             let listener = bind("MCP gateway", &address).await?;
@@ -231,9 +232,10 @@ pub async fn mcp(settings: Effective, args: crate::cli::McpArgs) -> anyhow::Resu
                 allowed_hosts: args.allowed_hosts,
                 allowed_origins: args.allowed_origins,
             };
-            mimo_gateway::serve_http(gateway, http, listener, shutdown).await?;
+            mimo_gateway::serve_http(gateway, http, listener, shutdown.clone()).await?;
         }
     }
+    finishing.finish(&shutdown).await;
     Ok(ExitCode::SUCCESS)
 }
 
