@@ -23,14 +23,12 @@ pub(crate) const DELETE: &str = "memory_delete";
 const MAX_SEARCH_LIMIT: u32 = 100;
 
 /// The categories, as the tools name them.
-const CATEGORIES: [&str; 6] = [
-    "fact",
-    "action",
-    "observation",
-    "plan",
-    "episode",
-    "procedure",
-];
+fn categories() -> Vec<&'static str> {
+    mimo_proto::category_names::NAMES
+        .iter()
+        .map(|(_, name)| *name)
+        .collect()
+}
 
 /// The memory's tools, as listed.
 pub(crate) fn tools() -> Vec<Tool> {
@@ -42,7 +40,7 @@ pub(crate) fn tools() -> Vec<Tool> {
                 "type": "object",
                 "properties": {
                     "content": {"type": "string", "minLength": 1, "description": "The text to remember (at most 100 KB)."},
-                    "category": {"type": "string", "enum": CATEGORIES, "default": "fact", "description": "What kind of memory this is."},
+                    "category": {"type": "string", "enum": categories(), "default": "fact", "description": "What kind of memory this is."},
                     "importance": {"type": "number", "minimum": 0, "maximum": 1, "description": "How much it matters, 0 to 1 (default 0.5)."},
                     "metadata": {"type": "object", "description": "Any JSON object to keep with it."},
                     "protected": {"type": "boolean", "default": false, "description": "Never forgotten by decay."}
@@ -59,7 +57,7 @@ pub(crate) fn tools() -> Vec<Tool> {
                 "properties": {
                     "query": {"type": "string", "minLength": 1, "description": "What to look for, in words."},
                     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_SEARCH_LIMIT, "default": 10, "description": "Most memories to return."},
-                    "category": {"type": "string", "enum": CATEGORIES, "description": "Only memories of this kind."},
+                    "category": {"type": "string", "enum": categories(), "description": "Only memories of this kind."},
                     "min_importance": {"type": "number", "minimum": 0, "maximum": 1, "description": "Only memories at least this important."},
                     "min_similarity": {"type": "number", "minimum": -1, "maximum": 1, "description": "Only memories at least this similar to the query."}
                 },
@@ -249,32 +247,21 @@ fn parse<T: serde::de::DeserializeOwned>(tool: &str, arguments: Value) -> Result
 
 /// The category named `given` (fact when none).
 fn category(tool: &str, given: Option<&str>) -> Result<Category, GatewayError> {
-    Ok(match given.unwrap_or("fact") {
-        "fact" => Category::Fact,
-        "action" => Category::Action,
-        "observation" => Category::Observation,
-        "plan" => Category::Plan,
-        "episode" => Category::Episode,
-        "procedure" => Category::Procedure,
-        other => {
-            return Err(GatewayError::InvalidArguments {
-                tool: tool.to_string(),
-                reason: format!(
-                    "category is {other:?}; give one of {}",
-                    CATEGORIES.join(", ")
-                ),
-            })
-        }
+    let given = given.unwrap_or("fact");
+    mimo_proto::category_names::named(given).ok_or_else(|| GatewayError::InvalidArguments {
+        tool: tool.to_string(),
+        reason: format!(
+            "category is {given:?}; give one of {}",
+            categories().join(", ")
+        ),
     })
 }
 
 /// An engram as the tools return it (no embedding: it means nothing to a reader).
 fn engram_json(engram: &Engram) -> Value {
-    let category = Category::try_from(engram.category)
-        .ok()
-        .and_then(|category| CATEGORIES.get((category as usize).wrapping_sub(1)))
-        .copied()
-        .unwrap_or("fact");
+    let category = mimo_proto::category_names::name(
+        Category::try_from(engram.category).unwrap_or(Category::Unspecified),
+    );
     json!({
         "id": engram.id,
         "content": engram.content,

@@ -1,32 +1,17 @@
-//! Engram categories: the proto enum, its stored names, and the defaults of each request.
+//! Engram categories: the proto enum, its stored names (`mimo_proto::category_names`), and
+//! the defaults of each request.
 
 use crate::error::MemoryError;
 use mimo_proto::v1::Category;
 
-/// Every category an engram can have, with its stored name.
-const NAMES: [(Category, &str); 6] = [
-    (Category::Fact, "fact"),
-    (Category::Action, "action"),
-    (Category::Observation, "observation"),
-    (Category::Plan, "plan"),
-    (Category::Episode, "episode"),
-    (Category::Procedure, "procedure"),
-];
-
 /// Returns the name `category` is stored under; `Unspecified` is stored as a fact.
 pub(crate) fn stored_name(category: Category) -> &'static str {
-    NAMES
-        .iter()
-        .find(|(known, _)| *known == category)
-        .map_or("fact", |(_, name)| name)
+    mimo_proto::category_names::name(category)
 }
 
 /// Returns the category stored under `name`, if it is one.
 pub(crate) fn from_stored_name(name: &str) -> Option<Category> {
-    NAMES
-        .iter()
-        .find(|(_, known)| *known == name)
-        .map(|(category, _)| *category)
+    mimo_proto::category_names::named(name)
 }
 
 /// Returns the category a Store request asks for: `Unspecified` means a fact.
@@ -53,7 +38,7 @@ mod tests {
 
     #[test]
     fn every_category_round_trips_through_its_stored_name() {
-        for (category, name) in NAMES {
+        for (category, name) in mimo_proto::category_names::NAMES {
             assert_eq!(stored_name(category), name);
             assert_eq!(from_stored_name(name), Some(category));
         }

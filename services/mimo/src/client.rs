@@ -453,12 +453,7 @@ pub(crate) fn print_engram(engram: &Engram) {
 pub(crate) fn category_name(engram: &Engram) -> &'static str {
     match Category::try_from(engram.category).unwrap_or(Category::Unspecified) {
         Category::Unspecified => "unspecified",
-        Category::Fact => "fact",
-        Category::Action => "action",
-        Category::Observation => "observation",
-        Category::Plan => "plan",
-        Category::Episode => "episode",
-        Category::Procedure => "procedure",
+        category => mimo_proto::category_names::name(category),
     }
 }
 
