@@ -65,6 +65,10 @@ struct Args {
     /// What the HNSW graph compares: shared (the exact f32 buffer) or int8 (its own copies).
     #[arg(long, default_value = "shared", value_parser = ["shared", "int8"])]
     graph: String,
+    /// Candidates kept while inserting into the HNSW graph (ef_construction); the service's
+    /// default when not given.
+    #[arg(long)]
+    expansion_add: Option<usize>,
 }
 
 const TOP: usize = 10;
@@ -274,6 +278,9 @@ fn approximate(
         } else {
             GraphVectors::SharedBuffer
         },
+        expansion_add: args
+            .expansion_add
+            .unwrap_or(ApproximateSettings::default().expansion_add),
         ..ApproximateSettings::default()
     };
     let started = Instant::now();
@@ -291,12 +298,17 @@ fn approximate(
         });
         let answers = &answers[answers.len() - truth.len()..];
         let recall = recall(answers, truth);
-        progress(format!("  ef {expansion}: recall@10 {recall:.3}"));
-        if recall >= 0.95 || expansion == 512 {
+        let mut sorted = latencies.clone();
+        sorted.sort();
+        progress(format!(
+            "  ef {expansion}: recall@10 {recall:.3}, p50 {:.3} ms",
+            percentile(&sorted, 0.5).as_secs_f64() * 1e3
+        ));
+        if (recall >= 0.95 && std::env::var_os("MIMO_BENCH_ALL_EF").is_none()) || expansion == 512 {
             emit(
                 &format!(
-                    "mimo-index (HNSW, {} codes, M=16 ef_add=128, exact re-rank)",
-                    args.graph
+                    "mimo-index (HNSW, {} codes, M={} ef_add={}, exact re-rank)",
+                    args.graph, settings.connectivity, settings.expansion_add
                 ),
                 size,
                 &latencies,

@@ -174,7 +174,7 @@ pub struct Settings {
     )]
     pub memory_approximate_from: Option<String>,
 
-    /// Candidates the approximate index keeps while searching (HNSW's ef): higher finds more of the exact answer, lower is faster [default: 64]
+    /// Candidates the approximate index keeps while searching (HNSW's ef): higher finds more of the exact answer, lower is faster [default: 128]
     #[arg(long, env = "MIMO_MEMORY_SEARCH_BREADTH", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_search_breadth: Option<usize>,
@@ -496,7 +496,11 @@ fn memory_settings(settings: &Settings) -> anyhow::Result<MemorySettings> {
     )?;
     let max_engrams =
         limit_at_least_one("memory_max_engrams", settings.memory_max_engrams, 100_000)?;
-    let breadth = limit_at_least_one("memory_search_breadth", settings.memory_search_breadth, 64)?;
+    let breadth = limit_at_least_one(
+        "memory_search_breadth",
+        settings.memory_search_breadth,
+        mimo_memory::ApproximateSettings::default().expansion_search,
+    )?;
     let approximate = match settings.memory_approximate_from.as_deref().map(str::trim) {
         Some("off") => None,
         given => {

@@ -10,6 +10,11 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
+/// How many values at the start of a row a prefetch asks for: four 64-byte cache lines.
+/// Asking for whole rows (24 lines at 384-d) stalls on the prefetch instructions themselves;
+/// at 200k x 384, four lines gave the lowest latency of 1, 4 and all (BENCHMARKS.md).
+const PREFETCHED_VALUES: usize = 4 * 16;
+
 /// The exact buffer as a shared-buffer graph's metric sees it: its address and length in
 /// slots, set by the index after every change of its allocation (while no search runs,
 /// since changes take the index mutably).
@@ -69,6 +74,24 @@ impl SharedBuffer {
         Some(unsafe { std::slice::from_raw_parts(base.add(slot * self.dimension), self.dimension) })
     }
 
+    /// Asks the CPU to fetch the start of the rows of the node codes at `codes` (as many as
+    /// `count`), which the graph is about to measure: the walk then finds them in the cache
+    /// instead of waiting on each 1.5 KB row in turn (the hardware prefetcher streams the rest
+    /// of a row once its first lines are asked for).
+    ///
+    /// # Safety
+    /// As for [`SharedBuffer::resolve`], for each of the `count` pointers at `codes`.
+    unsafe fn prefetch(&self, codes: *const *const u8, count: usize) {
+        // SAFETY: the graph hands over `count` pointers to node codes it holds.
+        let codes = unsafe { std::slice::from_raw_parts(codes, count) };
+        for &code in codes {
+            // SAFETY: as above.
+            if let Some(row) = unsafe { self.resolve(code.cast()) } {
+                super::prefetch(&row[..PREFETCHED_VALUES.min(row.len())]);
+            }
+        }
+    }
+
     /// The graph's distance between two node codes: 1 - cosine (the vectors are unit
     /// length); the farthest for a code that resolves to nothing.
     pub(super) fn distance(&self, left: *const f32, right: *const f32) -> f32 {
@@ -110,4 +133,21 @@ impl Drop for QueryGuard {
     fn drop(&mut self) {
         QUERY.set((std::ptr::null(), 0));
     }
+}
+
+/// Makes `graph`, before it is first used, fetch ahead the rows of the neighbours it is about
+/// to measure, from `buffer`, which must outlive it.
+pub(super) fn prefetch_rows_of(graph: &usearch::Index, buffer: &std::sync::Arc<SharedBuffer>) {
+    let state = std::sync::Arc::as_ptr(buffer) as usize;
+    // SAFETY: the caller keeps the buffer alive as long as the graph, and nothing searches or
+    // builds the graph yet.
+    unsafe { graph.change_prefetch(Some(prefetch_rows), state) };
+}
+
+/// The graph's prefetch hook: `state` is the address of the graph's [`SharedBuffer`].
+extern "C" fn prefetch_rows(codes: *const *const u8, count: usize, state: usize) {
+    let buffer = state as *const SharedBuffer;
+    // SAFETY: the graph is given the address of a buffer it keeps alive (`Approximate` holds
+    // the `Arc` for as long as the graph), and hands over node codes it holds.
+    unsafe { (*buffer).prefetch(codes, count) }
 }
