@@ -40,6 +40,8 @@ macro_rules! on_both_stores {
     };
 }
 
+#[path = "end_to_end/health.rs"]
+mod health;
 #[path = "end_to_end/interop.rs"]
 mod interop;
 #[path = "end_to_end/memory_postgres.rs"]

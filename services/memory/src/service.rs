@@ -108,7 +108,14 @@ pub async fn serve(
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "memory serving");
     let router = mimo_proto::serve::server()
         .add_service(mimo_proto::serve::memory(MemoryService::new(store.clone())));
-    let result = mimo_proto::serve::serve_router(router, listener, shutdown).await;
+    let result = mimo_proto::serve::serve_router(
+        router,
+        mimo_proto::v1::memory_server::SERVICE_NAME,
+        listener,
+        shutdown,
+        mimo_proto::serve::DEFAULT_DRAIN_DEADLINE,
+    )
+    .await;
     background.cancel();
     while tasks.join_next().await.is_some() {}
     // Working memory lives in this process: what is worth keeping becomes long-term now

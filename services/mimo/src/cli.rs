@@ -77,6 +77,32 @@ pub enum Command {
         #[arg(long, default_value_t = 0, hide = true)]
         iterations: u64,
     },
+    /// Make TLS certificates for trying out mutual TLS
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
+}
+
+/// Certificate commands.
+#[derive(Debug, Subcommand)]
+pub enum CertsAction {
+    /// Make a local CA and, signed by it, a certificate for the services and one for clients (not for production: the CA key sits beside them)
+    Dev(CertsDevArgs),
+}
+
+/// What `mimo certs dev` makes.
+#[derive(Debug, clap::Args)]
+pub struct CertsDevArgs {
+    /// Folder to write ca.pem, ca-key.pem, server.pem, server-key.pem, client.pem and client-key.pem into (made if missing; existing files are not overwritten)
+    #[arg(long, default_value = "./certs")]
+    pub out: std::path::PathBuf,
+    /// Host names and IP addresses the services' certificate is valid for, besides localhost, 127.0.0.1 and ::1 (repeat or comma-separate)
+    #[arg(long = "host", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Days the certificates are valid
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }
 
 /// How `mimo mcp` serves.

@@ -1,5 +1,6 @@
 //! `mimo`: runs Mimo's services (all together or one each) and talks to them.
 
+mod certs;
 mod cli;
 mod client;
 mod memory_commands;
@@ -72,6 +73,18 @@ fn main() -> ExitCode {
     code
 }
 
+/// Makes every server and channel of this process use the TLS and tokens configured.
+fn install_security(settings: &settings::Effective) -> anyhow::Result<()> {
+    let security = &settings.security;
+    if security.tls.is_none() && !security.accepted_tokens.is_empty() {
+        tracing::warn!(
+            "accepting bearer tokens without TLS: tokens travel in plaintext; configure --tls-cert, --tls-key and --tls-ca"
+        );
+    }
+    mimo_proto::security::install(security.clone())?;
+    Ok(())
+}
+
 /// The name this process's traces carry (`service.name`) unless `OTEL_SERVICE_NAME` gives one.
 fn service_name(command: Option<&Command>) -> &'static str {
     match command {
@@ -98,6 +111,7 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
     let Some(command) = cli.command else {
         anyhow::bail!("give a command (up, tools, memory, status, ...); see mimo --help");
     };
+    install_security(&settings)?;
     match command {
         Command::Up { ready_file } => run::up(settings, ready_file).await,
         Command::Registry => run::registry(settings).await,
@@ -118,6 +132,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             interval_ms,
             iterations,
         } => client::top(&settings, interval_ms, iterations).await,
+        Command::Certs {
+            action: cli::CertsAction::Dev(args),
+        } => certs::dev(&args),
     }
 }
 

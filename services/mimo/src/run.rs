@@ -200,6 +200,11 @@ pub async fn mcp(settings: Effective, args: crate::cli::McpArgs) -> anyhow::Resu
         args.http.is_some() || (args.api_keys.is_none() && args.allowed_origins.is_empty()),
         "--api-keys and --allowed-origin apply to --http only; stdio has one client, the process that started mimo mcp"
     );
+    anyhow::ensure!(
+        args.http.is_none() || !mimo_proto::security::tls_enabled(),
+        "--http serves plaintext HTTP only, and with TLS configured nothing listens in plaintext: \
+         run mimo mcp over stdio, or put a TLS-terminating proxy in front of a gateway without TLS settings"
+    );
     let api_keys = args
         .api_keys
         .as_deref()

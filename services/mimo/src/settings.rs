@@ -197,11 +197,40 @@ pub struct Settings {
         deserialize_with = "text_or_number"
     )]
     pub memory_duplicate_threshold: Option<String>,
+
+    /// This process's TLS certificate chain (PEM), to serve with and to present to other services; with --tls-key and --tls-ca, every service serves TLS only and every client connects with it (see `mimo certs dev`)
+    #[arg(long, env = "MIMO_TLS_CERT", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "MIMO_TLS_KEY", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA (PEM) that signs every service's and client's certificate: servers accept clients whose certificate it signed, clients accept servers it signed
+    #[arg(long, env = "MIMO_TLS_CA", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// File of bearer tokens (one per line; `#` comments) that services accept from clients without a client certificate; with it and no TLS, tokens travel in plaintext (a warning says so)
+    #[arg(long, env = "MIMO_ACCEPT_TOKENS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_tokens: Option<PathBuf>,
+
+    /// Bearer token this process's clients send to the services (best given by the environment; --print-config hides it)
+    #[arg(long, env = "MIMO_TOKEN", global = true, hide_env_values = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Settings with every default applied.
 #[derive(Debug, Clone)]
 pub struct Effective {
+    /// TLS and tokens for every server and client of this process.
+    pub security: mimo_proto::security::SecuritySettings,
+    /// Where the accepted tokens came from, for `--print-config`.
+    pub accept_tokens: Option<PathBuf>,
     /// Data folder.
     pub data_dir: PathBuf,
     /// Skills file, if any.
@@ -562,6 +591,11 @@ impl Settings {
     pub fn or(self, lower: Settings) -> Settings {
         Settings {
             data_dir: self.data_dir.or(lower.data_dir),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            tls_ca: self.tls_ca.or(lower.tls_ca),
+            accept_tokens: self.accept_tokens.or(lower.accept_tokens),
+            token: self.token.or(lower.token),
             skills: self.skills.or(lower.skills),
             database: self.database.or(lower.database),
             registry_listen: self.registry_listen.or(lower.registry_listen),
@@ -613,6 +647,7 @@ impl Settings {
     /// Applies defaults and checks values.
     pub fn resolve(self) -> anyhow::Result<Effective> {
         let memory = memory_settings(&self)?;
+        let security = security_settings(&self)?;
         let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
         let skills = self.skills.or_else(|| {
             let default = PathBuf::from("./skills.json");
@@ -636,7 +671,14 @@ impl Settings {
             .unwrap_or_else(|| "127.0.0.1:50054".into());
         let telemetry_http_listen = match self.telemetry_http_listen.as_deref().map(str::trim) {
             Some("off") => None,
+            // Nothing listens in plaintext once TLS is on, and the HTTP endpoint has no TLS.
+            None | Some("") if security.tls.is_some() => None,
             None | Some("") => Some("127.0.0.1:9464".to_string()),
+            Some(_) if security.tls.is_some() => anyhow::bail!(
+                "telemetry_http_listen: the telemetry HTTP endpoint (/metrics) serves plaintext only, \
+                 and with TLS configured nothing listens in plaintext; leave it unset (off) or \
+                 scrape through a TLS-terminating proxy on a plaintext instance"
+            ),
             Some(address) => Some(address.to_string()),
         };
         let mut telemetry = mimo_telemetry::TelemetryConfig::default();
@@ -696,6 +738,8 @@ impl Settings {
             limit_at_least_one("skill_max_in_flight", self.skill_max_in_flight, 64)?;
         let skill_max_waiting = self.skill_max_waiting.unwrap_or(256);
         Ok(Effective {
+            security,
+            accept_tokens: self.accept_tokens,
             memory,
             skill_max_message_bytes,
             skill_max_in_flight,
@@ -733,6 +777,49 @@ impl Settings {
             max_skills,
         })
     }
+}
+
+/// Reads the TLS paths (all three or none) and the accepted tokens file.
+fn security_settings(
+    settings: &Settings,
+) -> anyhow::Result<mimo_proto::security::SecuritySettings> {
+    let tls = match (&settings.tls_cert, &settings.tls_key, &settings.tls_ca) {
+        (None, None, None) => None,
+        (Some(cert), Some(key), Some(ca)) => Some(mimo_proto::security::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+        }),
+        _ => anyhow::bail!(
+            "tls_cert, tls_key and tls_ca go together: give all three (`mimo certs dev` makes a set) or none"
+        ),
+    };
+    let accepted_tokens = match &settings.accept_tokens {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!("cannot read the tokens file {}: {error}", path.display())
+            })?;
+            let tokens: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+            if tokens.is_empty() {
+                anyhow::bail!(
+                    "the tokens file {} holds no token (one per line; `#` starts a comment)",
+                    path.display()
+                );
+            }
+            tokens
+        }
+    };
+    Ok(mimo_proto::security::SecuritySettings {
+        tls,
+        accepted_tokens,
+        token: settings.token.clone(),
+    })
 }
 
 fn limit_at_least_one(name: &str, value: Option<usize>, default: usize) -> anyhow::Result<usize> {
@@ -813,6 +900,11 @@ impl Effective {
                 (false, _) => Some("off".to_string()),
                 (true, threshold) => threshold.map(|t| t.to_string()),
             },
+            tls_cert: self.security.tls.as_ref().map(|tls| tls.cert.clone()),
+            tls_key: self.security.tls.as_ref().map(|tls| tls.key.clone()),
+            tls_ca: self.security.tls.as_ref().map(|tls| tls.ca.clone()),
+            accept_tokens: self.accept_tokens.clone(),
+            token: self.security.token.as_ref().map(|_| "(hidden)".to_string()),
         };
         toml::to_string(&settings).unwrap_or_default()
     }

@@ -231,7 +231,8 @@ impl Mimo {
             .args(["--skill-host-listen", "127.0.0.1:0"])
             .args(["--memory-listen", "127.0.0.1:0"])
             .args(["--telemetry-listen", "127.0.0.1:0"])
-            .args(["--telemetry-http-listen", "127.0.0.1:0"])
+            // By the environment, so that a test's `env` can turn it off.
+            .env("MIMO_TELEMETRY_HTTP_LISTEN", "127.0.0.1:0")
             .arg("--data-dir")
             .arg(data)
             .arg("--skills")
@@ -1168,6 +1169,204 @@ fn sigterm_stops_mimo_up_cleanly_and_ends_its_skills() {
         "skill processes outlived mimo up: {left:?}; log:\n{}",
         mimo.log()
     );
+}
+
+/// A registry client over TLS that trusts `ca` and presents `identity`, if any.
+async fn tls_registry(
+    address: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<mimo_proto::v1::registry_client::RegistryClient<tonic::transport::Channel>, String> {
+    Ok(mimo_proto::v1::registry_client::RegistryClient::new(
+        tls_channel(address, ca, identity).await?,
+    ))
+}
+
+/// A channel over TLS that trusts `ca` and presents `identity`, if any.
+async fn tls_channel(
+    address: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<tonic::transport::Channel, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(ca).expect("read CA")))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert).expect("read certificate"),
+            std::fs::read(key).expect("read key"),
+        ));
+    }
+    Endpoint::from_shared(format!("https://{address}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("TLS configuration")
+        .connect_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Lists the registry's tools, with `token` as a bearer token if given.
+async fn list_tool_names(
+    client: &mut mimo_proto::v1::registry_client::RegistryClient<tonic::transport::Channel>,
+    token: Option<&str>,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut request = tonic::Request::new(mimo_proto::v1::ListToolsRequest::default());
+    if let Some(token) = token {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+    }
+    let tools = client.list_tools(request).await?.into_inner().tools;
+    Ok(tools.into_iter().map(|tool| tool.name).collect())
+}
+
+#[test]
+fn with_mutual_tls_only_certified_or_token_holding_clients_get_answers() {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let certs = folder.path().join("certs");
+    let mut make = mimo_command(folder.path());
+    make.args(["certs", "dev", "--out"]).arg(&certs);
+    let made = run(make);
+    assert!(
+        made.status.success(),
+        "mimo certs dev: {}",
+        text(&made.stderr)
+    );
+    let strangers = folder.path().join("other-certs");
+    let mut make = mimo_command(folder.path());
+    make.args(["certs", "dev", "--out"]).arg(&strangers);
+    assert!(run(make).status.success());
+    // A second run into the same folder refuses to overwrite.
+    let mut again = mimo_command(folder.path());
+    again.args(["certs", "dev", "--out"]).arg(&certs);
+    let again = run(again);
+    assert!(!again.status.success() && text(&again.stderr).contains("exists"));
+
+    let tokens = folder.path().join("tokens.txt");
+    std::fs::write(
+        &tokens,
+        "# who may call without a certificate
+right-token-1
+",
+    )
+    .unwrap();
+    let path = |name: &str| certs.join(name).display().to_string();
+    let env = [
+        ("MIMO_TLS_CERT", path("server.pem")),
+        ("MIMO_TLS_KEY", path("server-key.pem")),
+        ("MIMO_TLS_CA", path("ca.pem")),
+        ("MIMO_ACCEPT_TOKENS", tokens.display().to_string()),
+        ("MIMO_TELEMETRY_HTTP_LISTEN", "off".to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let variables = test_variables();
+    let skills = serde_json::json!({"mcpServers": {"time": server_entry(&variables, "TIME")}});
+    let data = folder.path().join("data");
+    // Every hop (skill-host to registry, reports to telemetry, the CLI's calls) runs over
+    // mutual TLS: `launch_with` returns once `mimo tools list` shows the tool.
+    let mimo = Mimo::launch_with(
+        tempfile::tempdir().expect("tempdir"),
+        &skills,
+        &data,
+        &["time_get_current_time"],
+        &[],
+        &env,
+    );
+    let status = mimo.client_ok(&["status"]);
+    assert!(status.contains("skill-host"), "status over TLS: {status}");
+
+    // A plaintext client gets nothing: nothing listens in plaintext.
+    let mut plain = mimo_command(mimo.folder.path());
+    plain
+        .args(["tools", "list"])
+        .args(["--registry-address", &mimo.addresses.registry]);
+    let plain = run(plain);
+    assert!(
+        !plain.status.success() && !text(&plain.stdout).contains("time_get_current_time"),
+        "a plaintext client was answered: {} {}",
+        text(&plain.stdout),
+        text(&plain.stderr)
+    );
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let address = &mimo.addresses.registry;
+        let ca = certs.join("ca.pem");
+        // TLS without a client certificate: UNAUTHENTICATED unless it brings a token.
+        let mut anonymous = tls_registry(address, &ca, None)
+            .await
+            .expect("TLS handshake");
+        let refused = list_tool_names(&mut anonymous, None).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+        assert!(refused.message().contains("certificate"), "{refused:?}");
+        let wrong = list_tool_names(&mut anonymous, Some("wrong-token"))
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.code(), tonic::Code::Unauthenticated, "{wrong:?}");
+        let names = list_tool_names(&mut anonymous, Some("right-token-1"))
+            .await
+            .expect("a client with an accepted token is answered");
+        assert!(
+            names.iter().any(|n| n == "time_get_current_time"),
+            "{names:?}"
+        );
+        // Probes need no credentials; the health service tells nothing else.
+        let mut health = tonic_health::pb::health_client::HealthClient::new(
+            tls_channel(address, &ca, None)
+                .await
+                .expect("TLS handshake"),
+        );
+        let serving = health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("health answers without credentials")
+            .into_inner();
+        assert_eq!(
+            serving.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+
+        // The client certificate `mimo certs dev` made for clients is enough on its own.
+        let mut certified = tls_registry(
+            address,
+            &ca,
+            Some((&certs.join("client.pem"), &certs.join("client-key.pem"))),
+        )
+        .await
+        .expect("TLS handshake with a client certificate");
+        let names = list_tool_names(&mut certified, None)
+            .await
+            .expect("a certified client is answered");
+        assert!(
+            names.iter().any(|n| n == "time_get_current_time"),
+            "{names:?}"
+        );
+
+        // A certificate from another CA does not get past the handshake.
+        let stranger = match tls_registry(
+            address,
+            &ca,
+            Some((
+                &strangers.join("client.pem"),
+                &strangers.join("client-key.pem"),
+            )),
+        )
+        .await
+        {
+            Err(error) => Err(error),
+            Ok(mut client) => list_tool_names(&mut client, None)
+                .await
+                .map_err(|status| format!("{status:?}")),
+        };
+        assert!(
+            stranger.is_err(),
+            "a client certified by another CA was answered: {stranger:?}"
+        );
+    });
 }
 
 #[test]

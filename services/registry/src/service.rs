@@ -100,7 +100,14 @@ pub async fn serve(
     let router = mimo_proto::serve::server().add_service(mimo_proto::serve::registry(
         RegistryService::new(backend, shutdown.clone()),
     ));
-    let result = mimo_proto::serve::serve_router(router, listener, shutdown).await;
+    let result = mimo_proto::serve::serve_router(
+        router,
+        mimo_proto::v1::registry_server::SERVICE_NAME,
+        listener,
+        shutdown,
+        mimo_proto::serve::DEFAULT_DRAIN_DEADLINE,
+    )
+    .await;
     background.cancel();
     while tasks.join_next().await.is_some() {}
     tracing::info!("registry stopped");

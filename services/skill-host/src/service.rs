@@ -163,7 +163,16 @@ pub async fn serve(
         service,
         config.max_message_bytes,
     ));
-    let result = mimo_proto::serve::serve_router(router, listener, shutdown).await;
+    let result = mimo_proto::serve::serve_router(
+        router,
+        mimo_proto::v1::skill_host_server::SERVICE_NAME,
+        listener,
+        shutdown,
+        // Past the drain timeout the skills are stopped, which ends their calls: allow for
+        // each step of stopping them.
+        config.drain_timeout + config.stop_grace * 2 + std::time::Duration::from_secs(1),
+    )
+    .await;
     drain.abort();
     supervisor.shutdown().await;
     background.cancel();

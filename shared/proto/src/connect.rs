@@ -43,23 +43,37 @@ pub enum ConnectError {
     },
 }
 
-/// Returns `http://` + `address` unless it already names a scheme.
+/// Returns `http://` + `address` (`https://` with TLS installed, see [`crate::security`])
+/// unless it already names a scheme.
 pub fn normalize_address(address: &str) -> String {
     if address.contains("://") {
         address.to_string()
+    } else if crate::security::tls_enabled() {
+        format!("https://{address}")
     } else {
         format!("http://{address}")
     }
 }
 
-/// Returns the endpoint for `address` with Mimo's timeouts and keep-alives.
+/// Returns the endpoint for `address` with Mimo's timeouts, keep-alives and, when installed,
+/// TLS.
 pub fn endpoint(address: &str) -> Result<Endpoint, ConnectError> {
-    let endpoint = Endpoint::from_shared(normalize_address(address)).map_err(|error| {
-        ConnectError::InvalidAddress {
-            address: address.to_string(),
-            reason: error.to_string(),
+    let invalid = |reason: String| ConnectError::InvalidAddress {
+        address: address.to_string(),
+        reason,
+    };
+    let url = normalize_address(address);
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| invalid(e.to_string()))?;
+    if let Some(tls) = crate::security::installed().and_then(|s| s.client_tls.clone()) {
+        if url.starts_with("http://") {
+            return Err(invalid(
+                "TLS is configured, so services serve https only: drop the http:// scheme".into(),
+            ));
         }
-    })?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)

@@ -1,8 +1,10 @@
 //! Mimo's gRPC API (`proto/mimo/v1`), compiled once for every crate, with the helpers that
 //! set message limits and timeouts for clients and servers in one place.
 
+pub mod auth;
 pub mod category_names;
 pub mod connect;
+pub mod security;
 pub mod serve;
 pub mod trace_context;
 

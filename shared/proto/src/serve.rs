@@ -15,16 +15,29 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 use tonic::transport::Server;
 
-/// A server builder with Mimo's layers: trace context continued from each caller.
-pub type TracedServer = Server<tower_layer::Stack<ServerTraceLayer, tower_layer::Identity>>;
+/// Mimo's server layers: trace context continued from each caller, then the caller's
+/// credentials checked (see [`crate::auth`]).
+type Layers =
+    tower_layer::Stack<AuthLayer, tower_layer::Stack<ServerTraceLayer, tower_layer::Identity>>;
+/// A server builder with Mimo's layers.
+pub type TracedServer = Server<Layers>;
 /// The router of a [`TracedServer`].
-pub type TracedRouter = Router<tower_layer::Stack<ServerTraceLayer, tower_layer::Identity>>;
+pub type TracedRouter = Router<Layers>;
 
+use crate::auth::AuthLayer;
 use crate::trace_context::ServerTraceLayer;
 
-/// Returns a server builder with Mimo's transport settings and layers.
+/// Returns a server builder with Mimo's transport settings, layers and, when installed
+/// (see [`crate::security`]), TLS.
 pub fn server() -> TracedServer {
-    Server::builder()
+    let builder = Server::builder();
+    let builder = match crate::security::installed().and_then(|s| s.server_tls.clone()) {
+        Some(tls) => builder
+            .tls_config(tls)
+            .expect("the TLS configuration was tried when it was installed"),
+        None => builder,
+    };
+    builder
         .tcp_nodelay(true)
         // h2 charges every small DATA frame waiting to be read against a budget of half the
         // connection window, and closes the connection (GOAWAY ENHANCE_YOUR_CALM,
@@ -37,6 +50,7 @@ pub fn server() -> TracedServer {
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(ServerTraceLayer)
+        .layer(AuthLayer)
 }
 
 /// The connection-level flow-control window each server grants its clients.
@@ -44,14 +58,26 @@ const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 /// The flow-control window of each stream.
 const STREAM_WINDOW_BYTES: u32 = 256 * 1024;
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then drains in-flight calls.
+/// How long a server that has begun to stop waits for the calls in flight, unless told
+/// otherwise.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener`, beside the standard gRPC health service (`grpc.health.v1`,
+/// SERVING for `service` and for the server as a whole, "") and server reflection (v1 and
+/// v1alpha, over every Mimo `.proto` file), until `shutdown` is cancelled. Then it tells
+/// health watchers NOT_SERVING and ends their watches (a check on a connection still open
+/// gets NOT_FOUND), stops accepting connections, and waits up to `drain` for the calls in
+/// flight; past it, it returns and those calls end with the process.
+///
 /// Every accepted connection gets `TCP_NODELAY`: the builder's own setting applies only to
 /// listeners tonic binds itself, and without it a response of several segments waits out
 /// the peer's delayed ACK (about 40 ms).
 pub async fn serve_router(
     router: TracedRouter,
+    service: &'static str,
     listener: TcpListener,
     shutdown: CancellationToken,
+    drain: Duration,
 ) -> Result<(), tonic::transport::Error> {
     use tokio_stream::StreamExt;
     let incoming = TcpListenerStream::new(listener).map(|accepted| {
@@ -61,9 +87,81 @@ pub async fn serve_router(
             }
         })
     });
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(service, tonic_health::ServingStatus::Serving)
+        .await;
+    let router = router
+        .add_service(health_service)
+        .add_service(reflection::v1())
+        .add_service(reflection::v1alpha());
+    let stopping = {
+        let shutdown = shutdown.clone();
+        let mut health = health;
+        async move {
+            shutdown.cancelled().await;
+            // Watchers see NOT_SERVING, then their stream ends (a status cleared ends its
+            // watches), so that no health watch holds the drain up.
+            for name in ["", service] {
+                health
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+                health.clear_service_status(name).await;
+            }
+            tracing::info!(
+                service,
+                drain_deadline_ms = drain.as_millis() as u64,
+                "stopping: no new connections, draining calls in flight"
+            );
+        }
+    };
+    let serving = router.serve_with_incoming_shutdown(incoming, stopping);
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        result = serving => result,
+        () = deadline => {
+            tracing::warn!(
+                service,
+                drain_deadline_ms = drain.as_millis() as u64,
+                "calls still in flight at the drain deadline; leaving them to end with the process"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Server reflection over Mimo's API and the health service, so that `grpcurl` and other
+/// generic clients can list and call every method without the `.proto` files.
+mod reflection {
+    use tonic_reflection::server::Builder;
+
+    /// The descriptor sets reflection answers from.
+    fn builder() -> Builder<'static> {
+        Builder::configure()
+            .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    }
+
+    /// `grpc.reflection.v1`.
+    pub(super) fn v1() -> tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    > {
+        builder()
+            .build_v1()
+            .expect("the descriptor sets are compiled into the binary and valid")
+    }
+
+    /// `grpc.reflection.v1alpha`, which older clients still ask for.
+    pub(super) fn v1alpha() -> tonic_reflection::server::v1alpha::ServerReflectionServer<
+        impl tonic_reflection::server::v1alpha::ServerReflection,
+    > {
+        builder()
+            .build_v1alpha()
+            .expect("the descriptor sets are compiled into the binary and valid")
+    }
 }
 
 /// Wraps a registry implementation with Mimo's message limits.

@@ -192,6 +192,8 @@ where
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&context, &mut HeaderInjector(request.headers_mut()))
         });
+        // The process's bearer token, if one is installed (see `security`), rides along.
+        crate::security::authorize(request.headers_mut());
         let future = self.inner.call(request);
         Box::pin(
             async move {
