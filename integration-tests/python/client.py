@@ -301,6 +301,32 @@ def telemetry_scenario(telemetry_address):
         step(f"Telemetry.ListInstances shows {', '.join(sorted(services))}")
 
 
+def health_and_reflection_scenario(addresses):
+    """Every service answers the stock gRPC health and reflection clients."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    for service, address in addresses.items():
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for name in ("", service):
+                answer = health.Check(
+                    health_pb2.HealthCheckRequest(service=name), timeout=DEADLINE_SECONDS
+                )
+                check(
+                    answer.status == health_pb2.HealthCheckResponse.SERVING,
+                    f"{address}: health of {name!r} is {answer.status}, expected SERVING",
+                )
+            listed = set(ProtoReflectionDescriptorDatabase(channel).get_services())
+            check(
+                {service, "grpc.health.v1.Health"} <= listed,
+                f"{address}: reflection lists {sorted(listed)}, without {service}",
+            )
+        step(f"{service} at {address} is SERVING and reflection lists it")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--proto-root", required=True, help="folder holding mimo/v1/*.proto")
@@ -315,6 +341,13 @@ def main():
             tools_scenario(arguments.registry)
             memory_scenario(arguments.memory)
             telemetry_scenario(arguments.telemetry)
+            health_and_reflection_scenario(
+                {
+                    "mimo.v1.Registry": arguments.registry,
+                    "mimo.v1.Memory": arguments.memory,
+                    "mimo.v1.Telemetry": arguments.telemetry,
+                }
+            )
     except CheckFailed as failure:
         print(f"FAILED: {failure}", file=sys.stderr, flush=True)
         return 1

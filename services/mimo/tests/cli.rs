@@ -649,6 +649,82 @@ fn python_client_generated_from_proto_works_against_mimo_up() {
 }
 
 #[test]
+fn typescript_client_generated_from_proto_works_against_mimo_up() {
+    let variables = test_variables();
+    let node = required(&variables, "MIMO_TEST_NODE");
+    let modules = Path::new(required(&variables, "MIMO_TEST_GRPC_NODE_MODULES"));
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let proto = repository.join("proto");
+    // A project folder of its own: the client, its generated types, and the packages.
+    let work = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(modules, work.path().join("node_modules")).expect("link packages");
+    for file in ["client.ts", "tsconfig.json"] {
+        std::fs::copy(
+            repository.join("integration-tests/typescript").join(file),
+            work.path().join(file),
+        )
+        .expect("copy the client");
+    }
+    let node_step = |what: &str, args: &[&std::ffi::OsStr]| {
+        let mut command = Command::new(node);
+        command
+            .args(args)
+            .current_dir(work.path())
+            .stdin(Stdio::null());
+        let output = run(command);
+        assert!(
+            output.status.success(),
+            "{what} failed: {}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    let mut generate: Vec<std::ffi::OsString> = vec![modules
+        .join("@grpc/proto-loader/build/bin/proto-loader-gen-types.js")
+        .into()];
+    for name in ["common", "registry", "skill_host", "memory", "telemetry"] {
+        generate.push(format!("mimo/v1/{name}.proto").into());
+    }
+    for option in [
+        "--grpcLib=@grpc/grpc-js",
+        "--outDir=gen",
+        "--longs=String",
+        "--enums=String",
+        "--defaults",
+        "--oneofs",
+    ] {
+        generate.push(option.into());
+    }
+    generate.push(format!("--includeDirs={}", proto.display()).into());
+    let generate: Vec<&std::ffi::OsStr> = generate.iter().map(|a| a.as_os_str()).collect();
+    node_step("proto-loader-gen-types", &generate);
+    let tsc = modules.join("typescript/bin/tsc");
+    node_step(
+        "tsc",
+        &[tsc.as_os_str(), "-p".as_ref(), "tsconfig.json".as_ref()],
+    );
+
+    let mimo = Mimo::start();
+    let stdout = node_step(
+        "the TypeScript client",
+        &[
+            "out/client.js".as_ref(),
+            "--proto-root".as_ref(),
+            proto.as_os_str(),
+            "--registry".as_ref(),
+            mimo.addresses.registry.as_ref(),
+            "--memory".as_ref(),
+            mimo.addresses.memory.as_ref(),
+            "--telemetry".as_ref(),
+            mimo.addresses.telemetry.as_ref(),
+        ],
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("ok: every check passed"), "{stdout}");
+}
+
+#[test]
 fn two_mimo_ups_on_one_postgres_database_share_their_memory() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mut server = runtime.block_on(mimo_integration_tests::PostgresServer::start());

@@ -442,7 +442,10 @@ async fn a_cut_skill_host_leaves_the_registry_within_its_ttl_and_comes_back_by_i
         },
     )
     .await;
-    println!("the cut host's tools left the registry {:?} after the cut", cut.elapsed());
+    println!(
+        "the cut host's tools left the registry {:?} after the cut",
+        cut.elapsed()
+    );
     for _ in 0..4 {
         let endpoint = call_through_registry(&registry_address, "time_get_current_time")
             .await
@@ -491,7 +494,10 @@ async fn a_cut_skill_host_leaves_the_registry_within_its_ttl_and_comes_back_by_i
         || everything_up(registry_address.clone(), both.clone(), endpoint_a.clone()),
     )
     .await;
-    println!("its tools came back {:?} after the restore", restored.elapsed());
+    println!(
+        "its tools came back {:?} after the restore",
+        restored.elapsed()
+    );
     let endpoint = call_through_registry(&registry_address, "clock_get_current_time")
         .await
         .unwrap_or_else(|e| {
