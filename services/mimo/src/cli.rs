@@ -77,6 +77,14 @@ pub enum Command {
         #[arg(long, default_value_t = 0, hide = true)]
         iterations: u64,
     },
+    /// Check services' standard gRPC health (as probes do): exit 0 only if every one answers SERVING
+    Health {
+        /// Addresses to check (HOST:PORT); without any, the four configured service addresses
+        addresses: Vec<String>,
+        /// Ask about this service (e.g. mimo.v1.Memory) instead of the server as a whole
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Make TLS certificates for trying out mutual TLS
     Certs {
         #[command(subcommand)]

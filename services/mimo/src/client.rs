@@ -500,6 +500,56 @@ pub async fn top(
 }
 
 /// `mimo status`: every instance's latest report and the alerts firing.
+/// `mimo health`: one line per address, `ADDRESS STATUS`; exit 1 unless all are SERVING.
+pub async fn health(
+    settings: &Effective,
+    addresses: Vec<String>,
+    service: &str,
+) -> anyhow::Result<ExitCode> {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let addresses = if addresses.is_empty() {
+        vec![
+            settings.registry_address.clone(),
+            settings.skill_host_address.clone(),
+            settings.memory_address.clone(),
+            settings.telemetry_address.clone(),
+        ]
+    } else {
+        addresses
+    };
+    let mut all_serving = true;
+    for address in addresses {
+        let answer = match connect::channel(&address).await {
+            Err(error) => Err(error.to_string()),
+            Ok(channel) => {
+                let mut request = tonic::Request::new(HealthCheckRequest {
+                    service: service.to_string(),
+                });
+                request.set_timeout(std::time::Duration::from_secs(5));
+                HealthClient::new(channel)
+                    .check(request)
+                    .await
+                    .map(|answer| answer.into_inner().status())
+                    .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+            }
+        };
+        let serving = matches!(
+            answer,
+            Ok(tonic_health::pb::health_check_response::ServingStatus::Serving)
+        );
+        all_serving &= serving;
+        match answer {
+            Ok(status) => out!("{address} {}", status.as_str_name()),
+            Err(reason) => out!("{address} UNREACHABLE ({reason})"),
+        }
+    }
+    Ok(if all_serving {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 pub async fn status(settings: &Effective) -> anyhow::Result<ExitCode> {
     let mut telemetry = connect::telemetry(connect::channel(&settings.telemetry_address).await?);
     let instances = telemetry

@@ -132,6 +132,9 @@ async fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             interval_ms,
             iterations,
         } => client::top(&settings, interval_ms, iterations).await,
+        Command::Health { addresses, service } => {
+            client::health(&settings, addresses, &service).await
+        }
         Command::Certs {
             action: cli::CertsAction::Dev(args),
         } => certs::dev(&args),

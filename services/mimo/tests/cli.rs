@@ -1354,6 +1354,16 @@ right-token-1
     );
     let status = mimo.client_ok(&["status"]);
     assert!(status.contains("skill-host"), "status over TLS: {status}");
+    // `mimo health` (what a probe runs) checks the configured services over TLS too.
+    let health = mimo.client_ok(&["health"]);
+    assert_eq!(
+        health.matches(" SERVING").count(),
+        4,
+        "every service SERVING: {health}"
+    );
+    let down = mimo.client(&["health", &mimo.addresses.memory, "127.0.0.1:1"]);
+    assert_eq!(down.status.code(), Some(1), "{}", text(&down.stdout));
+    assert!(text(&down.stdout).contains("127.0.0.1:1 UNREACHABLE"));
 
     // A plaintext client gets nothing: nothing listens in plaintext.
     let mut plain = mimo_command(mimo.folder.path());
