@@ -456,34 +456,24 @@ async fn a_cut_skill_host_leaves_the_registry_within_its_ttl_and_comes_back_by_i
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound, "{gone:?}");
-    // A caller holding the stale route: UNAVAILABLE once the connection attempt times out.
+    // A caller holding the stale route gets UNAVAILABLE once the connection attempt times
+    // out (well before the call's own 60 s deadline), not a hang.
     let direct = tokio::time::timeout(PATIENCE, async {
-        let channel = connect::channel(&endpoint_a)
-            .await
-            .map_err(|e| e.to_string())?;
+        let channel = connect::lazy_channel(&endpoint_a).expect("an address");
         let mut request = tonic::Request::new(CallToolRequest {
             skill: "clock".into(),
             tool: "get_current_time".into(),
             arguments_json: r#"{"timezone": "UTC"}"#.into(),
             lease_id: 0,
         });
-        request.set_timeout(Duration::from_secs(5));
-        connect::skill_host(channel)
-            .call_tool(request)
-            .await
-            .map(|_| ())
-            .map_err(|status| format!("{:?}", status.code()))
+        request.set_timeout(Duration::from_secs(60));
+        connect::skill_host(channel).call_tool(request).await
     })
     .await
     .expect("a call to the cut host ends by itself");
-    assert!(
-        direct.as_ref().is_err_and(|e| e.contains("cannot reach")
-            || e.contains("Unavailable")
-            || e.contains("DeadlineExceeded")),
-        "a call to the cut host: {direct:?}"
-    );
-
-    println!("a call to the cut host: {direct:?}");
+    let refused = direct.expect_err("the cut host cannot answer");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    println!("a call to the cut host: {refused:?}");
 
     // Restore the link: the host notices its lost leases and registers again by itself.
     network.set_link("sh1", true);
