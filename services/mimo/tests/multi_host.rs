@@ -62,16 +62,6 @@ impl Network {
         ip(&["-n", &switch, "link", "set", "br0", "up"]);
         // The test's own leg: the root namespace reaches every host through the bridge.
         let (host_end, switch_end) = network.veth("r");
-        ip(&[
-            "link",
-            "add",
-            &host_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &switch_end,
-        ]);
         network.root_link = Some(host_end.clone());
         network.plug(&switch_end);
         let address = format!("{}.254/24", network.subnet);
@@ -84,12 +74,22 @@ impl Network {
         &self.namespaces[0]
     }
 
-    /// Names of a veth pair (at most 15 characters each).
+    /// Makes a veth pair in the root namespace; returns the names of its host end and its
+    /// switch end (at most 15 characters each).
     fn veth(&self, which: &str) -> (String, String) {
-        (
-            format!("mh{}{which}", self.tag),
-            format!("ms{}{which}", self.tag),
-        )
+        let host_end = format!("mh{}{which}", self.tag);
+        let switch_end = format!("ms{}{which}", self.tag);
+        ip(&[
+            "link",
+            "add",
+            &host_end,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &switch_end,
+        ]);
+        (host_end, switch_end)
     }
 
     /// Attaches `switch_end` (in the root namespace) to the bridge.
@@ -113,16 +113,6 @@ impl Network {
         ip(&["netns", "add", &namespace]);
         self.namespaces.push(namespace.clone());
         let (host_end, switch_end) = self.veth(&number.to_string());
-        ip(&[
-            "link",
-            "add",
-            &host_end,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &switch_end,
-        ]);
         ip(&["link", "set", &host_end, "netns", &namespace]);
         self.plug(&switch_end);
         let address = format!("{}.{number}", self.subnet);
