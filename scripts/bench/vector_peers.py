@@ -8,6 +8,7 @@ Usage: python vector_peers.py DIR DIMENSION SIZE [SIZE ...]
 
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -79,10 +80,12 @@ def hnsw(base, queries, truth, size):
     build = time.perf_counter() - started
     resident = resident_bytes() - before
     progress(f"hnswlib built {size} in {build:.1f} s")
-    for ef in (16, 32, 64, 128, 256, 512):
+    for ef in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
         index.set_ef(ef)
         latencies, answers = timed(queries, lambda q: index.knn_query(q, k=TOP)[0][0])
         achieved = recall(answers, truth)
+        progress(f"  hnswlib ef {ef}: recall@10 {achieved:.3f}, "
+                 f"p50 {statistics.median(latencies) * 1e3:.3f} ms")
         if achieved >= TARGET_RECALL or ef == 512:
             emit("hnswlib (M=16, ef_construction=200)", size, latencies, recall_at_10=achieved,
                  ef=ef, build_s=build, resident_bytes_per_million=resident * 1e6 / size)

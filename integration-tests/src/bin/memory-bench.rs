@@ -289,7 +289,7 @@ fn approximate(
     let resident = resident_bytes()
         .unwrap_or(0)
         .saturating_sub(resident_before);
-    for expansion in [16, 32, 64, 128, 256, 512] {
+    for expansion in [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512] {
         index.set_expansion_search(expansion);
         let mut answers: Vec<Vec<u32>> = Vec::new();
         let latencies = timed(queries, args.dimension, |query| {
