@@ -654,5 +654,18 @@ pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     if status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired" {
         return anyhow::anyhow!("DeadlineExceeded: no answer within the deadline (--timeout-ms)");
     }
+    // A plaintext client's HTTP/2 preface to a TLS port is dropped by the server: the call
+    // ends as cancelled or unavailable with nothing more said.
+    let broken = matches!(
+        status.code(),
+        tonic::Code::Cancelled | tonic::Code::Unavailable
+    );
+    if broken && !mimo_proto::security::tls_enabled() {
+        return anyhow::anyhow!(
+            "{:?}: {} (if the services run with TLS, give this command --tls-cert, --tls-key and --tls-ca too)",
+            status.code(),
+            status.message()
+        );
+    }
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
