@@ -189,9 +189,22 @@ void NativeIndex::change_metric_kind(MetricKind metric) const {
         index_->scalar_kind()));
 }
 
-void NativeIndex::change_prefetch(uptr_t callback, uptr_t state) const {
-    index_->change_prefetch(reinterpret_cast<void (*)(byte_t const* const*, std::size_t, std::uintptr_t)>(callback),
-                            static_cast<std::uintptr_t>(state));
+void NativeIndex::change_measure_batch(uptr_t callback, uptr_t state) const {
+    index_->change_measure_batch(
+        reinterpret_cast<void (*)(byte_t const*, byte_t const* const*, std::size_t, float*, std::uintptr_t)>(callback),
+        static_cast<std::uintptr_t>(state));
+}
+
+void NativeIndex::add_f32_by_reference(vector_key_t key, rust::Slice<float const> vec) const {
+    if (vec.size() != index_->scalar_words())
+        throw std::invalid_argument("Vector length must match index dimensionality");
+    if (index_->scalar_kind() != scalar_kind_t::f32_k)
+        throw std::invalid_argument("Vectors are held by reference only in an f32 index");
+    index_->add(key, vec.data(), index_t::any_thread(), false).error.raise();
+}
+
+void NativeIndex::rebase_vectors(uptr_t old_base, size_t length, uptr_t new_base) const {
+    index_->rebase_vectors(reinterpret_cast<byte_t const*>(old_base), length, reinterpret_cast<byte_t const*>(new_base));
 }
 
 void NativeIndex::change_metric(uptr_t metric, uptr_t state) const {

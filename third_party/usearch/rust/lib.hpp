@@ -99,7 +99,9 @@ class NativeIndex {
     MetricKind metric_kind() const;
     void change_metric_kind(MetricKind metric) const;
     void change_metric(uptr_t metric, uptr_t state) const;
-    void change_prefetch(uptr_t callback, uptr_t state) const;
+    void change_measure_batch(uptr_t callback, uptr_t state) const;
+    void add_f32_by_reference(vector_key_t key, rust::Slice<float const> vector) const;
+    void rebase_vectors(uptr_t old_base, size_t length, uptr_t new_base) const;
 
     size_t dimensions() const;
     size_t connectivity() const;

@@ -427,9 +427,18 @@ pub mod ffi {
         /// argument is the `metric_state` propagated from the Rust layer.
         pub fn change_metric(self: &NativeIndex, metric: usize, metric_state: usize) -> Result<()>;
 
-        /// Mimo patch: sets the function handed the vectors of the neighbours a search or an
-        /// insertion is about to measure (`callback(vectors, count, state)`; 0 clears it).
-        pub fn change_prefetch(self: &NativeIndex, callback: usize, state: usize);
+        /// Mimo patch: sets the function that measures batches of stored vectors against a
+        /// query in graph walks (`callback(query, vectors, count, distances, state)`; 0 clears
+        /// it).
+        pub fn change_measure_batch(self: &NativeIndex, callback: usize, state: usize);
+
+        /// Mimo patch: adds an f32 vector held by reference, not copied: the index reads it
+        /// where it lies for as long as the key (or its node) is in the graph.
+        pub fn add_f32_by_reference(self: &NativeIndex, key: u64, vector: &[f32]) -> Result<()>;
+
+        /// Mimo patch: points the vectors held by reference that lie in `[old_base, old_base +
+        /// length)` at the same offsets from `new_base`.
+        pub fn rebase_vectors(self: &NativeIndex, old_base: usize, length: usize, new_base: usize);
 
         pub fn new_native_index(options: &IndexOptions) -> Result<UniquePtr<NativeIndex>>;
 
@@ -1418,23 +1427,48 @@ impl Index {
         self.inner.metric_kind()
     }
 
-    /// Changes the metric kind used to calculate the distance between vectors.
-    /// Mimo patch: sets (or, with `None`, clears) a function handed the stored vectors of the
-    /// neighbours a search or an insertion is about to measure, as `(vectors, count, state)`,
-    /// so that what they refer to can be fetched into the cache ahead of the metric.
+    /// Mimo patch: sets (or, with `None`, clears) a function that measures a batch of stored
+    /// vectors against one query, called in graph walks with the unvisited neighbours of a
+    /// node instead of the metric one neighbour at a time: `(query, vectors, count,
+    /// distances, state)`, where `distances` has room for `count` values to fill. The metric
+    /// is still used elsewhere, and both must agree.
     ///
     /// # Safety
     /// `state` must stay valid for `callback` as long as the index may search or insert, and
     /// no search or insertion may run while this is called.
-    pub unsafe fn change_prefetch(
+    pub unsafe fn change_measure_batch(
         &self,
-        callback: Option<extern "C" fn(*const *const u8, usize, usize)>,
+        callback: Option<extern "C" fn(*const u8, *const *const u8, usize, *mut f32, usize)>,
         state: usize,
     ) {
         let callback = callback.map_or(0, |callback| callback as *const () as usize);
-        self.inner.change_prefetch(callback, state);
+        self.inner.change_measure_batch(callback, state);
     }
 
+    /// Mimo patch: adds `vector` under `key` without copying it: the index keeps its address
+    /// and reads the values there whenever it measures this node (also after `key` is
+    /// removed, while its node stays in the graph).
+    ///
+    /// # Safety
+    /// The memory of `vector` must stay allocated, and hold a vector of this index's
+    /// dimension, for as long as the index is used, unless it is moved with
+    /// [`Index::rebase_vectors`]; it must not be written while a search or insertion runs.
+    pub unsafe fn add_by_reference(&self, key: Key, vector: &[f32]) -> Result<(), cxx::Exception> {
+        self.inner.add_f32_by_reference(key, vector)
+    }
+
+    /// Mimo patch: after the caller moved the buffer `old` (its address and length in bytes)
+    /// to `new`, points the vectors held by reference inside it at their new place.
+    ///
+    /// # Safety
+    /// No search or insertion may run while this is called, and `new` must hold what `old`
+    /// held.
+    pub unsafe fn rebase_vectors(&self, old: *const u8, length: usize, new: *const u8) {
+        self.inner
+            .rebase_vectors(old as usize, length, new as usize);
+    }
+
+    /// Changes the metric kind used to calculate the distance between vectors.
     pub fn change_metric_kind(self: &Index, metric: ffi::MetricKind) -> Result<(), cxx::Exception> {
         self.inner.change_metric_kind(metric)
     }

@@ -1,13 +1,12 @@
 //! The approximate side of the index: an HNSW graph (USearch) over the same rows as the
 //! exact buffer, keyed by row slot. By default the graph holds no vectors of its own: each
-//! node's "vector" is its slot number, scored with the exact buffer's f32 values by a custom
-//! metric (no second copy, exact distances while walking). It may instead hold int8 copies
-//! (faster to walk, coarser). It proposes candidates; the exact buffer re-ranks them, so
-//! every similarity reported is exact.
+//! node refers to its row of the exact f32 buffer, which the graph measures in place (no
+//! second copy, exact distances while walking). It may instead hold int8 copies (coarser).
+//! It proposes candidates; the exact buffer re-ranks them, so every similarity reported is
+//! exact.
 
-use super::shared_buffer::{prefetch_rows_of, slot_code, QueryGuard, SharedBuffer, QUERY_CODE};
+use super::shared_buffer::{measure_rows_in_batches, measure_rows_with_own_dot, TrackedBuffer};
 use std::fmt;
-use std::sync::Arc;
 
 /// How the approximate index is built and searched.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,7 +27,7 @@ pub struct ApproximateSettings {
 /// The vectors an HNSW graph compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphVectors {
-    /// The exact f32 buffer itself, read through a custom metric: no copy, and exact
+    /// The exact f32 buffer itself, each node referring to its row: no copy, and exact
     /// distances while walking (on all-MiniLM-L6-v2 embeddings, recall@10 0.98 where int8
     /// codes give 0.83 at the same breadth), but four times int8's bytes read at random.
     SharedBuffer,
@@ -75,8 +74,8 @@ fn failed(error: impl fmt::Display) -> ApproximateError {
 pub(crate) struct Approximate {
     graph: usearch::Index,
     settings: ApproximateSettings,
-    /// Where a shared-buffer graph reads its vectors; `None` for a graph with its own copy.
-    shared: Option<Arc<SharedBuffer>>,
+    /// Where a shared-buffer graph's rows lie; `None` for a graph with its own copy.
+    shared: Option<TrackedBuffer>,
 }
 
 impl Approximate {
@@ -87,13 +86,14 @@ impl Approximate {
         capacity: usize,
     ) -> Result<Self, ApproximateError> {
         let shared = settings.vectors == GraphVectors::SharedBuffer;
-        let (dimensions, metric, quantization) = match settings.vectors {
-            GraphVectors::Int8Copy => (dimension, usearch::MetricKind::IP, usearch::ScalarKind::I8),
-            GraphVectors::SharedBuffer => (1, usearch::MetricKind::IP, usearch::ScalarKind::F32),
+        let quantization = match settings.vectors {
+            GraphVectors::Int8Copy => usearch::ScalarKind::I8,
+            GraphVectors::SharedBuffer => usearch::ScalarKind::F32,
         };
         let mut graph = usearch::Index::new(&usearch::IndexOptions {
-            dimensions,
-            metric,
+            dimensions: dimension,
+            // 1 - the dot product: the cosine distance of unit vectors.
+            metric: usearch::MetricKind::IP,
             quantization,
             connectivity: settings.connectivity,
             expansion_add: settings.expansion_add,
@@ -106,12 +106,9 @@ impl Approximate {
             .reserve_capacity_and_threads(capacity.max(1024), threads)
             .map_err(failed)?;
         let shared = shared.then(|| {
-            let buffer = Arc::new(SharedBuffer::new(dimension));
-            let metric = Arc::clone(&buffer);
-            graph.change_metric::<f32>(Box::new(move |left, right| metric.distance(left, right)));
-            // The buffer outlives the graph: both are held by `Self`, the graph dropped first.
-            prefetch_rows_of(&graph, &buffer);
-            buffer
+            measure_rows_with_own_dot(&mut graph, dimension);
+            measure_rows_in_batches(&graph, dimension);
+            TrackedBuffer::default()
         });
         Ok(Self {
             graph,
@@ -120,11 +117,17 @@ impl Approximate {
         })
     }
 
-    /// Registers the exact buffer's current allocation, of `dimension`-long rows; call after
-    /// every change of it and before the graph is next used.
-    pub(crate) fn track(&self, vectors: &[f32]) {
+    /// Registers the exact buffer's current allocation (moving the graph's references to its
+    /// rows if it moved); call after every change of it and before the graph is next used.
+    ///
+    /// # Safety
+    /// `vectors` must be the buffer this graph's rows were taken from, moved or grown but
+    /// never shrunk, and nothing may search or change the graph meanwhile.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn track(&self, vectors: &[f32]) {
         if let Some(shared) = &self.shared {
-            shared.track(vectors);
+            // SAFETY: passed on from the caller.
+            unsafe { shared.track(&self.graph, vectors) };
         }
     }
 
@@ -133,9 +136,10 @@ impl Approximate {
         &self.settings
     }
 
-    /// Adds (or replaces) the vector of `slot`; safe to call from several threads at once
-    /// when the capacity was reserved.
-    pub(crate) fn put(&self, slot: usize, vector: &[f32]) -> Result<(), ApproximateError> {
+    /// Adds (or replaces) the vector of `slot`, which must be its row of the buffer last
+    /// registered with [`Approximate::track`] (a shared-buffer graph keeps its address); safe
+    /// to call from several threads at once when the capacity was reserved.
+    pub(crate) fn put(&self, slot: usize, row: &[f32]) -> Result<(), ApproximateError> {
         let key = slot as u64;
         if self.graph.contains(key) {
             self.graph.remove(key).map_err(failed)?;
@@ -146,13 +150,21 @@ impl Approximate {
                 .reserve_capacity_and_threads((self.graph.capacity() * 2).max(1024), threads)
                 .map_err(failed)?;
         }
-        match self.settings.vectors {
-            GraphVectors::Int8Copy => self.graph.add(key, vector),
-            GraphVectors::SharedBuffer => {
-                let code = slot_code(slot).ok_or_else(|| {
-                    ApproximateError(format!("slot {slot} is beyond the graph's 2^31"))
-                })?;
-                self.graph.add(key, &code)
+        match &self.shared {
+            None => self.graph.add(key, row),
+            Some(shared) => {
+                if !shared.holds(row) {
+                    return Err(ApproximateError(format!(
+                        "the row of slot {slot} is not in the registered buffer"
+                    )));
+                }
+                // SAFETY: `row` lies in the registered buffer, which stays allocated (it only
+                // grows, and `track` moves the graph's references when it moves) and whose
+                // rows are written only while the index is borrowed mutably.
+                #[allow(unsafe_code)]
+                unsafe {
+                    self.graph.add_by_reference(key, row)
+                }
             }
         }
         .map_err(failed)?;
@@ -172,31 +184,14 @@ impl Approximate {
         count: usize,
         admits: Option<&(dyn Fn(usize) -> bool + Sync)>,
     ) -> Result<Vec<usize>, ApproximateError> {
-        let matches = match self.settings.vectors {
-            GraphVectors::Int8Copy => self.search(query, count, admits),
-            GraphVectors::SharedBuffer => {
-                let _query = QueryGuard::set(query);
-                self.search(&[f32::from_bits(QUERY_CODE)], count, admits)
-            }
-        }?;
-        Ok(matches.keys.into_iter().map(|key| key as usize).collect())
-    }
-
-    /// The graph's `count` nearest keys to `query` (in the graph's own terms) that pass
-    /// `admits` (all, without one: a filtered search asks the filter about every candidate).
-    fn search<T: usearch::VectorType>(
-        &self,
-        query: &[T],
-        count: usize,
-        admits: Option<&(dyn Fn(usize) -> bool + Sync)>,
-    ) -> Result<usearch::ffi::Matches, ApproximateError> {
-        match admits {
+        let matches = match admits {
             Some(admits) => self
                 .graph
                 .filtered_search(query, count, |key: u64| admits(key as usize)),
             None => self.graph.search(query, count),
         }
-        .map_err(failed)
+        .map_err(failed)?;
+        Ok(matches.keys.into_iter().map(|key| key as usize).collect())
     }
 
     /// Changes how many candidates a search keeps (ef).

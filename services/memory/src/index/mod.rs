@@ -165,8 +165,12 @@ impl VectorIndex {
             quantized.put(slot, vector);
         }
         if let Some(approximate) = &self.approximate {
-            approximate.track(&self.vectors);
-            let put = approximate.put(slot, vector);
+            // SAFETY: the graph's own buffer, grown at most, while `self` is borrowed mutably.
+            #[allow(unsafe_code)]
+            unsafe {
+                approximate.track(&self.vectors)
+            };
+            let put = approximate.put(slot, self.row(slot));
             self.keep_exact_if_failed(put);
         }
         self.build_or_drop_graph();
@@ -182,7 +186,11 @@ impl VectorIndex {
             quantized.reserve(additional);
         }
         if let Some(approximate) = &self.approximate {
-            approximate.track(&self.vectors);
+            // SAFETY: the graph's own buffer, grown, while `self` is borrowed mutably.
+            #[allow(unsafe_code)]
+            unsafe {
+                approximate.track(&self.vectors)
+            };
         }
     }
 
@@ -351,7 +359,9 @@ impl VectorIndex {
         // Rows are read at random: ask for the next ones while scoring this one.
         for (at, &slot) in candidates.iter().enumerate() {
             if let Some(&ahead) = candidates.get(at + PREFETCH_AHEAD) {
-                prefetch(self.row(ahead));
+                if ahead < self.facts.len() {
+                    prefetch(self.row(ahead));
+                }
             }
             if admits(slot) {
                 self.offer(&mut top, query, slot);
@@ -422,7 +432,11 @@ impl VectorIndex {
         let started = std::time::Instant::now();
         tracing::info!(vectors = self.len(), "building the approximate index");
         let graph = Approximate::new(self.dimension, settings, self.facts.len() * 5 / 4)?;
-        graph.track(&self.vectors);
+        // SAFETY: the buffer the rows are taken from, before the graph is first used.
+        #[allow(unsafe_code)]
+        unsafe {
+            graph.track(&self.vectors)
+        };
         let live: Vec<usize> = (0..self.facts.len())
             .filter(|&slot| self.alive[slot])
             .collect();

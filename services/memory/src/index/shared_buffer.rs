@@ -1,153 +1,114 @@
-//! The exact buffer as a shared-buffer HNSW graph sees it. The graph's nodes hold, as their
-//! one-value "vector", the bits of their slot number; its custom metric turns a node code back
-//! into the buffer's row (or, for the query's code, the query of the search running on this
-//! thread) and returns 1 - the dot product. Raw pointers are needed because the metric is
-//! called from USearch's C++ with no Rust borrow to hand; they are kept valid by the index,
-//! which registers its buffer after every change of the allocation and changes it only while
-//! it is borrowed mutably (so while no search or build runs).
+//! The exact buffer as a shared-buffer HNSW graph holds it: by reference. Each node's vector
+//! is the address of its row in the index's exact f32 buffer (USearch, patched, keeps the
+//! address instead of a copy), so the graph measures exact distances with its own SIMD
+//! kernels and no second copy exists. The addresses stay valid because the buffer only
+//! grows, and every time its allocation moves the graph's addresses are moved with it
+//! ([`TrackedBuffer::track`]) before the graph is next used: the index changes the buffer only
+//! while it is borrowed mutably, so while no search or build runs.
 #![allow(unsafe_code)]
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// How many values at the start of a row a prefetch asks for: four 64-byte cache lines.
-/// Asking for whole rows (24 lines at 384-d) stalls on the prefetch instructions themselves;
-/// at 200k x 384, four lines gave the lowest latency of 1, 4 and all (BENCHMARKS.md).
-const PREFETCHED_VALUES: usize = 4 * 16;
+/// How much of the start of each row in a batch is asked for before the batch is measured:
+/// four 64-byte cache lines (the hardware prefetcher streams the rest). Whole rows (24 lines
+/// at 384-d) stall on the prefetch instructions themselves; at 200k x 384, 0, 1, 2, 4 and 8
+/// lines were within the noise of each other, 4 as good as any.
+const PREFETCHED_BYTES: usize = 4 * 64;
 
-/// The exact buffer as a shared-buffer graph's metric sees it: its address and length in
-/// slots, set by the index after every change of its allocation (while no search runs,
-/// since changes take the index mutably).
-pub(super) struct SharedBuffer {
-    base: AtomicPtr<f32>,
-    slots: AtomicUsize,
-    dimension: usize,
+/// Where the buffer a graph holds rows of lies now: its address and length in bytes.
+#[derive(Debug, Default)]
+pub(super) struct TrackedBuffer {
+    base: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
-/// The node "vector" a query stands for: a slot number never has the sign bit.
-pub(super) const QUERY_CODE: u32 = 1 << 31;
-
-thread_local! {
-    /// The query of the search running on this thread (a shared-buffer graph searches on
-    /// the calling thread): its address and length.
-    static QUERY: Cell<(*const f32, usize)> = const { Cell::new((std::ptr::null(), 0)) };
-}
-
-impl SharedBuffer {
-    /// A buffer of `dimension`-long rows, registered empty.
-    pub(super) fn new(dimension: usize) -> Self {
-        Self {
-            base: AtomicPtr::new(std::ptr::null_mut()),
-            slots: AtomicUsize::new(0),
-            dimension,
-        }
-    }
-
-    /// Registers the buffer's current allocation.
-    pub(super) fn track(&self, vectors: &[f32]) {
-        self.base
-            .store(vectors.as_ptr().cast_mut(), Ordering::Release);
-        self.slots
-            .store(vectors.len() / self.dimension, Ordering::Release);
-    }
-
-    /// The f32 values a node code stands for, or `None` for a slot outside the buffer.
+impl TrackedBuffer {
+    /// Registers the buffer's current allocation; if it moved since the last call, points the
+    /// rows `graph` holds at their new place.
     ///
     /// # Safety
-    /// `code` points at a node code the graph holds or was given, and the buffer last
-    /// registered with [`SharedBuffer::track`] is still allocated.
-    unsafe fn resolve(&self, code: *const f32) -> Option<&[f32]> {
-        // SAFETY: the graph hands the metric pointers to one-value node codes.
-        let bits = unsafe { code.read_unaligned() }.to_bits();
-        if bits & QUERY_CODE != 0 {
-            let (query, length) = QUERY.get();
-            // SAFETY: set by `QueryGuard::set` for the length of the search, from a live slice.
-            return (!query.is_null() && length == self.dimension)
-                .then(|| unsafe { std::slice::from_raw_parts(query, length) });
+    /// `vectors` holds what the previously registered buffer held (it is the same buffer,
+    /// moved or grown), and no search or insertion of `graph` runs meanwhile.
+    pub(super) unsafe fn track(&self, graph: &usearch::Index, vectors: &[f32]) {
+        let base = vectors.as_ptr() as usize;
+        let old = self.base.swap(base, Ordering::AcqRel);
+        let old_bytes = self
+            .bytes
+            .swap(std::mem::size_of_val(vectors), Ordering::AcqRel);
+        if old != 0 && old != base {
+            // SAFETY: the caller promises that nothing uses the graph now and that the new
+            // buffer holds the old one's rows at the same offsets.
+            unsafe { graph.rebase_vectors(old as *const u8, old_bytes, base as *const u8) };
         }
-        let slot = bits as usize;
-        if slot >= self.slots.load(Ordering::Acquire) {
-            return None;
-        }
+    }
+
+    /// Whether `row` lies inside the buffer registered last.
+    pub(super) fn holds(&self, row: &[f32]) -> bool {
         let base = self.base.load(Ordering::Acquire);
-        // SAFETY: `slot` is inside the registered buffer, which is still allocated.
-        Some(unsafe { std::slice::from_raw_parts(base.add(slot * self.dimension), self.dimension) })
+        let bytes = self.bytes.load(Ordering::Acquire);
+        let start = row.as_ptr() as usize;
+        base != 0 && start >= base && start + std::mem::size_of_val(row) <= base + bytes
     }
+}
 
-    /// Asks the CPU to fetch the start of the rows of the node codes at `codes` (as many as
-    /// `count`), which the graph is about to measure: the walk then finds them in the cache
-    /// instead of waiting on each 1.5 KB row in turn (the hardware prefetcher streams the rest
-    /// of a row once its first lines are asked for).
-    ///
-    /// # Safety
-    /// As for [`SharedBuffer::resolve`], for each of the `count` pointers at `codes`.
-    unsafe fn prefetch(&self, codes: *const *const u8, count: usize) {
-        // SAFETY: the graph hands over `count` pointers to node codes it holds.
-        let codes = unsafe { std::slice::from_raw_parts(codes, count) };
-        for &code in codes {
+/// Makes `graph` measure its f32 rows of `dimension` values with the index's own dot
+/// product: 1 - the dot product, the cosine distance of unit vectors (USearch's built-in
+/// inner product sums in f64, slower here).
+pub(super) fn measure_rows_with_own_dot(graph: &mut usearch::Index, dimension: usize) {
+    graph.change_metric::<f32>(Box::new(move |left, right| {
+        // SAFETY: the graph compares rows it holds and queries it was given, all of
+        // `dimension` f32 values.
+        let (left, right) = unsafe {
+            (
+                std::slice::from_raw_parts(left, dimension),
+                std::slice::from_raw_parts(right, dimension),
+            )
+        };
+        1.0 - super::dot(left, right)
+    }));
+}
+
+/// Makes `graph`, before it is first used, measure the unvisited neighbours of each node it
+/// walks through together (its rows of `dimension` values fetched side by side, four dot
+/// products interleaved) instead of one after another.
+pub(super) fn measure_rows_in_batches(graph: &usearch::Index, dimension: usize) {
+    // SAFETY: the state is a plain number, and nothing searches or builds the graph yet.
+    unsafe { graph.change_measure_batch(Some(measure_rows), dimension) };
+}
+
+/// Most rows measured in one call (the graph hands over at most 64).
+const MOST_ROWS: usize = 64;
+
+/// The graph's batch measure: the distances (1 - the dot product) from the query at `query`
+/// to the `count` rows at `rows`, into `distances`; `dimension` values each.
+extern "C" fn measure_rows(
+    query: *const u8,
+    rows: *const *const u8,
+    count: usize,
+    distances: *mut f32,
+    dimension: usize,
+) {
+    // SAFETY: the graph hands over the query it was given and `count` addresses of rows it
+    // holds, all of `dimension` f32 values, and room for `count` distances.
+    let (query, rows, distances) = unsafe {
+        (
+            std::slice::from_raw_parts(query.cast::<f32>(), dimension),
+            std::slice::from_raw_parts(rows, count),
+            std::slice::from_raw_parts_mut(distances, count),
+        )
+    };
+    for (rows, distances) in rows.chunks(MOST_ROWS).zip(distances.chunks_mut(MOST_ROWS)) {
+        for &row in rows {
+            super::simd::prefetch_bytes(row, PREFETCHED_BYTES);
+        }
+        let mut slices: [&[f32]; MOST_ROWS] = [&[]; MOST_ROWS];
+        for (slice, &row) in slices.iter_mut().zip(rows) {
             // SAFETY: as above.
-            if let Some(row) = unsafe { self.resolve(code.cast()) } {
-                super::prefetch(&row[..PREFETCHED_VALUES.min(row.len())]);
-            }
+            *slice = unsafe { std::slice::from_raw_parts(row.cast::<f32>(), dimension) };
+        }
+        super::simd::dots(query, &slices[..rows.len()], distances);
+        for distance in distances.iter_mut() {
+            *distance = 1.0 - *distance;
         }
     }
-
-    /// The graph's distance between two node codes: 1 - cosine (the vectors are unit
-    /// length); the farthest for a code that resolves to nothing.
-    pub(super) fn distance(&self, left: *const f32, right: *const f32) -> f32 {
-        // SAFETY: see `resolve`; the graph only compares codes it holds or was given.
-        match unsafe { (self.resolve(left), self.resolve(right)) } {
-            (Some(left), Some(right)) => {
-                let distance = 1.0 - super::dot(left, right);
-                if distance.is_nan() {
-                    2.0
-                } else {
-                    distance
-                }
-            }
-            _ => 2.0,
-        }
-    }
-}
-
-/// The node code of `slot` (its bits as an f32's, copied as they are), or `None` past 2^31.
-pub(super) fn slot_code(slot: usize) -> Option<[f32; 1]> {
-    u32::try_from(slot)
-        .ok()
-        .filter(|&bits| bits & QUERY_CODE == 0)
-        .map(|bits| [f32::from_bits(bits)])
-}
-
-/// Clears the thread's query when a search ends, however it ends.
-pub(super) struct QueryGuard;
-
-impl QueryGuard {
-    /// Makes `query` the thread's query until the guard is dropped.
-    pub(super) fn set(query: &[f32]) -> Self {
-        QUERY.set((query.as_ptr(), query.len()));
-        Self
-    }
-}
-
-impl Drop for QueryGuard {
-    fn drop(&mut self) {
-        QUERY.set((std::ptr::null(), 0));
-    }
-}
-
-/// Makes `graph`, before it is first used, fetch ahead the rows of the neighbours it is about
-/// to measure, from `buffer`, which must outlive it.
-pub(super) fn prefetch_rows_of(graph: &usearch::Index, buffer: &std::sync::Arc<SharedBuffer>) {
-    let state = std::sync::Arc::as_ptr(buffer) as usize;
-    // SAFETY: the caller keeps the buffer alive as long as the graph, and nothing searches or
-    // builds the graph yet.
-    unsafe { graph.change_prefetch(Some(prefetch_rows), state) };
-}
-
-/// The graph's prefetch hook: `state` is the address of the graph's [`SharedBuffer`].
-extern "C" fn prefetch_rows(codes: *const *const u8, count: usize, state: usize) {
-    let buffer = state as *const SharedBuffer;
-    // SAFETY: the graph is given the address of a buffer it keeps alive (`Approximate` holds
-    // the `Arc` for as long as the graph), and hands over node codes it holds.
-    unsafe { (*buffer).prefetch(codes, count) }
 }

@@ -7,11 +7,51 @@ pub(crate) fn dot(left: &[f32], right: &[f32]) -> f32 {
     debug_assert_eq!(left.len(), right.len());
     #[cfg(target_arch = "x86_64")]
     {
+        if has_avx512() {
+            return x86::dot_avx512(left, right);
+        }
         if has_avx2_fma() {
             return x86::dot_avx2_fma(left, right);
         }
     }
     dot_portable(left, right)
+}
+
+/// Writes the dot product of `query` with each of `rows` (all of its length) to `out`, four
+/// rows at a time with their loads interleaved, so that the memory of several rows read at
+/// random is fetched at once rather than one row after another.
+pub(crate) fn dots(query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
+    debug_assert_eq!(rows.len(), out.len());
+    let mut groups = rows.chunks_exact(4);
+    let mut outs = out.chunks_exact_mut(4);
+    for (group, out) in groups.by_ref().zip(outs.by_ref()) {
+        let group = [group[0], group[1], group[2], group[3]];
+        out.copy_from_slice(&dots_of_four(query, group));
+    }
+    let rest = groups.remainder();
+    if let Some(&last) = rest.last() {
+        // The last one or three rows in a group of four, the last repeated: it is in the
+        // cache by then, and the loads of the others still overlap.
+        let group = std::array::from_fn(|at| rest.get(at).copied().unwrap_or(last));
+        let products = dots_of_four(query, group);
+        let out = outs.into_remainder();
+        out.copy_from_slice(&products[..out.len()]);
+    }
+}
+
+/// The dot products of `query` with four rows of its length.
+fn dots_of_four(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+    debug_assert!(rows.iter().all(|row| row.len() == query.len()));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx512() {
+            return x86::dots_of_four_avx512(query, rows);
+        }
+        if has_avx2_fma() {
+            return x86::dots_of_four_avx2_fma(query, rows);
+        }
+    }
+    rows.map(|row| dot_portable(query, row))
 }
 
 /// Asks the CPU to fetch every cache line of `row` into its caches (a hint: no effect on
@@ -21,6 +61,16 @@ pub(crate) fn prefetch(row: &[f32]) {
     x86::prefetch(row);
     #[cfg(not(target_arch = "x86_64"))]
     let _ = row;
+}
+
+/// Asks the CPU to fetch the `bytes` bytes from `start` into its caches, a 64-byte line at
+/// a time (a hint: it reads nothing, so any address will do; nothing on other
+/// architectures).
+pub(crate) fn prefetch_bytes(start: *const u8, bytes: usize) {
+    #[cfg(target_arch = "x86_64")]
+    x86::prefetch_bytes(start, bytes);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (start, bytes);
 }
 
 /// Returns the dot product of two int8 vectors of one length, exactly (in i32).
@@ -49,6 +99,12 @@ fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
+/// Whether this CPU runs AVX-512 (foundation) instructions (cached by the standard library).
+#[cfg(target_arch = "x86_64")]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
 /// Eight independent sums, so that the compiler can keep them in vector registers.
 fn dot_portable(left: &[f32], right: &[f32]) -> f32 {
     const LANES: usize = 8;
@@ -73,10 +129,131 @@ fn dot_portable(left: &[f32], right: &[f32]) -> f32 {
 #[allow(unsafe_code)]
 mod x86 {
     use std::arch::x86_64::{
-        __m256, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps, _mm256_loadu_ps,
-        _mm256_setzero_ps, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_prefetch,
-        _mm_shuffle_ps, _MM_HINT_T0,
+        __m256, __m512, __mmask16, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_setzero_ps, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps,
+        _mm512_maskz_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps, _mm_add_ps, _mm_add_ss,
+        _mm_cvtss_f32, _mm_movehl_ps, _mm_prefetch, _mm_shuffle_ps, _MM_HINT_T0,
     };
+
+    /// The AVX-512 dot product; call only after [`super::has_avx512`] said yes.
+    pub(super) fn dot_avx512(left: &[f32], right: &[f32]) -> f32 {
+        // SAFETY: the caller checked at run time that the CPU has AVX-512F.
+        unsafe { dot_512(left, right) }
+    }
+
+    /// Four 16-lane accumulators (64 values a step), unaligned loads, the tail masked.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_512(left: &[f32], right: &[f32]) -> f32 {
+        let length = left.len().min(right.len());
+        let (a, b) = (left.as_ptr(), right.as_ptr());
+        let mut sums: [__m512; 4] = [_mm512_setzero_ps(); 4];
+        let mut offset = 0;
+        while offset + 64 <= length {
+            for (lane, sum) in sums.iter_mut().enumerate() {
+                let at = offset + lane * 16;
+                // SAFETY: `at + 16 <= length`, so both loads stay inside the slices.
+                let (x, y) = unsafe { (_mm512_loadu_ps(a.add(at)), _mm512_loadu_ps(b.add(at))) };
+                *sum = _mm512_fmadd_ps(x, y, *sum);
+            }
+            offset += 64;
+        }
+        while offset < length {
+            let mask = tail_mask(length - offset);
+            // SAFETY: the mask loads only the lanes before `length`.
+            let (x, y) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(mask, a.add(offset)),
+                    _mm512_maskz_loadu_ps(mask, b.add(offset)),
+                )
+            };
+            sums[0] = _mm512_fmadd_ps(x, y, sums[0]);
+            offset += 16;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(sums[0], sums[1]),
+            _mm512_add_ps(sums[2], sums[3]),
+        ))
+    }
+
+    /// The lanes of a 16-lane step that lie before the end, `left` values away.
+    fn tail_mask(left: usize) -> __mmask16 {
+        if left >= 16 {
+            u16::MAX
+        } else {
+            (1_u16 << left) - 1
+        }
+    }
+
+    /// Four AVX-512 dot products with one query; call only after [`super::has_avx512`]
+    /// said yes.
+    pub(super) fn dots_of_four_avx512(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: the caller checked at run time that the CPU has AVX-512F.
+        unsafe { dots_of_four_512(query, rows) }
+    }
+
+    /// One accumulator per row; each step loads 16 query values once and 16 of each row.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dots_of_four_512(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+        let length = rows
+            .iter()
+            .fold(query.len(), |length, row| length.min(row.len()));
+        let q = query.as_ptr();
+        let r = rows.map(<[f32]>::as_ptr);
+        let mut sums: [__m512; 4] = [_mm512_setzero_ps(); 4];
+        let mut offset = 0;
+        while offset < length {
+            let mask = tail_mask(length - offset);
+            // SAFETY: the mask loads only the lanes before `length`, inside every slice.
+            let x = unsafe { _mm512_maskz_loadu_ps(mask, q.add(offset)) };
+            for (sum, row) in sums.iter_mut().zip(r) {
+                // SAFETY: as above.
+                let y = unsafe { _mm512_maskz_loadu_ps(mask, row.add(offset)) };
+                *sum = _mm512_fmadd_ps(x, y, *sum);
+            }
+            offset += 16;
+        }
+        sums.map(|sum| _mm512_reduce_add_ps(sum))
+    }
+
+    /// Four AVX2 + FMA dot products with one query; call only after
+    /// [`super::has_avx2_fma`] said yes.
+    pub(super) fn dots_of_four_avx2_fma(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+        // SAFETY: the caller checked at run time that the CPU has AVX2 and FMA.
+        unsafe { dots_of_four_avx2(query, rows) }
+    }
+
+    /// One accumulator per row, eight values a step, then the tail in scalars.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dots_of_four_avx2(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+        let length = rows
+            .iter()
+            .fold(query.len(), |length, row| length.min(row.len()));
+        let q = query.as_ptr();
+        let r = rows.map(<[f32]>::as_ptr);
+        let mut sums: [__m256; 4] = [_mm256_setzero_ps(); 4];
+        let mut offset = 0;
+        while offset + 8 <= length {
+            // SAFETY: `offset + 8 <= length`, inside every slice.
+            let x = unsafe { _mm256_loadu_ps(q.add(offset)) };
+            for (sum, row) in sums.iter_mut().zip(r) {
+                // SAFETY: as above.
+                let y = unsafe { _mm256_loadu_ps(row.add(offset)) };
+                *sum = _mm256_fmadd_ps(x, y, *sum);
+            }
+            offset += 8;
+        }
+        let zero = _mm256_setzero_ps();
+        let mut totals = [0.0_f32; 4];
+        for ((total, sum), row) in totals.iter_mut().zip(sums).zip(rows) {
+            let tail: f32 = query[offset..length]
+                .iter()
+                .zip(&row[offset..length])
+                .map(|(x, y)| x * y)
+                .sum();
+            *total = sum_lanes([sum, zero, zero, zero]) + tail;
+        }
+        totals
+    }
 
     /// The AVX2 + FMA dot product; call only after [`super::has_avx2_fma`] said yes.
     pub(super) fn dot_avx2_fma(left: &[f32], right: &[f32]) -> f32 {
@@ -125,6 +302,15 @@ mod x86 {
         for line in row.chunks(16) {
             // SAFETY: a prefetch is a hint, never a load; the address is inside `row`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        }
+    }
+
+    /// Prefetches the 64-byte lines from `start` to `start + bytes` (SSE, part of x86-64's
+    /// baseline).
+    pub(super) fn prefetch_bytes(start: *const u8, bytes: usize) {
+        for offset in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch is a hint, never a load, and faults on no address.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast()) };
         }
     }
 
@@ -229,14 +415,74 @@ mod tests {
                 .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
                 .collect();
             let expected = reference(&left, &right);
-            for (name, got) in [
+            let mut paths = vec![
                 ("dispatched", dot(&left, &right)),
                 ("portable", dot_portable(&left, &right)),
-            ] {
+            ];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if has_avx2_fma() {
+                    paths.push(("avx2", x86::dot_avx2_fma(&left, &right)));
+                }
+                if has_avx512() {
+                    paths.push(("avx512", x86::dot_avx512(&left, &right)));
+                }
+            }
+            for (name, got) in paths {
                 assert!(
                     (f64::from(got) - expected).abs() < 1e-3,
                     "{name} at length {length}: {got} vs {expected}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn batches_of_rows_agree_with_one_dot_at_a_time_on_every_path() {
+        for length in [0, 1, 7, 8, 15, 16, 17, 33, 100, 384] {
+            let query: Vec<f32> = (0..length)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let rows: Vec<Vec<f32>> = (0..9)
+                .map(|r| {
+                    (0..length)
+                        .map(|i| (((i + r) * 5 % 11) as f32 - 5.0) / 3.0)
+                        .collect()
+                })
+                .collect();
+            for count in 0..=rows.len() {
+                let batch: Vec<&[f32]> = rows[..count].iter().map(Vec::as_slice).collect();
+                let mut out = vec![f32::NAN; count];
+                dots(&query, &batch, &mut out);
+                for (row, got) in batch.iter().zip(&out) {
+                    let expected = reference(&query, row);
+                    assert!(
+                        (f64::from(*got) - expected).abs() < 1e-3,
+                        "batch of {count} at length {length}: {got} vs {expected}"
+                    );
+                }
+            }
+            if rows.len() >= 4 && length > 0 {
+                let four = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+                let expected = four.map(|row| reference(&query, row));
+                let mut paths = vec![("portable", four.map(|row| dot_portable(&query, row)))];
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if has_avx2_fma() {
+                        paths.push(("avx2", x86::dots_of_four_avx2_fma(&query, four)));
+                    }
+                    if has_avx512() {
+                        paths.push(("avx512", x86::dots_of_four_avx512(&query, four)));
+                    }
+                }
+                for (name, got) in paths {
+                    for (got, expected) in got.iter().zip(expected) {
+                        assert!(
+                            (f64::from(*got) - expected).abs() < 1e-3,
+                            "{name} at length {length}: {got} vs {expected}"
+                        );
+                    }
+                }
             }
         }
     }

@@ -273,6 +273,36 @@ fn a_freed_slot_is_reused_and_the_graph_finds_its_new_vector() {
 }
 
 #[test]
+fn removed_rows_take_no_place_in_the_graphs_answers() {
+    let dimension = 32;
+    let mut index = random_index(3_000, dimension, Some(small_graph()));
+    // Every third row removed: their nodes stay in the graph, for its links, until reused,
+    // and a search must walk through them without answering with them.
+    let removed: Vec<(u128, Vec<f32>)> = (0..3_000)
+        .step_by(3)
+        .map(|key| (key, index.row(index.positions[&key]).to_vec()))
+        .collect();
+    for (key, _) in &removed {
+        assert!(index.remove(*key));
+    }
+    assert!(index.is_approximate());
+    let (mut found, mut asked) = (0, 0);
+    for (key, vector) in removed.iter().step_by(20) {
+        let truth = keys(&index.search_exact(&query(vector, 10, -1.0)));
+        let hits = keys(&index.search(&query(vector, 10, -1.0)));
+        assert_eq!(hits.len(), 10, "a full answer for the removed row {key}");
+        assert!(
+            hits.iter().all(|hit| hit % 3 != 0),
+            "no removed row in {hits:?}"
+        );
+        found += hits.iter().filter(|hit| truth.contains(hit)).count();
+        asked += 10;
+    }
+    let recall = found as f64 / asked as f64;
+    assert!(recall >= 0.9, "recall@10 {recall}");
+}
+
+#[test]
 fn a_selective_filter_gets_the_exact_answer() {
     let dimension = 32;
     let index = random_index(3_000, dimension, Some(small_graph()));

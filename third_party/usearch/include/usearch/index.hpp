@@ -1825,6 +1825,17 @@ struct dummy_prefetch_t {
 };
 
 /**
+ *  @brief  Mimo patch: whether a prefetch functor also measures batches of members, with
+ *          `measure_batch(query, slots, count, distances)`; it says so with a static
+ *          `measures_batches_k = true`. Graph walks then gather the unvisited neighbours of a
+ *          node and measure them together, so that their vectors are fetched side by side.
+ */
+template <typename prefetch_at, typename = void> struct measures_batches_gt : std::false_type {};
+template <typename prefetch_at>
+struct measures_batches_gt<prefetch_at, typename std::enable_if<std::decay<prefetch_at>::type::measures_batches_k>::type>
+    : std::true_type {};
+
+/**
  *  @brief  An example of what a USearch-compatible executor (thread-pool) should look like.
  *
  *  It's expected to have `parallel(callback)` API to schedule one task per thread;
@@ -4494,6 +4505,50 @@ class index_gt {
         candidates_iterator_t end() const noexcept { return {index, neighbors, visits, neighbors.size()}; }
     };
 
+    /**
+     *  @brief  Mimo patch: measures the neighbours in @p neighbors not visited yet (marking
+     *          them visited) and hands each to @p visit with its distance to @p query: in
+     *          batches when @p prefetch measures batches, one by one (after an optional
+     *          prefetch) otherwise.
+     */
+    template <typename query_at, typename metric_at, typename prefetch_at, typename visit_at>
+    void measure_unvisited_(query_at const& query, metric_at&& metric, prefetch_at&& prefetch,
+                            neighbors_ref_t neighbors, visits_hash_set_t& visits, context_t& context,
+                            visit_at&& visit) const noexcept {
+        if constexpr (measures_batches_gt<prefetch_at>::value) {
+            constexpr std::size_t batch_k = 64;
+            compressed_slot_t slots[batch_k];
+            distance_t distances[batch_k];
+            std::size_t count = 0;
+            auto flush = [&] {
+                prefetch.measure_batch(query, slots, count, distances);
+                context.computed_distances += count;
+                for (std::size_t i = 0; i != count; ++i)
+                    visit(slots[i], distances[i]);
+                count = 0;
+            };
+            for (compressed_slot_t slot : neighbors) {
+                if (visits.set(slot))
+                    continue;
+                slots[count++] = slot;
+                if (count == batch_k)
+                    flush();
+            }
+            if (count)
+                flush();
+        } else {
+            if (!is_dummy<prefetch_at>()) {
+                candidates_range_t missing_candidates{*this, neighbors, visits};
+                prefetch(missing_candidates.begin(), missing_candidates.end());
+            }
+            for (compressed_slot_t slot : neighbors) {
+                if (visits.set(slot))
+                    continue;
+                visit(slot, context.measure(query, citerator_at(slot), metric));
+            }
+        }
+    }
+
     template <typename value_at, typename metric_at, typename prefetch_at = dummy_prefetch_t>
     compressed_slot_t search_for_one_(                                //
         value_at&& query, metric_at&& metric, prefetch_at&& prefetch, //
@@ -4587,32 +4642,22 @@ class index_gt {
             node_lock_t candidate_lock = node_lock_(candidate_slot);
             neighbors_ref_t candidate_neighbors = neighbors_(candidate_ref, level);
 
-            // Optional prefetching
-            if (!is_dummy<prefetch_at>()) {
-                candidates_range_t missing_candidates{*this, candidate_neighbors, visits};
-                prefetch(missing_candidates.begin(), missing_candidates.end());
-            }
-
             // Assume the worst-case when reserving memory
             if (!visits.reserve(visits.size() + candidate_neighbors.size()))
                 return false;
 
-            for (compressed_slot_t successor_slot : candidate_neighbors) {
-                if (visits.set(successor_slot))
-                    continue;
-
-                // We don't access the neighbors of the `successor_slot` node,
-                // so we don't have to lock it.
-                // node_lock_t successor_lock = node_lock_(successor_slot);
-                distance_t successor_dist = context.measure(query, citerator_at(successor_slot), metric);
-                if (top.size() < top_limit || successor_dist < radius) {
-                    // This can substantially grow our priority queue:
-                    next.insert({-successor_dist, successor_slot});
-                    // This will automatically evict poor matches:
-                    top.insert({successor_dist, successor_slot}, top_limit);
-                    radius = top.top().distance;
-                }
-            }
+            // We don't access the neighbors of the `successor_slot` node,
+            // so we don't have to lock it.
+            measure_unvisited_(query, metric, prefetch, candidate_neighbors, visits, context,
+                               [&](compressed_slot_t successor_slot, distance_t successor_dist) {
+                                   if (top.size() < top_limit || successor_dist < radius) {
+                                       // This can substantially grow our priority queue:
+                                       next.insert({-successor_dist, successor_slot});
+                                       // This will automatically evict poor matches:
+                                       top.insert({successor_dist, successor_slot}, top_limit);
+                                       radius = top.top().distance;
+                                   }
+                               });
         }
         return true;
     }
@@ -4679,34 +4724,23 @@ class index_gt {
             auto optional_node_lock = optional_node_lock_(candidate_slot, updated_slot == candidate_slot);
             neighbors_ref_t candidate_neighbors = neighbors_(candidate_ref, level);
 
-            // Optional prefetching
-            if (!is_dummy<prefetch_at>()) {
-                candidates_range_t missing_candidates{*this, candidate_neighbors, visits};
-                prefetch(missing_candidates.begin(), missing_candidates.end());
-            }
-
             // Assume the worst-case when reserving memory
             if (!visits.reserve(visits.size() + candidate_neighbors.size()))
                 return false;
 
-            for (compressed_slot_t successor_slot : candidate_neighbors) {
-                if (visits.set(successor_slot))
-                    continue;
-
-                // We don't access the neighbors of the `successor_slot` node,
-                // so we don't have to lock it.
-                // node_conditional_lock_t successor_lock =
-                //     node_try_conditional_lock_(successor_slot, updated_slot != successor_slot);
-                distance_t successor_dist = context.measure(query, citerator_at(successor_slot), metric);
-                if (top.size() < top_limit || successor_dist < radius) {
-                    // This can substantially grow our priority queue:
-                    next.insert({-successor_dist, successor_slot});
-                    // This will automatically evict poor matches:
-                    if (updated_slot != successor_slot)
-                        top.insert({successor_dist, successor_slot}, top_limit);
-                    radius = top.top().distance;
-                }
-            }
+            // We don't access the neighbors of the `successor_slot` node,
+            // so we don't have to lock it.
+            measure_unvisited_(query, metric, prefetch, candidate_neighbors, visits, context,
+                               [&](compressed_slot_t successor_slot, distance_t successor_dist) {
+                                   if (top.size() < top_limit || successor_dist < radius) {
+                                       // This can substantially grow our priority queue:
+                                       next.insert({-successor_dist, successor_slot});
+                                       // This will automatically evict poor matches:
+                                       if (updated_slot != successor_slot)
+                                           top.insert({successor_dist, successor_slot}, top_limit);
+                                       radius = top.top().distance;
+                                   }
+                               });
         }
         return true;
     }
@@ -4759,31 +4793,22 @@ class index_gt {
 
             neighbors_ref_t candidate_neighbors = neighbors_base_(node_at_(candidate.slot));
 
-            // Optional prefetching
-            if (!is_dummy<prefetch_at>()) {
-                candidates_range_t missing_candidates{*this, candidate_neighbors, visits};
-                prefetch(missing_candidates.begin(), missing_candidates.end());
-            }
-
             // Assume the worst-case when reserving memory
             if (!visits.reserve(visits.size() + candidate_neighbors.size()))
                 return false;
 
-            for (compressed_slot_t successor_slot : candidate_neighbors) {
-                if (visits.set(successor_slot))
-                    continue;
-
-                distance_t successor_dist = context.measure(query, citerator_at(successor_slot), metric);
-                if (top.size() < top_limit || successor_dist < radius) {
-                    // This can substantially grow our priority queue:
-                    next.insert({-successor_dist, successor_slot});
-                    if (is_dummy<predicate_at>() ||
-                        predicate(member_cref_t{node_at_(successor_slot).ckey(), successor_slot})) {
-                        top.insert({successor_dist, successor_slot}, top_limit);
-                        radius = top.top().distance;
-                    }
-                }
-            }
+            measure_unvisited_(query, metric, prefetch, candidate_neighbors, visits, context,
+                               [&](compressed_slot_t successor_slot, distance_t successor_dist) {
+                                   if (top.size() < top_limit || successor_dist < radius) {
+                                       // This can substantially grow our priority queue:
+                                       next.insert({-successor_dist, successor_slot});
+                                       if (is_dummy<predicate_at>() ||
+                                           predicate(member_cref_t{node_at_(successor_slot).ckey(), successor_slot})) {
+                                           top.insert({successor_dist, successor_slot}, top_limit);
+                                           radius = top.top().distance;
+                                       }
+                                   }
+                               });
         }
 
         return true;

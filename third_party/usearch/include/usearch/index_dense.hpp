@@ -434,31 +434,36 @@ class index_dense_gt {
     using member_citerator_t = typename index_t::member_citerator_t;
 
     /// @brief Punned metric object.
-    /// Mimo patch: a callback handed the vectors of the neighbours a search or an insertion
-    /// is about to measure, so that what they point to can be fetched ahead.
-    using prefetch_callback_t = void (*)(byte_t const* const* vectors, std::size_t count, std::uintptr_t state);
-    prefetch_callback_t prefetch_callback_ = nullptr;
-    std::uintptr_t prefetch_state_ = 0;
+    /// Mimo patch: a callback that measures a batch of stored vectors against one query at
+    /// once, `callback(query, vectors, count, distances, state)`, so that their memory is
+    /// fetched side by side instead of one vector after another.
+    using measure_batch_callback_t = void (*)(byte_t const* query, byte_t const* const* vectors, std::size_t count,
+                                              float* distances, std::uintptr_t state);
+    measure_batch_callback_t measure_batch_callback_ = nullptr;
+    std::uintptr_t measure_batch_state_ = 0;
 
-    class prefetch_proxy_t {
+    /// Mimo patch: the graph's prefetch functor when a batch callback is set: it prefetches
+    /// nothing, and measures the batches the graph gathers (see `measures_batches_gt`).
+    class measure_batch_proxy_t {
         index_dense_gt const* index_ = nullptr;
 
       public:
-        prefetch_proxy_t(index_dense_gt const& index) noexcept : index_(&index) {}
+        static constexpr bool measures_batches_k = true;
+        measure_batch_proxy_t(index_dense_gt const& index) noexcept : index_(&index) {}
 
         template <typename member_citerator_like_at>
-        inline void operator()(member_citerator_like_at begin, member_citerator_like_at end) const noexcept {
-            byte_t const* vectors[64];
-            std::size_t count = 0;
-            for (; begin != end; ++begin) {
-                vectors[count++] = index_->vectors_lookup_[get_slot(begin)];
-                if (count == 64) {
-                    index_->prefetch_callback_(vectors, count, index_->prefetch_state_);
-                    count = 0;
-                }
+        inline void operator()(member_citerator_like_at, member_citerator_like_at) const noexcept {}
+
+        inline void measure_batch(byte_t const* query, compressed_slot_t const* slots, std::size_t count,
+                                  distance_t* distances) const noexcept {
+            constexpr std::size_t batch_k = 64;
+            byte_t const* vectors[batch_k];
+            for (std::size_t start = 0; start < count; start += batch_k) {
+                std::size_t const size = (std::min)(batch_k, count - start);
+                for (std::size_t i = 0; i != size; ++i)
+                    vectors[i] = index_->vectors_lookup_[slots[start + i]];
+                index_->measure_batch_callback_(query, vectors, size, distances + start, index_->measure_batch_state_);
             }
-            if (count)
-                index_->prefetch_callback_(vectors, count, index_->prefetch_state_);
         }
     };
 
@@ -774,11 +779,25 @@ class index_dense_gt {
     }
 
     /// @brief Throwing counterpart of @ref try_change_metric.
-    /// Mimo patch: sets (or, with `nullptr`, clears) the callback handed the vectors of the
-    /// neighbours about to be measured; call while no search or insertion runs.
-    void change_prefetch(prefetch_callback_t callback, std::uintptr_t state) noexcept {
-        prefetch_callback_ = callback;
-        prefetch_state_ = state;
+    /// Mimo patch: sets (or, with `nullptr`, clears) the callback that measures batches of
+    /// stored vectors in graph walks; call while no search or insertion runs.
+    void change_measure_batch(measure_batch_callback_t callback, std::uintptr_t state) noexcept {
+        measure_batch_callback_ = callback;
+        measure_batch_state_ = state;
+    }
+
+    /// Mimo patch: for a caller whose buffer moved, points every vector that lies in
+    /// `[old_base, old_base + length)` (held by reference: added with `copy_vector = false`) at
+    /// the same offset from `new_base`; call while no search or insertion runs.
+    void rebase_vectors(byte_t const* old_base, std::size_t length, byte_t const* new_base) noexcept {
+        std::uintptr_t const old_start = reinterpret_cast<std::uintptr_t>(old_base);
+        std::uintptr_t const new_start = reinterpret_cast<std::uintptr_t>(new_base);
+        std::size_t const slots = typed_->size();
+        for (std::size_t slot = 0; slot != slots; ++slot) {
+            std::uintptr_t const vector = reinterpret_cast<std::uintptr_t>(vectors_lookup_[slot]);
+            if (vector >= old_start && vector - old_start < length)
+                vectors_lookup_[slot] = reinterpret_cast<byte_t*>(new_start + (vector - old_start));
+        }
     }
 
     void change_metric(metric_t metric) {
@@ -2265,11 +2284,11 @@ class index_dense_gt {
 
         metric_proxy_t metric{*this};
         add_result_t result;
-        if (prefetch_callback_)
+        if (measure_batch_callback_)
             result = reuse_node //
                          ? typed_->update(typed_->iterator_at(free_slot), key, vector_data, metric, update_config,
-                                          on_success, prefetch_proxy_t{*this})
-                         : typed_->add(key, vector_data, metric, update_config, on_success, prefetch_proxy_t{*this});
+                                          on_success, measure_batch_proxy_t{*this})
+                         : typed_->add(key, vector_data, metric, update_config, on_success, measure_batch_proxy_t{*this});
         else
             result = reuse_node //
                          ? typed_->update(typed_->iterator_at(free_slot), key, vector_data, metric, update_config,
@@ -2306,9 +2325,21 @@ class index_dense_gt {
             auto allow = [free_key_copy](member_cref_t const& member) noexcept {
                 return (vector_key_t)member.key != free_key_copy;
             };
-            if (prefetch_callback_) {
+            if (measure_batch_callback_) {
+                // Mimo patch: with no removed node in the graph there is nothing to leave out,
+                // so the walk need not read the key of every node it considers.
+                bool has_removed;
+                {
+                    std::unique_lock<std::mutex> free_lock(free_keys_mutex_);
+                    has_removed = !free_keys_.empty();
+                }
+                if (!has_removed) {
+                    auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config,
+                                                       dummy_predicate_t{}, measure_batch_proxy_t{*this});
+                    return search_result_t{std::move(typed_result), std::move(lock)};
+                }
                 auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow,
-                                                   prefetch_proxy_t{*this});
+                                                   measure_batch_proxy_t{*this});
                 return search_result_t{std::move(typed_result), std::move(lock)};
             }
             auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow);
@@ -2317,9 +2348,9 @@ class index_dense_gt {
             auto allow = [free_key_copy, &predicate](member_cref_t const& member) noexcept {
                 return (vector_key_t)member.key != free_key_copy && predicate(member.key);
             };
-            if (prefetch_callback_) {
+            if (measure_batch_callback_) {
                 auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow,
-                                                   prefetch_proxy_t{*this});
+                                                   measure_batch_proxy_t{*this});
                 return search_result_t{std::move(typed_result), std::move(lock)};
             }
             auto typed_result = typed_->search(vector_data, wanted, metric_proxy_t{*this}, search_config, allow);
