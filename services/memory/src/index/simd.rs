@@ -17,41 +17,41 @@ pub(crate) fn dot(left: &[f32], right: &[f32]) -> f32 {
     dot_portable(left, right)
 }
 
-/// Writes the dot product of `query` with each of `rows` (all of its length) to `out`, four
-/// rows at a time with their loads interleaved, so that the memory of several rows read at
-/// random is fetched at once rather than one row after another.
+/// Writes the dot product of `query` with each of `rows` (all of its length) to `out`,
+/// several rows at a time with their loads interleaved (eight with AVX-512, four otherwise),
+/// so that the memory of rows read at random is fetched at once rather than one row after
+/// another.
 pub(crate) fn dots(query: &[f32], rows: &[&[f32]], out: &mut [f32]) {
     debug_assert_eq!(rows.len(), out.len());
-    let mut groups = rows.chunks_exact(4);
-    let mut outs = out.chunks_exact_mut(4);
-    for (group, out) in groups.by_ref().zip(outs.by_ref()) {
-        let group = [group[0], group[1], group[2], group[3]];
-        out.copy_from_slice(&dots_of_four(query, group));
-    }
-    let rest = groups.remainder();
-    if let Some(&last) = rest.last() {
-        // The last one or three rows in a group of four, the last repeated: it is in the
-        // cache by then, and the loads of the others still overlap.
-        let group = std::array::from_fn(|at| rest.get(at).copied().unwrap_or(last));
-        let products = dots_of_four(query, group);
-        let out = outs.into_remainder();
-        out.copy_from_slice(&products[..out.len()]);
-    }
-}
-
-/// The dot products of `query` with four rows of its length.
-fn dots_of_four(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
     debug_assert!(rows.iter().all(|row| row.len() == query.len()));
     #[cfg(target_arch = "x86_64")]
     {
         if has_avx512() {
-            return x86::dots_of_four_avx512(query, rows);
+            return dots_in_groups(query, rows, out, x86::dots_avx512::<8>);
         }
         if has_avx2_fma() {
-            return x86::dots_of_four_avx2_fma(query, rows);
+            return dots_in_groups(query, rows, out, x86::dots_avx2_fma::<4>);
         }
     }
-    rows.map(|row| dot_portable(query, row))
+    dots_in_groups(query, rows, out, |query, group: [&[f32]; 1]| {
+        [dot_portable(query, group[0])]
+    });
+}
+
+/// [`dots`] by groups of `N` rows, each measured by `measure`; the last group is filled up
+/// with its last row repeated (in the cache by then: the loads of the others still overlap).
+fn dots_in_groups<const N: usize>(
+    query: &[f32],
+    rows: &[&[f32]],
+    out: &mut [f32],
+    measure: impl Fn(&[f32], [&[f32]; N]) -> [f32; N],
+) {
+    for (group, out) in rows.chunks(N).zip(out.chunks_mut(N)) {
+        let last = group[group.len() - 1];
+        let group = std::array::from_fn(|at| group.get(at).copied().unwrap_or(last));
+        let products = measure(query, group);
+        out.copy_from_slice(&products[..out.len()]);
+    }
 }
 
 /// Asks the CPU to fetch every cache line of `row` into its caches (a hint: no effect on
@@ -184,22 +184,22 @@ mod x86 {
         }
     }
 
-    /// Four AVX-512 dot products with one query; call only after [`super::has_avx512`]
-    /// said yes.
-    pub(super) fn dots_of_four_avx512(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+    /// `N` AVX-512 dot products with one query; call only after [`super::has_avx512`] said
+    /// yes.
+    pub(super) fn dots_avx512<const N: usize>(query: &[f32], rows: [&[f32]; N]) -> [f32; N] {
         // SAFETY: the caller checked at run time that the CPU has AVX-512F.
-        unsafe { dots_of_four_512(query, rows) }
+        unsafe { dots_512(query, rows) }
     }
 
     /// One accumulator per row; each step loads 16 query values once and 16 of each row.
     #[target_feature(enable = "avx512f")]
-    unsafe fn dots_of_four_512(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+    unsafe fn dots_512<const N: usize>(query: &[f32], rows: [&[f32]; N]) -> [f32; N] {
         let length = rows
             .iter()
             .fold(query.len(), |length, row| length.min(row.len()));
         let q = query.as_ptr();
         let r = rows.map(<[f32]>::as_ptr);
-        let mut sums: [__m512; 4] = [_mm512_setzero_ps(); 4];
+        let mut sums: [__m512; N] = [_mm512_setzero_ps(); N];
         let mut offset = 0;
         while offset < length {
             let mask = tail_mask(length - offset);
@@ -215,22 +215,22 @@ mod x86 {
         sums.map(|sum| _mm512_reduce_add_ps(sum))
     }
 
-    /// Four AVX2 + FMA dot products with one query; call only after
-    /// [`super::has_avx2_fma`] said yes.
-    pub(super) fn dots_of_four_avx2_fma(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+    /// `N` AVX2 + FMA dot products with one query; call only after [`super::has_avx2_fma`]
+    /// said yes.
+    pub(super) fn dots_avx2_fma<const N: usize>(query: &[f32], rows: [&[f32]; N]) -> [f32; N] {
         // SAFETY: the caller checked at run time that the CPU has AVX2 and FMA.
-        unsafe { dots_of_four_avx2(query, rows) }
+        unsafe { dots_avx2(query, rows) }
     }
 
     /// One accumulator per row, eight values a step, then the tail in scalars.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn dots_of_four_avx2(query: &[f32], rows: [&[f32]; 4]) -> [f32; 4] {
+    unsafe fn dots_avx2<const N: usize>(query: &[f32], rows: [&[f32]; N]) -> [f32; N] {
         let length = rows
             .iter()
             .fold(query.len(), |length, row| length.min(row.len()));
         let q = query.as_ptr();
         let r = rows.map(<[f32]>::as_ptr);
-        let mut sums: [__m256; 4] = [_mm256_setzero_ps(); 4];
+        let mut sums: [__m256; N] = [_mm256_setzero_ps(); N];
         let mut offset = 0;
         while offset + 8 <= length {
             // SAFETY: `offset + 8 <= length`, inside every slice.
@@ -243,7 +243,7 @@ mod x86 {
             offset += 8;
         }
         let zero = _mm256_setzero_ps();
-        let mut totals = [0.0_f32; 4];
+        let mut totals = [0.0_f32; N];
         for ((total, sum), row) in totals.iter_mut().zip(sums).zip(rows) {
             let tail: f32 = query[offset..length]
                 .iter()
@@ -469,10 +469,10 @@ mod tests {
                 #[cfg(target_arch = "x86_64")]
                 {
                     if has_avx2_fma() {
-                        paths.push(("avx2", x86::dots_of_four_avx2_fma(&query, four)));
+                        paths.push(("avx2", x86::dots_avx2_fma(&query, four)));
                     }
                     if has_avx512() {
-                        paths.push(("avx512", x86::dots_of_four_avx512(&query, four)));
+                        paths.push(("avx512", x86::dots_avx512(&query, four)));
                     }
                 }
                 for (name, got) in paths {

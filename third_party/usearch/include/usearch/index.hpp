@@ -4577,12 +4577,38 @@ class index_gt {
                 }
 
                 // Actual traversal
-                for (compressed_slot_t candidate_slot : closest_neighbors) {
-                    distance_t candidate_dist = context.measure(query, citerator_at(candidate_slot), metric);
-                    if (candidate_dist < closest_dist) {
-                        closest_dist = candidate_dist;
-                        closest_slot = candidate_slot;
-                        changed = true;
+                if constexpr (measures_batches_gt<prefetch_at>::value) {
+                    // Mimo patch: the neighbours measured together.
+                    constexpr std::size_t batch_k = 64;
+                    compressed_slot_t slots[batch_k];
+                    distance_t distances[batch_k];
+                    std::size_t count = 0;
+                    auto flush = [&] {
+                        prefetch.measure_batch(query, slots, count, distances);
+                        context.computed_distances += count;
+                        for (std::size_t i = 0; i != count; ++i)
+                            if (distances[i] < closest_dist) {
+                                closest_dist = distances[i];
+                                closest_slot = slots[i];
+                                changed = true;
+                            }
+                        count = 0;
+                    };
+                    for (compressed_slot_t candidate_slot : closest_neighbors) {
+                        slots[count++] = candidate_slot;
+                        if (count == batch_k)
+                            flush();
+                    }
+                    if (count)
+                        flush();
+                } else {
+                    for (compressed_slot_t candidate_slot : closest_neighbors) {
+                        distance_t candidate_dist = context.measure(query, citerator_at(candidate_slot), metric);
+                        if (candidate_dist < closest_dist) {
+                            closest_dist = candidate_dist;
+                            closest_slot = candidate_slot;
+                            changed = true;
+                        }
                     }
                 }
 
@@ -4802,6 +4828,9 @@ class index_gt {
                                    if (top.size() < top_limit || successor_dist < radius) {
                                        // This can substantially grow our priority queue:
                                        next.insert({-successor_dist, successor_slot});
+                                       // Mimo patch: its links, in case it is expanded next.
+                                       if (measures_batches_gt<prefetch_at>::value)
+                                           usearch_prefetch_m(node_at_(successor_slot).tape());
                                        if (is_dummy<predicate_at>() ||
                                            predicate(member_cref_t{node_at_(successor_slot).ckey(), successor_slot})) {
                                            top.insert({successor_dist, successor_slot}, top_limit);
