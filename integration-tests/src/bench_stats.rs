@@ -24,3 +24,23 @@ pub fn resident_bytes() -> Result<u64, String> {
         .ok_or("unreadable /proc/self/statm")?;
     Ok(pages * 4096)
 }
+
+/// Bytes of this process's anonymous memory backed by huge pages, from
+/// `/proc/self/smaps_rollup` (0 where it cannot be read).
+pub fn anon_huge_page_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|rollup| {
+            rollup
+                .lines()
+                .find_map(|line| line.strip_prefix("AnonHugePages:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(0, |kib| kib * 1024)
+}

@@ -29,6 +29,8 @@ def main():
                     notes.append(f"{label} {value:.1f}" if isinstance(value, float) else f"{label} {value}")
             if "resident_bytes_per_million" in row:
                 notes.append(f"resident {row['resident_bytes_per_million'] / 2**30:.2f} GiB per million")
+            if "huge_page_bytes" in row:
+                notes.append(f"{row['huge_page_bytes'] / 2**30:.2f} GiB on huge pages")
             recall = f"{row['recall_at_10']:.3f}" if "recall_at_10" in row else ""
             print(f"| {size:,} | {row['system']} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} | "
                   f"{row['qps']:,.0f} | {recall} | {ratio} | {', '.join(notes)} |")

@@ -8,7 +8,7 @@
 //! Usage: memory-bench --dir DIR [--sizes 10000,100000,1000000] [--queries 200]
 
 use clap::Parser;
-use mimo_integration_tests::bench_stats::{percentile, resident_bytes};
+use mimo_integration_tests::bench_stats::{anon_huge_page_bytes, percentile, resident_bytes};
 use mimo_memory::{
     ApproximateSettings, ExternalEmbedder, Filter, GraphVectors, IndexQuery, MemoryConfig,
     MemoryStore, RowFacts, Scoring, VectorIndex,
@@ -330,6 +330,7 @@ fn approximate(
                     "build_s": build.as_secs_f64(),
                     "resident_bytes_per_million": resident as f64 * 1e6 / size as f64,
                     "index_bytes_per_million": index.bytes() as f64 * 1e6 / size as f64,
+                    "huge_page_bytes": anon_huge_page_bytes(),
                 }),
             );
             reported = true;

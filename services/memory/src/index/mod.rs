@@ -7,6 +7,7 @@
 //! the graph can be keyed by slot.
 
 mod approximate;
+mod huge_pages;
 mod quantized;
 mod query;
 mod shared_buffer;
@@ -431,6 +432,8 @@ impl VectorIndex {
     fn build_graph(&self, settings: ApproximateSettings) -> Result<Approximate, ApproximateError> {
         let started = std::time::Instant::now();
         tracing::info!(vectors = self.len(), "building the approximate index");
+        // The walks of the build and of every search read rows at random.
+        huge_pages::collapse(&self.vectors);
         let graph = Approximate::new(self.dimension, settings, self.facts.len() * 5 / 4)?;
         // SAFETY: the buffer the rows are taken from, before the graph is first used.
         #[allow(unsafe_code)]
