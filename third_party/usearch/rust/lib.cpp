@@ -207,6 +207,15 @@ void NativeIndex::rebase_vectors(uptr_t old_base, size_t length, uptr_t new_base
     index_->rebase_vectors(reinterpret_cast<byte_t const*>(old_base), length, reinterpret_cast<byte_t const*>(new_base));
 }
 
+rust::Vec<size_t> NativeIndex::memory_regions() const {
+    rust::Vec<size_t> regions;
+    index_->for_each_memory_region([&](byte_t const* start, std::size_t bytes) {
+        regions.push_back(reinterpret_cast<std::uintptr_t>(start));
+        regions.push_back(bytes);
+    });
+    return regions;
+}
+
 void NativeIndex::change_metric(uptr_t metric, uptr_t state) const {
     index_->change_metric(metric_punned_t::stateful( //
         index_->dimensions(),                        //

@@ -102,6 +102,7 @@ class NativeIndex {
     void change_measure_batch(uptr_t callback, uptr_t state) const;
     void add_f32_by_reference(vector_key_t key, rust::Slice<float const> vector) const;
     void rebase_vectors(uptr_t old_base, size_t length, uptr_t new_base) const;
+    rust::Vec<size_t> memory_regions() const;
 
     size_t dimensions() const;
     size_t connectivity() const;

@@ -440,6 +440,10 @@ pub mod ffi {
         /// length)` at the same offsets from `new_base`.
         pub fn rebase_vectors(self: &NativeIndex, old_base: usize, length: usize, new_base: usize);
 
+        /// Mimo patch: the large blocks of the index's memory, as start address and length
+        /// in bytes, one after the other.
+        pub fn memory_regions(self: &NativeIndex) -> Vec<usize>;
+
         pub fn new_native_index(options: &IndexOptions) -> Result<UniquePtr<NativeIndex>>;
 
         /// Reads only the index header from a serialized file, returning enough
@@ -1466,6 +1470,18 @@ impl Index {
     pub unsafe fn rebase_vectors(&self, old: *const u8, length: usize, new: *const u8) {
         self.inner
             .rebase_vectors(old as usize, length, new as usize);
+    }
+
+    /// Mimo patch: the large blocks of the index's own memory (its node table, node tapes,
+    /// table of vector addresses and copied vectors), each as its start address and length in
+    /// bytes: for the caller to advise the kernel about them (huge pages), not to read. Valid
+    /// until the index next grows.
+    pub fn memory_regions(&self) -> Vec<(usize, usize)> {
+        self.inner
+            .memory_regions()
+            .chunks_exact(2)
+            .map(|region| (region[0], region[1]))
+            .collect()
     }
 
     /// Changes the metric kind used to calculate the distance between vectors.

@@ -1,44 +1,57 @@
-//! Huge pages for the exact buffer. A graph walk reads rows at random, one 4 KiB page each,
-//! so at a million rows almost every row read also misses the TLB; backed by 2 MiB pages the
-//! whole buffer needs a few hundred TLB entries instead of hundreds of thousands. Linux's
-//! `MADV_COLLAPSE` (6.1 and later) turns the buffer's pages into huge pages once, when asked,
-//! without making later page faults wait on compaction (which `MADV_HUGEPAGE` would, and
-//! which halved ingest when it was tried).
+//! Huge pages for the memory a graph walk reads at random: the exact buffer's rows, and the
+//! graph's own node table, links and table of row addresses. Each step of a walk reads a few
+//! of these at random, one 4 KiB page each, so at a million rows almost every read also
+//! misses the TLB; backed by 2 MiB pages they need a few hundred TLB entries instead of
+//! hundreds of thousands. Linux's `MADV_COLLAPSE` (6.1 and later) turns a range's pages into
+//! huge pages once, when asked, without making later page faults wait on compaction (which
+//! `MADV_HUGEPAGE` would, and which halved ingest when it was tried).
 #![allow(unsafe_code)]
 
 /// Asks the kernel to back the whole 2 MiB-aligned stretches of `buffer` with huge pages now
 /// (a hint: the contents do not change, and where the kernel cannot, nothing happens but a
 /// log line). Takes about as long as copying the buffer.
 pub(super) fn collapse(buffer: &[f32]) {
+    let started = std::time::Instant::now();
+    let bytes = std::mem::size_of_val(buffer);
+    let elapsed_ms = || started.elapsed().as_millis() as u64;
+    match collapse_region(buffer.as_ptr() as usize, bytes) {
+        Ok(()) => tracing::info!(
+            bytes,
+            elapsed_ms = elapsed_ms(),
+            "exact vector buffer backed by huge pages"
+        ),
+        Err(error) => tracing::info!(
+            %error,
+            elapsed_ms = elapsed_ms(),
+            "exact vector buffer left on small pages (huge pages unavailable)"
+        ),
+    }
+}
+
+/// Asks the kernel to back the whole 2 MiB-aligned stretches of the `bytes` bytes from
+/// address `start` with huge pages now. `start` must be memory this process allocated; it
+/// is neither read nor written here, and its contents do not change.
+pub(super) fn collapse_region(start: usize, bytes: usize) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         const PAGE: usize = 4096;
-        let started = std::time::Instant::now();
-        let address = buffer.as_ptr() as usize;
-        let start = address.next_multiple_of(PAGE);
-        let end = (address + std::mem::size_of_val(buffer)) / PAGE * PAGE;
-        if end <= start {
-            return;
+        let first = start.next_multiple_of(PAGE);
+        let end = (start + bytes) / PAGE * PAGE;
+        if end <= first {
+            return Ok(());
         }
-        // SAFETY: the range lies inside `buffer`, which is borrowed for the call; MADV_COLLAPSE
-        // moves the pages' contents into huge pages without changing them.
+        // SAFETY: the range lies inside memory the caller allocated; MADV_COLLAPSE moves the
+        // pages' contents into huge pages without changing them.
         let result =
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_COLLAPSE) };
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        if result == 0 {
-            tracing::info!(
-                bytes = end - start,
-                elapsed_ms,
-                "exact vector buffer backed by huge pages"
-            );
-        } else {
-            tracing::info!(
-                error = %std::io::Error::last_os_error(),
-                elapsed_ms,
-                "exact vector buffer left on small pages (huge pages unavailable)"
-            );
+            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_COLLAPSE) };
+        if result != 0 {
+            return Err(std::io::Error::last_os_error());
         }
+        Ok(())
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = buffer;
+    {
+        let _ = (start, bytes);
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
 }

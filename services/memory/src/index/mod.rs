@@ -454,6 +454,7 @@ impl VectorIndex {
             }
             Ok::<_, ApproximateError>(())
         })?;
+        graph.collapse_into_huge_pages();
         tracing::info!(
             vectors = live.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

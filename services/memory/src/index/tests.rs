@@ -303,6 +303,59 @@ fn removed_rows_take_no_place_in_the_graphs_answers() {
 }
 
 #[test]
+fn the_graphs_memory_put_on_huge_pages_is_its_own_and_keeps_its_answers() {
+    let dimension = 32;
+    let index = random_index(3_000, dimension, Some(small_graph()));
+    let graph = index.approximate.as_ref().expect("a graph");
+    let regions = graph.memory_regions();
+    // The node table and the table of row addresses hold at least 8 bytes a node each.
+    let total: usize = regions.iter().map(|(_, bytes)| bytes).sum();
+    assert!(total >= 3_000 * 16, "{regions:x?}");
+    let mut sorted = regions.clone();
+    sorted.sort_unstable();
+    for pair in sorted.windows(2) {
+        assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlap in {sorted:x?}");
+    }
+    // Each block lies inside one writable mapping of this process.
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let writable: Vec<(usize, usize)> = maps
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with("rw"))
+        })
+        .filter_map(|line| {
+            let (from, to) = line.split_whitespace().next()?.split_once('-')?;
+            Some((
+                usize::from_str_radix(from, 16).ok()?,
+                usize::from_str_radix(to, 16).ok()?,
+            ))
+        })
+        .collect();
+    for &(start, bytes) in &regions {
+        assert!(bytes > 0);
+        assert!(
+            writable
+                .iter()
+                .any(|&(from, to)| from <= start && start + bytes <= to),
+            "{start:x}+{bytes} is not in a writable mapping"
+        );
+    }
+    let probes: Vec<Vec<f32>> = (0..20).map(|slot| index.row(slot * 97).to_vec()).collect();
+    let before: Vec<_> = probes
+        .iter()
+        .map(|probe| index.search(&query(probe, 10, -1.0)))
+        .collect();
+    graph.collapse_into_huge_pages();
+    let after: Vec<_> = probes
+        .iter()
+        .map(|probe| index.search(&query(probe, 10, -1.0)))
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
 fn a_selective_filter_gets_the_exact_answer() {
     let dimension = 32;
     let index = random_index(3_000, dimension, Some(small_graph()));

@@ -2859,6 +2859,15 @@ class index_gt {
     dynamic_allocator_t const& dynamic_allocator() const noexcept { return dynamic_allocator_; }
     tape_allocator_t const& tape_allocator() const noexcept { return tape_allocator_; }
 
+    /**
+     *  @brief Calls `visit(start, bytes)` for each large block of the graph's memory: the
+     *  table of nodes and the arenas of node tapes (Mimo: huge pages). Not during changes.
+     */
+    template <typename visit_at> void for_each_memory_region(visit_at&& visit) const noexcept {
+        visit(reinterpret_cast<byte_t const*>(nodes_.data()), nodes_.size() * sizeof(node_t));
+        tape_allocator_.for_each_arena(visit);
+    }
+
 #if defined(USEARCH_USE_PRAGMA_REGION)
 #pragma region Adjusting Configuration
 #endif

@@ -789,6 +789,17 @@ class index_dense_gt {
     /// Mimo patch: for a caller whose buffer moved, points every vector that lies in
     /// `[old_base, old_base + length)` (held by reference: added with `copy_vector = false`) at
     /// the same offset from `new_base`; call while no search or insertion runs.
+    /**
+     *  @brief Calls `visit(start, bytes)` for each large block of the index's memory: the
+     *  graph's, the table of vector addresses, and the arenas of copied vectors (Mimo: huge
+     *  pages). Not while anything is added or removed.
+     */
+    template <typename visit_at> void for_each_memory_region(visit_at&& visit) const noexcept {
+        typed_->for_each_memory_region(visit);
+        visit(reinterpret_cast<byte_t const*>(vectors_lookup_.data()), vectors_lookup_.size() * sizeof(byte_t*));
+        vectors_tape_allocator_.for_each_arena(visit);
+    }
+
     void rebase_vectors(byte_t const* old_base, std::size_t length, byte_t const* new_base) noexcept {
         std::uintptr_t const old_start = reinterpret_cast<std::uintptr_t>(old_base);
         std::uintptr_t const new_start = reinterpret_cast<std::uintptr_t>(new_base);

@@ -1790,6 +1790,22 @@ template <std::size_t alignment_ak = 1> class memory_mapping_allocator_gt {
     std::size_t total_reserved() const noexcept { return last_arena_ ? last_capacity_ - last_usage_ : 0; }
 
     /**
+     *  @brief Calls `visit(start, bytes)` for every arena (Mimo: so that its memory can be
+     *  put on huge pages). Not while anything allocates.
+     */
+    template <typename visit_at> void for_each_arena(visit_at&& visit) const noexcept {
+        byte_t* arena = last_arena_;
+        while (arena) {
+            byte_t* previous_arena = nullptr;
+            std::memcpy(&previous_arena, arena, sizeof(byte_t*));
+            std::size_t capacity = 0;
+            std::memcpy(&capacity, arena + sizeof(byte_t*), sizeof(std::size_t));
+            visit(static_cast<byte_t const*>(arena), capacity);
+            arena = previous_arena;
+        }
+    }
+
+    /**
      *  @warning The very first memory de-allocation discards all the arenas!
      */
     void deallocate(byte_t* = nullptr, std::size_t = 0) noexcept { reset(); }
