@@ -264,6 +264,12 @@ fn recall(answers: &[Vec<u32>], truth: &[Vec<u32>]) -> f64 {
 /// at 0.95, 0.97 and 0.99.
 const SWEEP_UNTIL_RECALL: f64 = 0.995;
 
+/// The breadths (ef) swept, the same as hnswlib's in `scripts/bench/vector_peers.py`: steps
+/// of 1.25x or less, so that both are compared at close recalls.
+const EF_GRID: [usize; 19] = [
+    16, 20, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512,
+];
+
 /// Builds the HNSW graph over `index` and raises its search breadth until recall@10 against
 /// the exact answers reaches 0.995 (or ef 512), printing each breadth as a sweep line; reports
 /// the first breadth reaching 0.95 as the graph's figures.
@@ -295,7 +301,7 @@ fn approximate(
         .unwrap_or(0)
         .saturating_sub(resident_before);
     let mut reported = false;
-    for expansion in [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512] {
+    for expansion in EF_GRID {
         index.set_expansion_search(expansion);
         let mut answers: Vec<Vec<u32>> = Vec::new();
         let latencies = timed(queries, args.dimension, |query| {
