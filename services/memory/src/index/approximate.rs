@@ -200,26 +200,6 @@ impl Approximate {
         self.graph.memory_regions()
     }
 
-    /// Asks for the graph's own large blocks of memory (node table, links, table of row
-    /// addresses) to be backed by huge pages, as the exact buffer is: a walk reads them at
-    /// random too. Call with no insertion running; blocks allocated later stay on small pages.
-    pub(crate) fn collapse_into_huge_pages(&self) {
-        let started = std::time::Instant::now();
-        let (mut collapsed, mut left) = (0_usize, 0_usize);
-        for (start, bytes) in self.memory_regions() {
-            match super::huge_pages::collapse_region(start, bytes) {
-                Ok(()) => collapsed += bytes,
-                Err(_) => left += bytes,
-            }
-        }
-        tracing::info!(
-            collapsed_bytes = collapsed,
-            left_bytes = left,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "approximate index's memory backed by huge pages where the kernel could"
-        );
-    }
-
     /// Changes how many candidates a search keeps (ef).
     pub(crate) fn set_expansion_search(&mut self, expansion: usize) {
         self.settings.expansion_search = expansion;

@@ -7,31 +7,36 @@
 //! `MADV_HUGEPAGE` would, and which halved ingest when it was tried).
 #![allow(unsafe_code)]
 
-/// Asks the kernel to back the whole 2 MiB-aligned stretches of `buffer` with huge pages now
-/// (a hint: the contents do not change, and where the kernel cannot, nothing happens but a
-/// log line). Takes about as long as copying the buffer.
-pub(super) fn collapse(buffer: &[f32]) {
+/// Asks the kernel to back the whole 2 MiB-aligned stretches of each of `regions` (start
+/// address, length in bytes: memory this process allocated) with huge pages now, and logs
+/// how much it could, under `what`. A hint: contents do not change, and where the kernel
+/// cannot, nothing happens but the log line. Takes about as long as copying the memory.
+pub(super) fn collapse(what: &str, regions: impl IntoIterator<Item = (usize, usize)>) {
     let started = std::time::Instant::now();
-    let bytes = std::mem::size_of_val(buffer);
-    let elapsed_ms = || started.elapsed().as_millis() as u64;
-    match collapse_region(buffer.as_ptr() as usize, bytes) {
-        Ok(()) => tracing::info!(
-            bytes,
-            elapsed_ms = elapsed_ms(),
-            "exact vector buffer backed by huge pages"
-        ),
-        Err(error) => tracing::info!(
-            %error,
-            elapsed_ms = elapsed_ms(),
-            "exact vector buffer left on small pages (huge pages unavailable)"
-        ),
+    let (mut collapsed_bytes, mut left_bytes, mut error) = (0_usize, 0_usize, None);
+    for (start, bytes) in regions {
+        match collapse_region(start, bytes) {
+            Ok(()) => collapsed_bytes += bytes,
+            Err(failed) => {
+                left_bytes += bytes;
+                error = Some(failed);
+            }
+        }
     }
+    tracing::info!(
+        what,
+        collapsed_bytes,
+        left_bytes,
+        error = error.map(|error| error.to_string()),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "memory backed by huge pages where the kernel could"
+    );
 }
 
 /// Asks the kernel to back the whole 2 MiB-aligned stretches of the `bytes` bytes from
 /// address `start` with huge pages now. `start` must be memory this process allocated; it
 /// is neither read nor written here, and its contents do not change.
-pub(super) fn collapse_region(start: usize, bytes: usize) -> std::io::Result<()> {
+fn collapse_region(start: usize, bytes: usize) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         const PAGE: usize = 4096;

@@ -433,7 +433,13 @@ impl VectorIndex {
         let started = std::time::Instant::now();
         tracing::info!(vectors = self.len(), "building the approximate index");
         // The walks of the build and of every search read rows at random.
-        huge_pages::collapse(&self.vectors);
+        huge_pages::collapse(
+            "exact vector buffer",
+            [(
+                self.vectors.as_ptr() as usize,
+                std::mem::size_of_val(self.vectors.as_slice()),
+            )],
+        );
         let graph = Approximate::new(self.dimension, settings, self.facts.len() * 5 / 4)?;
         // SAFETY: the buffer the rows are taken from, before the graph is first used.
         #[allow(unsafe_code)]
@@ -454,7 +460,9 @@ impl VectorIndex {
             }
             Ok::<_, ApproximateError>(())
         })?;
-        graph.collapse_into_huge_pages();
+        // Its own node table, links and table of row addresses, read at random too (blocks
+        // allocated as it grows later stay on small pages).
+        huge_pages::collapse("approximate index", graph.memory_regions());
         tracing::info!(
             vectors = live.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -347,7 +347,7 @@ fn the_graphs_memory_put_on_huge_pages_is_its_own_and_keeps_its_answers() {
         .iter()
         .map(|probe| index.search(&query(probe, 10, -1.0)))
         .collect();
-    graph.collapse_into_huge_pages();
+    super::huge_pages::collapse("approximate index", regions);
     let after: Vec<_> = probes
         .iter()
         .map(|probe| index.search(&query(probe, 10, -1.0)))
